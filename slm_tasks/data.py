@@ -21,6 +21,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from slm_tasks.errors import SLMError
+
 log = logging.getLogger(__name__)
 
 ENV_VAR = "SLM_DATA_DIR"
@@ -35,7 +37,7 @@ FIX = (
 MISSING_FEWSHOT: dict[tuple[str, str | None, str], str] = {}
 
 
-class SLMDataError(RuntimeError):
+class SLMDataError(SLMError):
     """Data for a task cannot be loaded; the message names the file and the fix."""
 
 
@@ -54,6 +56,7 @@ def load(
     lite_strata: str | None = None,
     slm_data_dir: str | None = None,
     task: str | None = None,
+    config_source: str | None = None,
     **_: Any,
 ):
     """Return a ``datasets.DatasetDict`` for one task.
@@ -66,7 +69,9 @@ def load(
     """
     import datasets
 
-    label = task or hub_id + (f"/{hub_config}" if hub_config else "")
+    # lm-eval passes the task's YAML path as config_source: name the task in errors.
+    task = task or (Path(config_source).stem if config_source else None)
+    label = f"task {task} ({hub_id})" if task else hub_id + (f"/{hub_config}" if hub_config else "")
     root = data_dir(slm_data_dir)
     if root is not None:
         dsd = _load_mirror(root, hub_id, hub_config, eval_split, fewshot_split, label)

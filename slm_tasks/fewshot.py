@@ -11,9 +11,10 @@ from __future__ import annotations
 from lm_eval.api.samplers import ContextSampler, FirstNSampler
 
 from slm_tasks.data import ENV_VAR, MISSING_FEWSHOT
+from slm_tasks.errors import SLMError
 
 
-class FewshotUnavailable(RuntimeError):
+class FewshotUnavailable(SLMError):
     pass
 
 
