@@ -106,7 +106,10 @@ def _load_mirror(root, hub_id, hub_config, eval_split, fewshot_split, label) -> 
     repo = root / hub_id
     if not repo.is_dir():
         raise SLMDataError(f"{label}: the mirror {root} has no {hub_id}/ folder; {FIX}")
-    files = mirror_files(repo, hub_config)
+    try:
+        files = mirror_files(repo, hub_config)
+    except SLMDataError as exc:
+        raise SLMDataError(f"{label}: {exc}") from None
     if eval_split and eval_split not in files:
         raise SLMDataError(
             f"{label}: the mirror has no '{eval_split}' split for {hub_id} "

@@ -1,0 +1,35 @@
+"""Every task loads and builds requests offline from the mirror (lm-eval's dummy model)."""
+
+import pytest
+
+from slm_tasks.api import evaluate
+
+
+def test_whole_suite_runs_on_the_dummy_model(mirror_env):
+    results = evaluate("dummy", tasks=["slm_suite"], limit=2, log_samples=False)
+    tasks = {k for k in results["results"] if not k.startswith("slm_suite")}
+    for name, row in results["results"].items():
+        if name in results.get("groups", {}):
+            continue
+        assert row.get("sample_len", 2) >= 1, name
+    assert {"slm_hellaswag", "slm_mmlu", "slm_arc_challenge", "slm_truthfulqa_mc2"} <= tasks
+    assert "slm_commonsense" in results["groups"] and "slm_problem_solving" in results["groups"]
+    # every reported number states metric, shots and split
+    for name in tasks - set(results["groups"]):
+        cfg = results["configs"][name]
+        assert name in results["n-shot"]
+        assert cfg.get("test_split") or cfg.get("validation_split")
+
+
+def test_fewshot_without_examples_in_the_mirror_fails_clearly(mirror_env):
+    from slm_tasks.fewshot import FewshotUnavailable
+
+    with pytest.raises(FewshotUnavailable, match="Rowan/hellaswag has no 'train' split"):
+        evaluate("dummy", tasks=["slm_hellaswag"], limit=1, num_fewshot=5, log_samples=False)
+
+
+def test_unknown_task_is_one_clear_error(mirror_env):
+    from slm_tasks.errors import SLMError
+
+    with pytest.raises(SLMError, match="unknown task.*slm_nope"):
+        evaluate("dummy", tasks=["slm_nope"], limit=1)
