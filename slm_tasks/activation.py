@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 MODELS = {
     "slm-llamacpp": "slm_tasks.adapters.llamacpp:LlamaCppLM",
@@ -28,12 +27,14 @@ MODELS = {
 _PATCH_TARGETS = ("lm_eval.api.registry", "lm_eval.tasks.manager")
 
 
-def task_dir() -> Path:
+def task_dir():
     """The folder holding every slm_suite task YAML.
 
     A wheel installs it as package data (slm_tasks/task_configs); an editable install
     or a checkout reads the repository's top-level task_configs/.
     """
+    from pathlib import Path  # not at module level: this module loads at every interpreter start
+
     here = Path(__file__).resolve().parent
     installed = here / "task_configs"
     return installed if installed.is_dir() else here.parent / "task_configs"

@@ -33,3 +33,21 @@ def test_unknown_task_is_one_clear_error(mirror_env):
 
     with pytest.raises(SLMError, match="unknown task.*slm_nope"):
         evaluate("dummy", tasks=["slm_nope"], limit=1)
+
+
+def test_metadata_names_the_mirror_when_the_variable_is_unset(hub, monkeypatch):
+    monkeypatch.delenv("SLM_DATA_DIR", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    results = evaluate("dummy", tasks=["slm_arc_easy"], limit=2, data_dir=str(hub), log_samples=False)
+    assert results["results"]["slm_arc_easy"]["sample_len"] == 2
+
+
+def test_without_mirror_or_hub_the_error_says_how_to_go_offline(monkeypatch):
+    from slm_tasks.data import SLMDataError, load
+
+    monkeypatch.delenv("SLM_DATA_DIR", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(SLMDataError, match="slm_arc_easy.*Set SLM_DATA_DIR"):
+        load(hub_id="allenai/ai2_arc", hub_config="ARC-Easy", eval_split="test", task="slm_arc_easy")
