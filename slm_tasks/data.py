@@ -2,7 +2,7 @@
 
 Tasks declare ``custom_dataset: !function slm_tasks.data.load`` and name their data in
 ``dataset_kwargs`` (``hub_id``, ``hub_config``, ``eval_split``, ``fewshot_split``,
-``lite_n``). lm-eval calls the loader as ``load(**metadata, **dataset_kwargs)``, so
+``lite_n``, and ``revision`` to pin a hub commit). lm-eval calls the loader as ``load(**metadata, **dataset_kwargs)``, so
 ``--metadata slm_data_dir=...`` and every model argument arrive here too; unknown keys
 are ignored.
 
@@ -54,6 +54,7 @@ def load(
     fewshot_split: str | None = None,
     lite_n: int | None = None,
     lite_strata: str | None = None,
+    revision: str | None = None,
     slm_data_dir: str | None = None,
     task: str | None = None,
     config_source: str | None = None,
@@ -76,7 +77,7 @@ def load(
     if root is not None:
         dsd = _load_mirror(root, hub_id, hub_config, eval_split, fewshot_split, label)
     else:
-        dsd = _load_hub(hub_id, hub_config, label)
+        dsd = _load_hub(hub_id, hub_config, label, revision)
         if eval_split and eval_split not in dsd:
             raise SLMDataError(
                 f"{label}: the hub dataset {hub_id} ({hub_config}) has no split '{eval_split}'"
@@ -86,11 +87,11 @@ def load(
     return datasets.DatasetDict(dsd)
 
 
-def _load_hub(hub_id: str, hub_config: str | None, label: str) -> dict:
+def _load_hub(hub_id: str, hub_config: str | None, label: str, revision: str | None = None) -> dict:
     import datasets
 
     try:
-        return dict(datasets.load_dataset(hub_id, hub_config))
+        return dict(datasets.load_dataset(hub_id, hub_config, revision=revision))
     except Exception as exc:  # offline, gated, renamed...
         raise SLMDataError(
             f"{label}: could not load {hub_id} ({hub_config or 'default'}) from the Hugging Face "
