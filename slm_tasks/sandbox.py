@@ -91,6 +91,8 @@ def _child_main() -> None:
     except Exception as exc:  # a containment step failed: never run the program then
         os.write(report_fd, f"HARNESS containment failed: {type(exc).__name__}: {exc}\n".encode())
         os._exit(RC_HARNESS)
+    if job["audit_hook"]:
+        _disarm_signals()
     # The Python installation stays readable (imports) even inside a denied home.
     allow = {os.path.realpath(p) for p in (sys.base_prefix, sys.base_exec_prefix, sys.prefix)}
     if job["audit_hook"]:
@@ -132,6 +134,19 @@ def _contain(job: dict) -> None:
         del libc
         for name in [n for n in sys.modules if n == "ctypes" or n.startswith("ctypes.")]:
             del sys.modules[name]  # re-importing it now needs dlopen, which the hook blocks
+
+
+def _disarm_signals() -> None:
+    """No Python-level signal handlers from here on: they would run at any bytecode
+    boundary, inside the audit hook too. SIGINT goes back to the OS default (which also
+    makes ``_thread.interrupt_main`` a no-op) and the installers are removed from
+    ``_signal``; re-importing it is blocked by the hook."""
+    import _signal
+
+    _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
+    for name in ("signal", "setitimer", "alarm", "set_wakeup_fd", "raise_signal", "pthread_kill",
+                 "siginterrupt", "pthread_sigmask", "sigwait", "sigwaitinfo", "sigtimedwait"):
+        _signal.__dict__.pop(name, None)
 
 
 def _install_hook(nonce: bytes, report_fd: int, root: str, deny_read: tuple, allow_read: tuple) -> None:
@@ -217,12 +232,16 @@ def _install_hook(nonce: bytes, report_fd: int, root: str, deny_read: tuple, all
                 pass
         return True
 
-    def hook(event, args):
+    def check(event, args):
         if type(event) is not str:  # a str subclass could run code in __eq__/__hash__
             stop("audit event of type " + type(event).__name__)
         if event == "sys._getframe" or event == "object.__getattr__" or event == "compile":
             return  # frequent and harmless here (checked first to keep the hook cheap)
         if event == "import":
+            if args and type(args[0]) is str and (args[0] == "signal" or args[0] == "_signal"):
+                # Python-level signal handlers run at arbitrary points, the hook's own
+                # frame included; the program gets no way to install them.
+                stop("import of " + args[0])
             # Native extensions only from the Python installation: a shared object the
             # program wrote itself would run native code outside every guard.
             if len(args) > 1 and type(args[1]) is str and not args[1].endswith(".py"):
@@ -271,16 +290,29 @@ def _install_hook(nonce: bytes, report_fd: int, root: str, deny_read: tuple, all
             elif event == "slm.sandbox.start":
                 if state["frame"] is not None:
                     stop("harness restarted")
-                state["frame"] = _getframe(1)
+                state["frame"] = _getframe(2)  # 0: check, 1: hook, 2: caller
             elif event == "slm.sandbox.pass":
                 # Only the genuine harness frame, once, after all tests ran.
-                if state["reported"] or state["frame"] is None or _getframe(1) is not state["frame"]:
+                if state["reported"] or state["frame"] is None or _getframe(2) is not state["frame"]:
                     stop("forged pass report")
                 state["reported"] = True
                 _write(report_fd, b"PASS " + nonce + b" " + str(_getpid()).encode() + b"\n")
         finally:
             if was:
                 _gc_enable()
+
+    def hook(event, args):
+        # Any exception inside the checks (RecursionError near the recursion limit,
+        # MemoryError near the memory limit...) would carry this closure's frame to the
+        # program in its traceback: end the process instead.
+        try:
+            check(event, args)
+        except BaseException:
+            try:
+                _write(report_fd, b"BLOCKED error inside the audit hook\n")
+            except BaseException:
+                pass
+            _exit(RC_BLOCKED)
 
     sys.addaudithook(hook)
 
@@ -310,9 +342,14 @@ def _run(program: str, tests: str, report_fd: int) -> None:
         for name in [n for n in _modules if n not in modules_snapshot]:
             del _modules[name]
         _modules.update(modules_snapshot)
-        namespace["__builtins__"] = builtins
+        # The tests get their own copy of the program's names, minus any that shadow a
+        # builtin (a module-level `abs = ...` must not fool them); the program's
+        # functions keep their own globals.
+        test_ns = {k: v for k, v in namespace.items() if k not in builtins_snapshot}
+        test_ns["__name__"] = "__sandbox__"
+        test_ns["__builtins__"] = builtins
         code = _compile(tests, "<tests>", "exec", dont_inherit=True, optimize=0)
-        _exec(code, namespace)
+        _exec(code, test_ns)
     except _BaseException as exc:  # SystemExit and KeyboardInterrupt included
         try:
             text = _str(exc)
