@@ -20,8 +20,10 @@ variables ``SLM_SANDBOX_TIMEOUT_S``, ``SLM_SANDBOX_MEMORY_MB`` and ``SLM_SANDBOX
 
 from __future__ import annotations
 
+import ast
 import os
 import threading
+import warnings
 from collections import Counter
 from typing import Any, Sequence
 
@@ -68,10 +70,27 @@ def mbpp_tests(doc: dict) -> str:
     return f"{tl[0]}\n{tl[1]}\n{tl[2]}"
 
 
+def humaneval_exposed(doc: dict) -> tuple[str, ...]:
+    """Names the tests may take from the program even if they shadow a builtin."""
+    return (doc["entry_point"],)
+
+
+def mbpp_exposed(doc: dict) -> tuple[str, ...]:
+    """The top-level functions and classes of the reference solution: MBPP's tests call
+    them by name, and a few shadow builtins (task 126 tests ``sum(a, b)``)."""
+    try:
+        with warnings.catch_warnings():  # old references use invalid escapes like "\w"
+            warnings.simplefilter("ignore")
+            tree = ast.parse(doc.get("code") or "")
+    except SyntaxError:
+        return ()
+    return tuple(n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef)))
+
+
 def build_predictions(resps: list[list[str]], docs: list[dict]) -> list[list[str]]:
     """HumanEval ``create_test`` filter: prompt + completion, as lm-eval's filter."""
     out = [[doc["prompt"] + r for r in resp] for resp, doc in zip(resps, docs)]
-    _prefetch(out, [humaneval_tests(d) for d in docs])
+    _prefetch(out, [(humaneval_tests(d), humaneval_exposed(d)) for d in docs])
     return out
 
 
@@ -79,16 +98,16 @@ def mbpp_predictions(resps: list[list[str]], docs: list[dict]) -> list[list[str]
     """MBPP ``create_test`` filter: the completion itself (every sample, not only the
     first, so that pass@k works with ``repeats``)."""
     out = [list(resp) for resp in resps]
-    _prefetch(out, [mbpp_tests(d) for d in docs])
+    _prefetch(out, [(mbpp_tests(d), mbpp_exposed(d)) for d in docs])
     return out
 
 
 def process_results_humaneval(doc: dict, results: list) -> dict[str, Any]:
-    return _score(_candidates(results), humaneval_tests(doc))
+    return _score(_candidates(results), humaneval_tests(doc), humaneval_exposed(doc))
 
 
 def process_results_mbpp(doc: dict, results: list) -> dict[str, Any]:
-    return _score(_candidates(results), mbpp_tests(doc))
+    return _score(_candidates(results), mbpp_tests(doc), mbpp_exposed(doc))
 
 
 def stopped_share(items: list[list[str]]) -> float:
@@ -141,8 +160,8 @@ def mbpp_fewshot_samples() -> list[dict]:
 # -- execution ---------------------------------------------------------------------------
 _sandbox: Sandbox | None = None
 _lock = threading.Lock()
-# (program, tests) -> [result, uses left]: filled by the filters, drained by scoring.
-_prefetched: dict[tuple[str, str], list] = {}
+# (program, tests, exposed) -> [result, uses left]: filled by the filters, drained by scoring.
+_prefetched: dict[tuple, list] = {}
 
 
 def sandbox() -> Sandbox:
@@ -178,8 +197,8 @@ def _limits_from_env() -> Limits:
     return Limits(**kw)
 
 
-def _prefetch(programs: list[list[str]], tests: list[str]) -> None:
-    jobs = [(p, t) for progs, t in zip(programs, tests) for p in progs]
+def _prefetch(programs: list[list[str]], tests: list[tuple[str, tuple]]) -> None:
+    jobs = [(p, t, e) for progs, (t, e) in zip(programs, tests) for p in progs]
     if not jobs:
         return
     uses = Counter(jobs)
@@ -189,15 +208,16 @@ def _prefetch(programs: list[list[str]], tests: list[str]) -> None:
             _prefetched[job] = [result, uses[job]]
 
 
-def _run(program: str, tests: str) -> ExecResult:
+def _run(program: str, tests: str, exposed: tuple) -> ExecResult:
+    key = (program, tests, exposed)
     with _lock:
-        entry = _prefetched.get((program, tests))
+        entry = _prefetched.get(key)
         if entry is not None:
             entry[1] -= 1
             if entry[1] <= 0:
-                del _prefetched[(program, tests)]
+                del _prefetched[key]
             return entry[0]
-    return sandbox().run(program, tests)
+    return sandbox().run(program, tests, exposed)
 
 
 def _candidates(results: list) -> list[str]:
@@ -207,8 +227,8 @@ def _candidates(results: list) -> list[str]:
     return [resp] if isinstance(resp, str) else list(resp)
 
 
-def _score(programs: list[str], tests: str) -> dict[str, Any]:
-    outcomes = [_run(p, tests) for p in programs]
+def _score(programs: list[str], tests: str, exposed: tuple) -> dict[str, Any]:
+    outcomes = [_run(p, tests, exposed) for p in programs]
     scores: dict[str, Any] = pass_at_k_scores([o.passed for o in outcomes])
     scores["sandbox"] = [o.reason for o in outcomes]
     return scores

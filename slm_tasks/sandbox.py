@@ -97,7 +97,7 @@ def _child_main() -> None:
     allow = {os.path.realpath(p) for p in (sys.base_prefix, sys.base_exec_prefix, sys.prefix)}
     if job["audit_hook"]:
         _install_hook(job.pop("nonce").encode(), report_fd, job["root"], tuple(job["deny_read"]), tuple(allow))
-    _run(job["program"], job["tests"], report_fd)
+    _run(job["program"], job["tests"], report_fd, frozenset(job["expose"]))
 
 
 def _contain(job: dict) -> None:
@@ -317,7 +317,7 @@ def _install_hook(nonce: bytes, report_fd: int, root: str, deny_read: tuple, all
     sys.addaudithook(hook)
 
 
-def _run(program: str, tests: str, report_fd: int) -> None:
+def _run(program: str, tests: str, report_fd: int, expose: frozenset = frozenset()) -> None:
     # Bind everything this function needs before untrusted code can patch modules.
     import builtins
 
@@ -343,9 +343,10 @@ def _run(program: str, tests: str, report_fd: int) -> None:
             del _modules[name]
         _modules.update(modules_snapshot)
         # The tests get their own copy of the program's names, minus any that shadow a
-        # builtin (a module-level `abs = ...` must not fool them); the program's
-        # functions keep their own globals.
-        test_ns = {k: v for k, v in namespace.items() if k not in builtins_snapshot}
+        # builtin (a module-level `abs = ...` must not fool them) unless the task names
+        # it as what is tested (MBPP has a `def sum(a, b)`); the program's functions
+        # keep their own globals.
+        test_ns = {k: v for k, v in namespace.items() if k not in builtins_snapshot or k in expose}
         test_ns["__name__"] = "__sandbox__"
         test_ns["__builtins__"] = builtins
         code = _compile(tests, "<tests>", "exec", dont_inherit=True, optimize=0)
@@ -462,6 +463,7 @@ class Isolation:
 class _Job:
     program: str
     tests: str = ""
+    expose: tuple[str, ...] = ()
 
 
 class Sandbox:
@@ -496,13 +498,18 @@ class Sandbox:
         self.audit_hook = bool(audit_hook)
 
     # -- public API ---------------------------------------------------------------------
-    def run(self, program: str, tests: str = "") -> ExecResult:
-        """Run ``program`` then ``tests`` (both Python source) in one fresh child."""
-        return self._run_one(_Job(program, tests))
+    def run(self, program: str, tests: str = "", expose: Sequence[str] = ()) -> ExecResult:
+        """Run ``program`` then ``tests`` (both Python source) in one fresh child.
 
-    def run_many(self, jobs: Iterable[tuple[str, str]]) -> list[ExecResult]:
-        """Run ``(program, tests)`` pairs, ``workers`` at a time; results in input order."""
-        jobs = [_Job(p, t) for p, t in jobs]
+        The tests see the program's top-level names except those that shadow a builtin;
+        ``expose`` lists such names that the tests legitimately call (the function under
+        test may be called ``sum``)."""
+        return self._run_one(_Job(program, tests, tuple(expose)))
+
+    def run_many(self, jobs: Iterable[tuple]) -> list[ExecResult]:
+        """Run ``(program, tests[, expose])`` tuples, ``workers`` at a time; results in
+        input order."""
+        jobs = [_Job(*j) if not isinstance(j, _Job) else j for j in jobs]
         if not jobs:
             return []
         if self.workers == 1 or len(jobs) == 1:
@@ -526,6 +533,7 @@ class Sandbox:
             payload = marshal.dumps({
                 "program": job.program,
                 "tests": job.tests,
+                "expose": list(job.expose),
                 "nonce": nonce,
                 "limits": lim.child_view(),
                 "uid": iso.drop_to_uid,

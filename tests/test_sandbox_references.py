@@ -47,7 +47,8 @@ def _load(mirror, hub_id, config):
 def test_all_164_humaneval_canonical_solutions_pass(mirror, sandbox):
     docs = _load(mirror, "openai/openai_humaneval", "openai_humaneval")
     assert len(docs) == 164
-    jobs = [(d["prompt"] + d["canonical_solution"], code_eval.humaneval_tests(d)) for d in docs]
+    jobs = [(d["prompt"] + d["canonical_solution"], code_eval.humaneval_tests(d), code_eval.humaneval_exposed(d))
+            for d in docs]
     results = sandbox.run_many(jobs)
     failed = {d["task_id"]: r.reason for d, r in zip(docs, results) if not r.passed}
     assert failed == {}
@@ -55,7 +56,8 @@ def test_all_164_humaneval_canonical_solutions_pass(mirror, sandbox):
 
 def test_humaneval_stubs_fail(mirror, sandbox):
     docs = _load(mirror, "openai/openai_humaneval", "openai_humaneval")
-    jobs = [(d["prompt"] + "    return None\n", code_eval.humaneval_tests(d)) for d in docs]
+    jobs = [(d["prompt"] + "    return None\n", code_eval.humaneval_tests(d), code_eval.humaneval_exposed(d))
+            for d in docs]
     results = sandbox.run_many(jobs)
     passed = [d["task_id"] for d, r in zip(docs, results) if r.passed]
     assert passed == []
@@ -65,7 +67,7 @@ def test_humaneval_stubs_fail(mirror, sandbox):
 def test_mbpp_reference_solutions_pass_except_the_known_broken(mirror, sandbox):
     docs = _load(mirror, "google-research-datasets/mbpp", "full")
     assert len(docs) == 500
-    results = sandbox.run_many([(d["code"], code_eval.mbpp_tests(d)) for d in docs])
+    results = sandbox.run_many([(d["code"], code_eval.mbpp_tests(d), code_eval.mbpp_exposed(d)) for d in docs])
     failed = {d["task_id"]: r.reason for d, r in zip(docs, results) if not r.passed}
     unexpected = {k: v for k, v in failed.items() if k not in MBPP_KNOWN_BROKEN}
     assert unexpected == {}
@@ -74,6 +76,7 @@ def test_mbpp_reference_solutions_pass_except_the_known_broken(mirror, sandbox):
 
 def test_mbpp_solutions_paired_with_another_tasks_tests_fail(mirror, sandbox):
     docs = _load(mirror, "google-research-datasets/mbpp", "full")[::10]
-    jobs = [(d["code"], code_eval.mbpp_tests(docs[(i + 1) % len(docs)])) for i, d in enumerate(docs)]
+    jobs = [(d["code"], code_eval.mbpp_tests(o), code_eval.mbpp_exposed(o))
+            for d, o in zip(docs, docs[1:] + docs[:1])]
     results = sandbox.run_many(jobs)
     assert [r.passed for r in results] == [False] * len(docs)
