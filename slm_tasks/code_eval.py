@@ -15,7 +15,8 @@ pieces our YAMLs need are re-implemented here and execution goes through
   the share of candidates the sandbox had to stop (timeout, memory, signal, blocked call).
 
 Limits come from :class:`slm_tasks.sandbox.Limits`, overridable with the environment
-variables ``SLM_SANDBOX_TIMEOUT_S``, ``SLM_SANDBOX_MEMORY_MB`` and ``SLM_SANDBOX_WORKERS``.
+variables ``SLM_SANDBOX_TIMEOUT_S``, ``SLM_SANDBOX_MEMORY_MB`` and ``SLM_SANDBOX_WORKERS``;
+``SLM_SANDBOX_PYTHON`` picks the interpreter that runs the programs (default: this one).
 """
 
 from __future__ import annotations
@@ -169,7 +170,8 @@ def sandbox() -> Sandbox:
     global _sandbox
     with _lock:
         if _sandbox is None:
-            _sandbox = Sandbox(limits=_limits_from_env(), workers=_env_number("SLM_SANDBOX_WORKERS", int))
+            _sandbox = Sandbox(limits=_limits_from_env(), workers=_env_number("SLM_SANDBOX_WORKERS", int),
+                               python=os.environ.get("SLM_SANDBOX_PYTHON") or None)
         return _sandbox
 
 

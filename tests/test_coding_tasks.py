@@ -208,3 +208,13 @@ def test_lm_eval_cli_runs_the_coding_tasks_offline(mirror, tmp_path):
         assert results[task]["pass@1,create_test"] == 0.0  # the dummy model answers junk
     samples = [json.loads(x) for f in tmp_path.rglob("samples_slm_mbpp_*.jsonl") for x in f.read_text().splitlines()]
     assert len(samples) == 2 and all(s["sandbox"][0].startswith("failed") for s in samples)
+
+
+def test_sandbox_settings_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("SLM_SANDBOX_TIMEOUT_S", "2.5")
+    monkeypatch.setenv("SLM_SANDBOX_MEMORY_MB", "256")
+    limits = code_eval._limits_from_env()
+    assert (limits.timeout_s, limits.memory_bytes) == (2.5, 256 << 20)
+    monkeypatch.setenv("SLM_SANDBOX_TIMEOUT_S", "ten")
+    with pytest.raises(code_eval.CodeEvalError, match="SLM_SANDBOX_TIMEOUT_S"):
+        code_eval._limits_from_env()

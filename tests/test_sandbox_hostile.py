@@ -231,3 +231,32 @@ def test_a_timeout_kills_the_whole_process_group(host):
     else:
         os.kill(grandchild, signal.SIGKILL)
         pytest.fail(f"grandchild {grandchild} survived the timeout")
+
+
+SYSTEM_PYTHON = next((p for p in ("/usr/bin/python3", "/usr/local/bin/python3") if os.path.exists(p)), None)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or SYSTEM_PYTHON is None, reason="needs a root host and a system Python")
+def test_on_a_root_host_a_world_readable_python_runs_the_child_as_nobody(tmp_path):
+    if probe_isolation(SYSTEM_PYTHON).drop_to_uid is None:
+        pytest.skip(f"{SYSTEM_PYTHON} cannot import its standard library as nobody")
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    (private / "canary").write_text("canary")
+    # OS layer only (no audit hook): the kernel itself refuses the host's files and pid.
+    sb = Sandbox(python=SYSTEM_PYTHON, limits=Limits(timeout_s=5), tmp_root=str(tmp_path), audit_hook=False)
+    program = (
+        "import os, resource\n"
+        "print(os.getuid(), resource.getrlimit(resource.RLIMIT_NPROC)[0])\n"
+        f"for attempt in (lambda: open({str(private / 'canary')!r}, 'a'), lambda: os.kill(os.getppid(), 0)):\n"
+        "    try:\n"
+        "        attempt()\n"
+        "        print('ALLOWED')\n"
+        "    except OSError as exc:\n"
+        "        print('denied', exc.errno)\n"
+    )
+    result = sb.run(program, "")
+    assert result.stdout.split("\n")[:3] == ["65534 64", "denied 13", "denied 1"], result
+    assert (private / "canary").read_text() == "canary"
+    with_hook = Sandbox(python=SYSTEM_PYTHON, limits=Limits(timeout_s=5), tmp_root=str(tmp_path))
+    assert with_hook.run("def f():\n    return 1\n", "assert f() == 1").passed
