@@ -394,7 +394,7 @@ import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
-from dataclasses import asdict, dataclass, field, replace  # noqa: E402
+from dataclasses import asdict, dataclass, field  # noqa: E402
 from functools import lru_cache  # noqa: E402
 from typing import Iterable, Sequence  # noqa: E402
 
@@ -595,8 +595,8 @@ def _verdict(rc, timed_out, saw_pass, report: bytes, duration, stdout, stderr) -
     text = report.decode("utf-8", "replace")
     lines = [ln for ln in text.splitlines() if ln]
 
-    def first(prefix):
-        return next((ln[len(prefix):] for ln in lines if ln.startswith(prefix)), None)
+    def last(prefix):  # the harness writes its line just before exiting
+        return next((ln[len(prefix):] for ln in reversed(lines) if ln.startswith(prefix)), None)
 
     def res(passed, status, reason):
         return ExecResult(passed, status, reason, rc, round(duration, 4), stdout, stderr)
@@ -614,13 +614,13 @@ def _verdict(rc, timed_out, saw_pass, report: bytes, duration, stdout, stderr) -
         except ValueError:
             name = f"signal {sig}"
         return res(False, "killed", f"killed: {name}")
-    blocked = first("BLOCKED ")
+    blocked = last("BLOCKED ")
     if rc == RC_BLOCKED and blocked is not None:
         return res(False, "blocked", f"blocked: {blocked}")
-    harness = first("HARNESS ")
+    harness = last("HARNESS ")
     if rc == RC_HARNESS and harness is not None:
         return res(False, "error", f"error: {harness}")
-    fail = first("FAIL ")
+    fail = last("FAIL ")
     if rc == RC_FAILED and fail is not None:
         phase, _, msg = fail.partition(" ")
         if msg.startswith("MemoryError"):
@@ -825,4 +825,4 @@ def default_sandbox() -> Sandbox:
 
 
 __all__ = ["Sandbox", "Limits", "ExecResult", "Isolation", "SandboxError", "probe_isolation",
-           "default_sandbox", "replace"]
+           "default_sandbox"]
