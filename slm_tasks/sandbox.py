@@ -98,6 +98,7 @@ def _child_main() -> None:
     if job["audit_hook"]:
         _install_hook(job.pop("nonce").encode(), report_fd, job["root"], tuple(job["deny_read"]), tuple(allow))
     _run(job["program"], job["tests"], report_fd, frozenset(job["expose"]))
+    os._exit(RC_FAILED)  # _run ends the process itself; getting here means it was subverted
 
 
 def _contain(job: dict) -> None:
@@ -166,7 +167,12 @@ def _install_hook(nonce: bytes, report_fd: int, root: str, deny_read: tuple, all
     proc_dev = _stat("/proc").st_dev if os.path.isdir("/proc") else None
     deny = tuple(d.rstrip("/") for d in deny_read if d and d != "/")
     allow = tuple(a.rstrip("/") + "/" for a in allow_read)
-    state = {"frame": None, "reported": False}
+    state = {"frame": None, "reported": False, "own": False}
+    # From Python 3.13 on, frame.f_locals writes through (PEP 667): a program holding the
+    # harness's frame could rewrite its tests or its exit path. There, frames are off
+    # limits (the standard library uses sys._getframemodulename instead).
+    frames_locked = sys.version_info >= (3, 13)
+    frame_attrs = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back"})
 
     def stop(what: str):
         _write(report_fd, b"BLOCKED " + what.encode("utf-8", "replace")[:300] + b"\n")
@@ -235,8 +241,16 @@ def _install_hook(nonce: bytes, report_fd: int, root: str, deny_read: tuple, all
     def check(event, args):
         if type(event) is not str:  # a str subclass could run code in __eq__/__hash__
             stop("audit event of type " + type(event).__name__)
-        if event == "sys._getframe" or event == "object.__getattr__" or event == "compile":
-            return  # frequent and harmless here (checked first to keep the hook cheap)
+        if event == "sys._getframe":
+            if frames_locked and not state["own"]:
+                stop("sys._getframe (frames are writable from Python 3.13 on)")
+            return
+        if event == "object.__getattr__":
+            if frames_locked and len(args) > 1 and type(args[1]) is str and args[1] in frame_attrs:
+                stop("frame access (" + args[1] + ")")
+            return
+        if event == "compile":
+            return
         if event == "import":
             if args and type(args[0]) is str and (args[0] == "signal" or args[0] == "_signal"):
                 # Python-level signal handlers run at arbitrary points, the hook's own
@@ -290,10 +304,15 @@ def _install_hook(nonce: bytes, report_fd: int, root: str, deny_read: tuple, all
             elif event == "slm.sandbox.start":
                 if state["frame"] is not None:
                     stop("harness restarted")
+                state["own"] = True
                 state["frame"] = _getframe(2)  # 0: check, 1: hook, 2: caller
+                state["own"] = False
             elif event == "slm.sandbox.pass":
                 # Only the genuine harness frame, once, after all tests ran.
-                if state["reported"] or state["frame"] is None or _getframe(2) is not state["frame"]:
+                state["own"] = True
+                caller = _getframe(2)
+                state["own"] = False
+                if state["reported"] or state["frame"] is None or caller is not state["frame"]:
                     stop("forged pass report")
                 state["reported"] = True
                 _write(report_fd, b"PASS " + nonce + b" " + str(_getpid()).encode() + b"\n")
@@ -360,6 +379,7 @@ def _run(program: str, tests: str, report_fd: int, expose: frozenset = frozenset
         _flush_()
         _write(report_fd, ("FAIL " + phase + " " + msg.replace("\n", " ")[:500] + "\n").encode("utf-8", "replace"))
         _exit(RC_FAILED)
+        return  # never on to the pass report below, whatever became of _exit
     _flush_()
     _audit("slm.sandbox.pass")
     _exit(RC_PASSED)
@@ -548,7 +568,7 @@ class Sandbox:
             out_path, err_path = os.path.join(workdir, ".stdout"), os.path.join(workdir, ".stderr")
             with open(out_path, "wb") as out, open(err_path, "wb") as err:
                 proc = subprocess.Popen(
-                    [self.python, "-I", "-S", "-B", _child_entry(), "--child", str(job_r), str(rep_w)],
+                    [self.python, "-I", "-S", "-B", _child_entry(self.python), "--child", str(job_r), str(rep_w)],
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=err,
@@ -725,12 +745,15 @@ _entry_lock = threading.Lock()
 _entry: list[str] = []
 
 
-def _child_entry() -> str:
+def _child_entry(python: str) -> str:
     """The child's script, compiled once per host process: running the bytecode file
-    saves compiling this module in every child (about a quarter of the per-program cost)."""
+    saves compiling this module in every child (about a quarter of the per-program cost).
+    Another interpreter than this one gets the source (bytecode is version-specific)."""
     import atexit
     import py_compile
 
+    if os.path.realpath(python) != os.path.realpath(sys.executable):
+        return CHILD_SCRIPT
     with _entry_lock:
         if _entry and os.path.exists(_entry[0]):
             return _entry[0]

@@ -62,6 +62,8 @@ EXPECTED = {
     "settrace_skip_asserts": ({"blocked"}, "sys.settrace"),
     "swallow_tests": ({"failed"}, "SyntaxError"),
     "raise_base_exception": ({"failed"}, "KeyboardInterrupt"),
+    # 3.11/3.12: the writes do not reach the running frame; 3.13+: frame access is refused
+    "rewrite_harness_locals": ({"failed", "blocked"}, ""),
 }
 
 
@@ -260,3 +262,45 @@ def test_on_a_root_host_a_world_readable_python_runs_the_child_as_nobody(tmp_pat
     assert (private / "canary").read_text() == "canary"
     with_hook = Sandbox(python=SYSTEM_PYTHON, limits=Limits(timeout_s=5), tmp_root=str(tmp_path))
     assert with_hook.run("def f():\n    return 1\n", "assert f() == 1").passed
+
+
+def _other_interpreters():
+    """Other CPython 3.11+ interpreters on this machine (the frame rules differ by version)."""
+    import glob
+    import shutil
+    import subprocess
+    import sys
+
+    found = {"%d.%d" % sys.version_info[:2]: os.path.realpath(sys.executable)}
+    names = [shutil.which(f"python3.{m}") for m in range(11, 16)]
+    names += glob.glob(os.path.expanduser("~/.pyenv/versions/3.1[1-9]*/bin/python3.1?"))
+    for path in filter(None, names):
+        real = os.path.realpath(path)
+        if "/shims/" in real or real in found.values():  # version-manager shims: slow, redundant
+            continue
+        try:
+            out = subprocess.run([real, "-I", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                                 capture_output=True, text=True, timeout=20).stdout.strip()
+        except OSError:
+            continue
+        if out and tuple(map(int, out.split("."))) >= (3, 11):
+            found.setdefault(out, real)
+    found.pop("%d.%d" % sys.version_info[:2])
+    return sorted(found.items())
+
+
+TAMPERING = [n for n, (statuses, _) in EXPECTED.items() if statuses <= {"failed", "blocked"}]
+
+
+@pytest.mark.parametrize("version, python", _other_interpreters() or [pytest.param(None, None, marks=pytest.mark.skip(
+    reason="no other CPython 3.11+ on this machine"))])
+def test_no_hostile_program_passes_under_other_python_versions(host, version, python):
+    sb = Sandbox(python=python, limits=Limits(timeout_s=2, memory_bytes=512 << 20), tmp_root=str(host["roots"]))
+    jobs = [load(name, host) for name in TAMPERING]
+    results = sb.run_many(jobs)
+    passed = [n for n, r in zip(TAMPERING, results) if r.passed]
+    assert passed == [], f"Python {version}: {passed}"
+    assert all(r.status in {"failed", "blocked"} for r in results)
+    assert (host["outside"] / "canary.txt").read_text() == "canary"
+    assert host["listener"].accepted == []
+    assert sb.run("def f():\n    return 1\n", "assert f() == 1").passed
