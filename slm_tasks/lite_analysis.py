@@ -236,7 +236,12 @@ def resample_lite_means(scores: Sequence[float], n: int = 200, reps: int = 2000,
     """Means of ``reps`` random size-``n`` subsets drawn without replacement."""
     y = np.asarray(scores, float)
     rng = np.random.default_rng(seed)
-    return np.array([y[rng.choice(len(y), size=n, replace=False)].mean() for _ in range(reps)])
+    out = np.empty(reps)
+    for start in range(0, reps, 500):  # blocks of random permutations, n first of each
+        k = min(500, reps - start)
+        picks = np.argpartition(rng.random((k, len(y))), n - 1, axis=1)[:, :n]
+        out[start:start + k] = y[picks].mean(axis=1)
+    return out
 
 
 def lite_table(errors: Sequence[LiteError], domain: DomainError | None = None) -> str:
