@@ -261,3 +261,32 @@ def lite_table(errors: Sequence[LiteError], domain: DomainError | None = None) -
         out.append(f"| domain mean | | | {domain.full_mean:.3f} | {lite} | {diff} | {domain.se:.3f} | "
                    f"±{domain.half_width95:.3f} | {domain.se_full_superpop:.3f} |")
     return "\n".join(out)
+
+
+# Which doc field a lite task stratifies by (the lite YAMLs' lite_strata).
+STRATA = {"slm_mmlu": "subject", "slm_minerva_math": "type"}
+
+
+def analyse_samples(
+    samples: Mapping[str, list[dict]],
+    n: int = 200,
+    *,
+    metric: str = "acc",
+    filters: Mapping[str, str] | None = None,
+    strata: Mapping[str, str] | None = None,
+) -> tuple[list[LiteError], DomainError]:
+    """Lite-vs-full errors for every task of a full run's per-doc samples, and for their
+    plain average. ``filters`` maps task -> filter name (default ``none``); ``strata`` maps
+    task -> the doc field its lite subset is stratified by (default :data:`STRATA`; needs
+    the ``doc`` in the samples)."""
+    strata = dict(STRATA if strata is None else strata)
+    errors = []
+    for task, rows in samples.items():
+        f = (filters or {}).get(task, "none")
+        y = scores_from_samples(rows, metric, f)
+        labels = None
+        if task in strata:
+            by_id = {r["doc_id"]: r["doc"][strata[task]] for r in rows if r.get("filter", "none") == f}
+            labels = [by_id[i] for i in range(len(y))]
+        errors.append(task_lite_error(y, n, task=task, strata=labels))
+    return errors, domain_lite_error(errors)

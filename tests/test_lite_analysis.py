@@ -106,3 +106,19 @@ def test_scores_from_samples_needs_a_full_run():
     assert la.scores_from_samples(rows).tolist() == [0.0, 1.0, 0.0]
     with pytest.raises(ValueError, match="no --limit"):
         la.scores_from_samples(rows[:2])
+
+
+def test_analyse_samples_of_a_full_run():
+    a, b = population(N=400, seed=8), population(N=600, p=0.7, seed=9)
+    subjects = ["x"] * 300 + ["y"] * 300
+    samples = {
+        "slm_a": [{"doc_id": i, "filter": "none", "acc": v} for i, v in enumerate(a)],
+        "slm_mmlu": [{"doc_id": i, "filter": "none", "acc": v, "doc": {"subject": s}}
+                     for i, (v, s) in enumerate(zip(b, subjects))],
+    }
+    errors, domain = la.analyse_samples(samples, 200)
+    assert [e.task for e in errors] == ["slm_a", "slm_mmlu"]
+    assert errors[0].strata is None and errors[1].strata == 2
+    idx = la.lite_indices(600, 200, subjects)
+    assert errors[1].lite_mean == pytest.approx(b[idx].mean())
+    assert domain.full_mean == pytest.approx((a.mean() + b.mean()) / 2)
