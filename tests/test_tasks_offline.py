@@ -51,3 +51,16 @@ def test_without_mirror_or_hub_the_error_says_how_to_go_offline(monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     with pytest.raises(SLMDataError, match="slm_arc_easy.*Set SLM_DATA_DIR"):
         load(hub_id="allenai/ai2_arc", hub_config="ARC-Easy", eval_split="test", task="slm_arc_easy")
+
+
+def test_groups_skip_fewshot_variants_the_mirror_cannot_feed(mirror_env, capfd):
+    from slm_tasks.api import task_manager
+
+    loaded = task_manager(include_defaults=False).load(["slm_icl_lite"])
+    assert "slm_icl_arc_challenge_5shot_lite" in loaded["tasks"]  # ARC train is mirrored
+    assert "slm_icl_hellaswag_0shot_lite" in loaded["tasks"]  # 0-shot needs no examples
+    assert "slm_icl_hellaswag_5shot_lite" not in loaded["tasks"]
+    assert "slm_icl_hellaswag_5shot_lite" not in loaded["group_map"]["slm_icl_5shot_lite"]
+    err = capfd.readouterr().err
+    assert "skipping slm_icl_hellaswag_5shot_lite: 5-shot needs few-shot examples, but Rowan/hellaswag has no 'train' split" in err
+    assert "winogrande" not in err.split("skipping slm_icl_hellaswag_5shot_lite")[1].split("\n")[0]
