@@ -37,7 +37,13 @@ PASS_AT_K = (1, 10, 100)
 STOPPED = ("timeout", "memory", "killed", "blocked")
 
 
-class CodeEvalError(RuntimeError):
+try:  # the project's error family, where present
+    from slm_tasks.errors import SLMError as _ErrorBase
+except ImportError:  # pragma: no cover
+    _ErrorBase = RuntimeError
+
+
+class CodeEvalError(_ErrorBase):
     """Bad sandbox settings for the coding tasks; the message names the variable."""
 
 

@@ -423,7 +423,13 @@ NOBODY = 65534
 _REPORT_KEEP = 8 << 10
 
 
-class SandboxError(RuntimeError):
+try:  # the project's error family, where present (the CLI prints these in one line)
+    from slm_tasks.errors import SLMError as _ErrorBase  # noqa: E402
+except ImportError:  # pragma: no cover
+    _ErrorBase = RuntimeError
+
+
+class SandboxError(_ErrorBase):
     """The sandbox cannot run programs here (bad limits, no usable Python...)."""
 
 
