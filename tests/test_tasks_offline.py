@@ -6,16 +6,16 @@ from slm_tasks.api import evaluate
 
 
 def test_whole_suite_runs_on_the_dummy_model(mirror_env):
-    results = evaluate("dummy", tasks=["slm_suite"], limit=2, log_samples=False)
-    tasks = {k for k in results["results"] if not k.startswith("slm_suite")}
-    for name, row in results["results"].items():
-        if name in results.get("groups", {}):
-            continue
-        assert row.get("sample_len", 2) >= 1, name
+    results = evaluate("dummy", tasks=["slm_suite"], limit=2, log_samples=False,
+                       confirm_run_unsafe_code=True)
+    groups = set(results["group_subtasks"])
+    tasks = set(results["results"]) - groups
+    for name in tasks:
+        assert results["results"][name]["sample_len"] >= 1, name
     assert {"slm_hellaswag", "slm_mmlu", "slm_arc_challenge", "slm_truthfulqa_mc2"} <= tasks
     assert "slm_commonsense" in results["groups"] and "slm_problem_solving" in results["groups"]
     # every reported number states metric, shots and split
-    for name in tasks - set(results["groups"]):
+    for name in tasks:
         cfg = results["configs"][name]
         assert name in results["n-shot"]
         assert cfg.get("test_split") or cfg.get("validation_split")
