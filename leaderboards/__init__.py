@@ -51,6 +51,7 @@ def write_folder(out: Path, files: dict[str, str]) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; a board is for reading
         for name, text in files.items():
             (tmp / name).write_text(text, encoding="utf-8")
         if out.exists():
@@ -66,6 +67,12 @@ def write_folder(out: Path, files: dict[str, str]) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def gate(baseline, candidate, policy=None, out=None):

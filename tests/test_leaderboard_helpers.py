@@ -48,6 +48,7 @@ def make_run(root: Path, model: str, tasks: dict[str, list[float]], *, stamp: st
             res["results"][task][f"{metric}_stderr,{flt}"] = sd / math.sqrt(n) if n else 0.0
         cfg = copy.deepcopy(base_cfg)
         cfg["task"] = task
+        cfg["task_alias"] = task
         res["configs"][task] = cfg
         res["versions"][task] = (versions or {}).get(task, version)
         res["n-shot"][task] = 0

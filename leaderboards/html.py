@@ -1,0 +1,82 @@
+"""The static page: one self-contained index.html (inline CSS, JS and SVG plots) that works
+from file:// with no network."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from importlib import resources
+from typing import Any
+
+import jinja2
+
+from slm_tasks.leaderboards.board import MISSING
+from slm_tasks.leaderboards.render import fmt_cost, fmt_interval, fmt_score
+
+PLOTS = (
+    # (Pareto axis in the board rows, cost key, x label)
+    ("latency", "decode_ms_per_token", "decode latency (ms/token, lower is better)"),
+    ("memory", "peak_memory_bytes", "peak memory (GB, lower is better)"),
+)
+
+
+def pareto_svg(board: dict[str, Any], axis: str, key: str, xlabel: str) -> tuple[str | None, str]:
+    """Score vs a cost column with the Pareto frontier, as inline SVG; (None, why) if impossible."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None, "plots need matplotlib: pip install 'slm-suite[plot]'"
+    pts = []
+    for r in board["rows"]:
+        x = (r["cost"].get(key) or {}).get("value")
+        y = r["overall"]["value"]
+        if x is not None and y is not None:
+            pts.append((x / 1e9 if key.endswith("_bytes") else x, 100 * y, r["model"],
+                        bool((r.get("pareto") or {}).get(axis))))
+    if not pts:
+        return None, f"no model has both an overall score and a measured {key}"
+    matplotlib.rcParams["svg.hashsalt"] = "slm-suite"  # stable ids: same board, same file
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    ax.scatter([p[0] for p in pts if not p[3]], [p[1] for p in pts if not p[3]], color="#8a94a6", label="dominated", gid="points-dominated")
+    front = sorted((p for p in pts if p[3]), key=lambda p: p[0])
+    ax.scatter([p[0] for p in front], [p[1] for p in front], color="#d1495b", label="Pareto frontier", zorder=3,
+               gid="points-frontier")
+    if len(front) > 1:
+        ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="#d1495b", lw=1, alpha=0.6)
+    for x, y, name, _ in pts:
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("overall score (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", metadata={"Date": None})
+    plt.close(fig)
+    svg = buf.getvalue()
+    svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg[svg.index("<svg"):], flags=re.S)
+    return svg, ""
+
+
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FunctionLoader(
+            lambda name: (resources.files("slm_tasks.leaderboards") / "templates" / name).read_text("utf-8")),
+        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+    )
+    env.filters.update(score=fmt_score, interval=fmt_interval, cost=fmt_cost,
+                       dash=lambda x: MISSING if x is None or x == "" else x,
+                       tojson_compact=lambda x: json.dumps(x, sort_keys=True, default=str))
+    return env
+
+
+def to_html(board: dict[str, Any]) -> str:
+    plots = []
+    for pid, key, label in PLOTS:
+        svg, why = pareto_svg(board, pid, key, label)
+        plots.append({"id": pid, "title": f"Score vs {label.split(' (')[0]}", "svg": svg, "why": why})
+    return _env().get_template("board.html.j2").render(board=board, plots=plots, missing=MISSING)
