@@ -176,12 +176,15 @@ def paired_bootstrap_regression(base: np.ndarray, cand: np.ndarray, margin: floa
     return PairedResult(n, diff, lo, hi, min(1.0, p), "paired bootstrap")
 
 
-def unpaired_regression(base_mean: float, base_se: float, cand_mean: float, cand_se: float) -> float:
-    """One-sided two-sample z-test from the two reported stderrs (what ignores the pairing)."""
+def unpaired_regression(base_mean: float, base_se: float, cand_mean: float, cand_se: float,
+                        margin: float = 0.0) -> float:
+    """One-sided two-sample z-test from the two reported stderrs, ignoring the pairing (what
+    lm-eval's comparison script does): H1 is candidate - baseline < -margin."""
     se = math.sqrt(base_se ** 2 + cand_se ** 2)
+    diff = cand_mean - base_mean
     if se == 0:
-        return 0.0 if cand_mean < base_mean else 1.0
-    return float(sps.norm.cdf((cand_mean - base_mean) / se))
+        return 0.0 if diff < -margin else 1.0
+    return float(sps.norm.cdf((diff + margin) / se))
 
 
 def holm(pvalues: list[float]) -> list[float]:
