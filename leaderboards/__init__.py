@@ -76,7 +76,7 @@ def _umask() -> int:
 
 
 def gate(baseline, candidate, policy=None, out=None):
-    """Decide whether ``candidate`` may replace ``baseline``; see slm_tasks.leaderboards.gate."""
-    from slm_tasks.leaderboards.gate import run_gate
+    """Decide whether ``candidate`` may replace ``baseline``; see slm_tasks.leaderboards.release_gate."""
+    from slm_tasks.leaderboards.release_gate import run_gate
 
     return run_gate(baseline, candidate, policy, out=out)

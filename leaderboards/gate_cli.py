@@ -24,7 +24,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from slm_tasks.leaderboards.gate import run_gate
+    from slm_tasks.leaderboards.release_gate import run_gate
 
     result = run_gate(args.baseline, args.candidate, args.policy or "gate", out=args.out)
     if args.quiet:

@@ -13,7 +13,7 @@ import pytest
 
 from slm_tasks.cli import main
 from slm_tasks.leaderboards import GateError, gate, stats
-from slm_tasks.leaderboards.gate import load_policy
+from slm_tasks.leaderboards.release_gate import load_policy
 
 
 def _helpers():
@@ -50,7 +50,7 @@ def write_pair(tmp_path, tasks_base: dict, tasks_cand: dict, **kw) -> tuple[Path
 @pytest.fixture(autouse=True)
 def small_spec(monkeypatch):
     # the gate reads the task -> domain/metric map from a board spec; use a tiny one
-    import slm_tasks.leaderboards.gate as g
+    import slm_tasks.leaderboards.release_gate as g
 
     monkeypatch.setattr(g, "load_spec", lambda name: __import__(
         "slm_tasks.leaderboards.spec", fromlist=["parse_spec"]).parse_spec(SPEC, "test spec"))
@@ -222,7 +222,7 @@ def test_packaged_example_policy_loads():
 # ---- real lm-eval runs ----------------------------------------------------------------------------
 
 def test_gate_on_real_runs_counts_the_same_discordant_docs(tmp_path, monkeypatch):
-    import slm_tasks.leaderboards.gate as g
+    import slm_tasks.leaderboards.release_gate as g
     from slm_tasks.leaderboards.spec import load_spec as real_load_spec
 
     monkeypatch.setattr(g, "load_spec", real_load_spec)

@@ -4,7 +4,6 @@ board and through the gate. Needs SLM_DATA_DIR (the offline mirror); ~20 s."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -15,10 +14,8 @@ LITE_TASKS = ["slm_arc_easy_lite", "slm_boolq_lite"]
 
 
 @pytest.fixture(scope="module")
-def lite_runs(tmp_path_factory) -> Path:
-    data = os.environ.get("SLM_DATA_DIR")
-    if not data or not Path(data).is_dir():
-        pytest.skip("needs the offline mirror: set SLM_DATA_DIR")
+def lite_runs(tmp_path_factory, hub) -> Path:
+    data = str(hub)  # the offline mirror (conftest: SLM_DATA_DIR or ../shared/hub)
     from lm_eval.loggers import EvaluationTracker
 
     from slm_tasks.api import evaluate
