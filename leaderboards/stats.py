@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
-from scipy import stats as sps
+
+# scipy.stats is imported where the exact test needs it: it takes seconds to import, and a
+# board without a gate never needs it.
+_NORMAL = NormalDist()
 
 # Resample in chunks so a 14k-doc task with 2000 draws stays within ~50 MB.
 _CHUNK_CELLS = 4_000_000
 
 
 def z_value(level: float) -> float:
-    return float(sps.norm.ppf(0.5 + level / 2))
+    return _NORMAL.inv_cdf(0.5 + level / 2)
 
 
 def is_binary(values: np.ndarray) -> bool:
@@ -156,7 +160,9 @@ def mcnemar_regression(base: np.ndarray, cand: np.ndarray, margin: float, level:
         p = 1.0
     else:
         p0 = 0.5 + margin * n / (2 * d)
-        p = 1.0 if p0 >= 1 else float(sps.binomtest(b, d, p0, alternative="greater").pvalue)
+        from scipy.stats import binomtest
+
+        p = 1.0 if p0 >= 1 else float(binomtest(b, d, p0, alternative="greater").pvalue)
     # Wald interval for a paired difference of proportions, with the zero-discordance case exact
     se = math.sqrt(max(d - (c - b) ** 2 / n, 0.0)) / n
     lo, hi = normal_interval(diff, se, level)
@@ -184,7 +190,7 @@ def unpaired_regression(base_mean: float, base_se: float, cand_mean: float, cand
     diff = cand_mean - base_mean
     if se == 0:
         return 0.0 if diff < -margin else 1.0
-    return float(sps.norm.cdf((diff + margin) / se))
+    return _NORMAL.cdf((diff + margin) / se)
 
 
 def holm(pvalues: list[float]) -> list[float]:
