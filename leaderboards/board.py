@@ -16,6 +16,15 @@ from slm_tasks.leaderboards.ingest import Run
 from slm_tasks.leaderboards.spec import COST_COLUMNS, Spec
 
 BOARD_SCHEMA = "slm-suite.leaderboard/1"
+# Pareto plots: axis -> candidate cost measures (column, label, value as plotted), first found wins
+PARETO_AXES = {
+    "latency": [
+        ("decode_ms_per_token", "decode latency (ms/token)", lambda v: v),
+        ("ttft_ms", "first-token latency (ms)", lambda v: v),
+        ("prefill_tok_s", "prefill time (ms per prompt token = 1000 / prefill tokens/s)", lambda v: 1000.0 / v),
+    ],
+    "memory": [("peak_memory_bytes", "peak memory (GB)", lambda v: v / 1e9)],
+}
 MISSING = "—"
 
 
@@ -101,7 +110,7 @@ def build_board(runs: list[Run], spec: Spec, allow_limit: bool | None = None) ->
     rows.sort(key=lambda r: (r["overall"]["value"] is None, -(r["overall"]["value"] or 0), r["model"]))
     for rank, row in enumerate(rows, 1):
         row["rank"] = rank if row["overall"]["value"] is not None else None
-    _cost_and_pareto(rows, board_runs_by_model(entries), spec, notes)
+    pareto_axes = _cost_and_pareto(rows, board_runs_by_model(entries), spec, notes)
 
     limit_runs = sorted({str(r.path) for r in board_runs if r.limit is not None})
     return {
@@ -129,6 +138,7 @@ def build_board(runs: list[Run], spec: Spec, allow_limit: bool | None = None) ->
         "missing_tasks": missing,
         "cost_columns": [{"id": c, "title": COST_COLUMNS[c][0], "unit": COST_COLUMNS[c][1],
                           "lower_is_better": COST_COLUMNS[c][2]} for c in spec.cost_columns],
+        "pareto_axes": pareto_axes,
         "rows": rows,
         "notes": notes,
     }
@@ -368,13 +378,25 @@ def _cost_and_pareto(rows, runs_by_model, spec, notes) -> None:
     if len(machines) > 1:
         notes.append(f"cost columns come from {len(machines)} different machines ({', '.join(sorted(machines))}); "
                      f"compare them with care")
-    for axis, key in (("latency", "decode_ms_per_token"), ("memory", "peak_memory_bytes")):
-        pts = [(r["cost"].get(key, {}).get("value") if key in r["cost"] else None, r["overall"]["value"], r)
-               for r in rows]
-        pts = [(x, y, r) for x, y, r in pts if x is not None and y is not None]
+    axes = {}
+    for axis, options in PARETO_AXES.items():
+        # the first measure that some model has: scoring-only runs (multiple choice) never
+        # decode, so their latency is the prefill time per prompt token
+        for key, label, convert in options:
+            xs = {}
+            for r in rows:
+                raw = (r["cost"].get(key) or {}).get("value") if key in r["cost"] else None
+                if raw is not None and (key != "prefill_tok_s" or raw > 0):
+                    xs[r["model"]] = convert(raw)
+            if xs:
+                break
+        axes[axis] = {"key": key if xs else None, "label": label if xs else None, "values": xs}
+        pts = [(xs[r["model"]], r["overall"]["value"], r) for r in rows
+               if r["model"] in xs and r["overall"]["value"] is not None]
         for r in rows:
             r.setdefault("pareto", {})[axis] = None
         for x, y, r in pts:
             # on the frontier: no other model is at least as good on both axes and better on one
             dominated = any((x2 <= x and y2 >= y) and (x2 < x or y2 > y) for x2, y2, _ in pts)
             r["pareto"][axis] = not dominated
+    return axes

@@ -14,15 +14,12 @@ import jinja2
 from slm_tasks.leaderboards.board import MISSING
 from slm_tasks.leaderboards.render import fmt_cost, fmt_interval, fmt_score
 
-PLOTS = (
-    # (Pareto axis in the board rows, cost key, x label)
-    ("latency", "decode_ms_per_token", "decode latency (ms/token, lower is better)"),
-    ("memory", "peak_memory_bytes", "peak memory (GB, lower is better)"),
-)
 
-
-def pareto_svg(board: dict[str, Any], axis: str, key: str, xlabel: str) -> tuple[str | None, str]:
-    """Score vs a cost column with the Pareto frontier, as inline SVG; (None, why) if impossible."""
+def pareto_svg(board: dict[str, Any], axis: str) -> tuple[str | None, str]:
+    """Overall score vs a cost axis with the Pareto frontier, as inline SVG; (None, why) if none."""
+    info = board["pareto_axes"][axis]
+    if not info["values"]:
+        return None, f"no model has a measured {axis} value"
     try:
         import matplotlib
 
@@ -30,18 +27,15 @@ def pareto_svg(board: dict[str, Any], axis: str, key: str, xlabel: str) -> tuple
         import matplotlib.pyplot as plt
     except ImportError:
         return None, "plots need matplotlib: pip install 'slm-suite[plot]'"
-    pts = []
-    for r in board["rows"]:
-        x = (r["cost"].get(key) or {}).get("value")
-        y = r["overall"]["value"]
-        if x is not None and y is not None:
-            pts.append((x / 1e9 if key.endswith("_bytes") else x, 100 * y, r["model"],
-                        bool((r.get("pareto") or {}).get(axis))))
+    pts = [(info["values"][r["model"]], 100 * r["overall"]["value"], r["model"], bool(r["pareto"][axis]))
+           for r in board["rows"] if r["model"] in info["values"] and r["overall"]["value"] is not None]
     if not pts:
-        return None, f"no model has both an overall score and a measured {key}"
+        return None, f"no model has both an overall score and a measured {axis} value"
+    xlabel = f"{info['label']}, lower is better"
     matplotlib.rcParams["svg.hashsalt"] = "slm-suite"  # stable ids: same board, same file
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
-    ax.scatter([p[0] for p in pts if not p[3]], [p[1] for p in pts if not p[3]], color="#8a94a6", label="dominated", gid="points-dominated")
+    ax.scatter([p[0] for p in pts if not p[3]], [p[1] for p in pts if not p[3]], color="#8a94a6", label="dominated",
+               gid="points-dominated")
     front = sorted((p for p in pts if p[3]), key=lambda p: p[0])
     ax.scatter([p[0] for p in front], [p[1] for p in front], color="#d1495b", label="Pareto frontier", zorder=3,
                gid="points-frontier")
@@ -76,7 +70,8 @@ def _env() -> jinja2.Environment:
 
 def to_html(board: dict[str, Any]) -> str:
     plots = []
-    for pid, key, label in PLOTS:
-        svg, why = pareto_svg(board, pid, key, label)
-        plots.append({"id": pid, "title": f"Score vs {label.split(' (')[0]}", "svg": svg, "why": why})
+    for axis in ("latency", "memory"):
+        svg, why = pareto_svg(board, axis)
+        plots.append({"id": axis, "title": f"Score vs {board['pareto_axes'][axis]['label'] or axis}",
+                      "svg": svg, "why": why})
     return _env().get_template("board.html.j2").render(board=board, plots=plots, missing=MISSING)

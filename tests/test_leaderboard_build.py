@@ -257,3 +257,42 @@ def test_load_run_reads_samples_and_sidecar(tmp_path):
     ds = run.tasks["t_a"].samples()
     assert ds.doc_ids == [0, 1, 2, 3] and ds.numeric("acc") == [1.0, 0.0, 1.0, 1.0]
     assert set(ds.n_choices.values()) == {4}
+
+
+def test_latency_axis_falls_back_to_prefill_for_scoring_only_runs(tmp_path):
+    # multiple-choice runs never decode: decode ms/token and ttft are null in their records
+    for name, k, prefill in (("slow", 30, 50.0), ("quick", 20, 200.0), ("worse", 10, 100.0)):
+        rec = helpers.cost_record(name, None, 300_000_000, prefill_tok_s=prefill)
+        helpers.make_run(tmp_path, name, {t: helpers.outcomes(40, k) for t in ("t_a", "t_b", "t_c")}, cost=rec)
+    board = read_board(build([tmp_path], spec=SMALL, out=tmp_path / "b"))
+    axis = board["pareto_axes"]["latency"]
+    assert axis["key"] == "prefill_tok_s" and axis["values"] == {"slow": 20.0, "quick": 5.0, "worse": 10.0}
+    assert {r["model"]: r["pareto"]["latency"] for r in board["rows"]} == {"slow": True, "quick": True, "worse": False}
+    html = (tmp_path / "b" / "index.html").read_text()
+    assert "Score vs prefill time" in html and html.count('id="points-') == 4  # 2 plots x 2 groups
+
+
+def test_board_from_real_llamacpp_runs_shows_their_cost_records(tmp_path):
+    """SmolLM2-135M and Gemma-3-270M on llama.cpp (lite tasks, --limit 30): cost from config.slm_cost."""
+    runs = FIX / "llamacpp-limit30"
+    out = build([runs], spec="lite", out=tmp_path / "b", allow_limit=True)
+    board = read_board(out)
+    assert board["smoke"] and {c["task"] for c in board["columns"]} == {"slm_arc_easy_lite", "slm_boolq_lite"}
+    assert board["pareto_axes"]["latency"]["key"] == "prefill_tok_s"  # scoring only: nothing decoded
+    for path in sorted(runs.rglob("results_*.json")):
+        res = json.loads(path.read_text())
+        rec = res["config"]["slm_cost"]
+        row = next(r for r in board["rows"] if r["model"] == rec["model"]["name"])
+        for task in ("slm_arc_easy_lite", "slm_boolq_lite"):
+            assert row["tasks"][task]["value"] == pytest.approx(res["results"][task]["acc,none"])
+        cost = {k: v["value"] for k, v in row["cost"].items()}
+        assert cost["peak_memory_bytes"] == rec["run"]["peak_rss_bytes"]
+        assert cost["prefill_tok_s"] == pytest.approx(rec["run"]["prefill_tok_s"])
+        assert cost["wall_s"] == pytest.approx(rec["run"]["wall_s"])
+        assert cost["model_bytes"] == rec["model"]["file_bytes"]
+        for key in ("decode_ms_per_token", "ttft_ms", "energy_per_token_j"):
+            assert cost[key] is None and rec["run"][key] is None  # not measured: shown as —
+        assert row["provenance"]["hardware"] == rec["hardware"]
+        assert row["provenance"]["files"][0]["cost_source"] == "results config"
+    html = (out / "index.html").read_text()
+    assert html.count("<svg") == 2
