@@ -43,6 +43,7 @@ def pareto_svg(board: dict[str, Any], axis: str) -> tuple[str | None, str]:
         ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="#d1495b", lw=1, alpha=0.6)
     for x, y, name, _ in pts:
         ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.margins(0.12)  # room for the model labels
     ax.set_xlabel(xlabel)
     ax.set_ylabel("overall score (%)")
     ax.grid(alpha=0.3)

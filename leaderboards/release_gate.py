@@ -123,7 +123,9 @@ class GateResult:
         if bud:
             out += ["", "| | budget | baseline | candidate | limit |", "|---|:---|---:|---:|---:|"]
             for c in bud:
-                out.append(f"| {'✅' if c.passed else '❌'} | {c.name} | {_num(c.baseline)} | {_num(c.candidate)} | {_num(c.limit)} |")
+                key = c.name.split()[0]
+                out.append(f"| {'✅' if c.passed else '❌'} | {c.name} | {_unit(key, c.baseline)} | "
+                           f"{_unit(key, c.candidate)} | {_unit(key, c.limit)} |")
         if self.failures:
             out += ["", "**Failing checks**", ""] + [f"- {c.message}" for c in self.failures]
         if self.notes:
@@ -157,10 +159,12 @@ def _p(x):
     return "—" if x is None else (f"{x:.2g}" if x < 0.001 else f"{x:.3f}")
 
 
-def _num(x):
+def _unit(key: str, x: float | None) -> str:
+    """A cost value in the board's display unit (bytes as GB)."""
     if x is None:
         return "—"
-    return f"{x:.4g}"
+    unit = COST_COLUMNS[key][1]
+    return f"{x / 1e9:.4g} {unit}" if key.endswith("_bytes") else f"{x:.4g} {unit}"
 
 
 # ---- policy --------------------------------------------------------------------------------
@@ -382,7 +386,7 @@ def _budget_checks(pol: Policy, base, cand, notes) -> list[Check]:
                 bound = None if bv is None else bv * (1 + limit if kind == "max_increase" else 1 - limit)
                 what = f"{'+' if kind == 'max_increase' else '−'}{100 * limit:g}% of the baseline"
             else:
-                bound, what = limit, f"{kind} {limit:g}"
+                bound, what = limit, kind
             name = f"{key} {kind}"
             if cv is None or bound is None:
                 missing = "candidate" if cv is None else "baseline"
@@ -392,9 +396,9 @@ def _budget_checks(pol: Policy, base, cand, notes) -> list[Check]:
                                     observed=cv, limit=bound, baseline=bv, candidate=cv))
                 continue
             ok = cv <= bound if lower else cv >= bound
-            diff = "" if bv is None else f", baseline {bv:.4g} ({(cv - bv) / bv:+.1%})" if bv else ""
+            diff = f", baseline {_unit(key, bv)} ({(cv - bv) / bv:+.1%})" if bv else ""
             checks.append(Check(name, "budget", ok,
-                                f"{name}: candidate {title} {cv:.4g} {unit}{diff}; budget {what} = {bound:.4g}",
+                                f"{name}: candidate {title} {_unit(key, cv)}{diff}; budget {what} = {_unit(key, bound)}",
                                 observed=cv, limit=bound, baseline=bv, candidate=cv))
     return checks
 
