@@ -150,7 +150,8 @@ def discover(inputs: Iterable[str | Path]) -> list[Path]:
             matches = [Path(m) for m in sorted(glob.glob(text, recursive=True))]
             files = []
             for m in matches:
-                files.extend(_results_in(m) if m.is_dir() else [m] if m.suffix == ".json" else [])
+                # a broad pattern (**/*.json) also meets samples, cost sidecars and boards
+                files.extend(_results_in(m) if m.is_dir() else [m] if _is_results_name(m) else [])
             if not files:
                 raise BoardError(f"{text}: the pattern matches no lm-eval result file (results_*.json)")
             found.extend(files)
@@ -178,8 +179,12 @@ def discover(inputs: Iterable[str | Path]) -> list[Path]:
     return unique
 
 
+def _is_results_name(p: Path) -> bool:
+    return p.name.startswith("results_") and p.suffix == ".json" and not p.name.endswith(".cost.json")
+
+
 def _results_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("results_*.json") if not p.name.endswith(".cost.json"))
+    return sorted(p for p in folder.rglob("results_*.json") if _is_results_name(p))
 
 
 def _load_json(path: Path, what: str) -> Any:

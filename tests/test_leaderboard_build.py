@@ -221,8 +221,12 @@ def test_runs_from_several_folders_and_globs_join(tmp_path):
     helpers.make_run(tmp_path / "machine1", "m1", {"t_c": helpers.outcomes(10, 4)}, stamp="2026-01-02T00-00-00.0")
     helpers.make_run(tmp_path / "machine2", "m2", {"t_a": helpers.outcomes(10, 9), "t_b": helpers.outcomes(10, 9),
                                                    "t_c": helpers.outcomes(10, 9)})
-    board = read_board(build([tmp_path / "machine1", str(tmp_path / "machine2" / "**" / "results_*.json")],
+    helpers.make_run(tmp_path / "machine2", "m2-other", {"t_a": [1.0]}, cost=helpers.cost_record("m2-other", 1, 1))
+    (tmp_path / "machine2" / "m2-other" / "results_2026-01-01T00-00-00.000000.json").rename(
+        tmp_path / "machine2" / "m2-other" / "renamed.json")  # not a results_* name: a pattern skips it
+    board = read_board(build([tmp_path / "machine1", str(tmp_path / "machine2" / "**" / "*.json")],
                              spec=SMALL, out=tmp_path / "b", html=False))
+    assert sorted(r["model"] for r in board["rows"]) == ["m1", "m2"]  # sidecars and samples are not runs
     m1 = next(r for r in board["rows"] if r["model"] == "m1")
     assert len(m1["provenance"]["files"]) == 2
     assert m1["overall"]["value"] == pytest.approx(((0.3 + 0.3) / 2 + 0.4) / 2)
