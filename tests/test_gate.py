@@ -16,14 +16,14 @@ from slm_tasks.leaderboards import GateError, gate, stats
 from slm_tasks.leaderboards.release_gate import load_policy
 
 
-def _helpers():
-    spec = importlib.util.spec_from_file_location("lb_helpers", Path(__file__).with_name("test_leaderboard_helpers.py"))
+def _synthetic():
+    spec = importlib.util.spec_from_file_location("lb_synthetic", Path(__file__).with_name("test_leaderboard_synthetic.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
 
 
-helpers = _helpers()
+synth = _synthetic()
 SPEC = {"schema": "slm-suite.board-spec/1", "name": "t", "domains": [
     {"name": "commonsense", "tasks": [{"task": "t_a"}, {"task": "t_b"}]},
     {"name": "math", "tasks": [{"task": "t_m"}]},
@@ -42,8 +42,8 @@ def paired(both: int, base_only: int, cand_only: int, neither: int) -> tuple[lis
 
 
 def write_pair(tmp_path, tasks_base: dict, tasks_cand: dict, **kw) -> tuple[Path, Path]:
-    b = helpers.make_run(tmp_path / "base", "base-model", tasks_base, **kw.get("base", {}))
-    c = helpers.make_run(tmp_path / "cand", "cand-model", tasks_cand, **kw.get("cand", {}))
+    b = synth.make_run(tmp_path / "base", "base-model", tasks_base, **kw.get("base", {}))
+    c = synth.make_run(tmp_path / "cand", "cand-model", tasks_cand, **kw.get("cand", {}))
     return b, c
 
 
@@ -103,9 +103,9 @@ def test_paired_test_catches_a_regression_the_unpaired_test_misses(tmp_path):
 
 
 def test_identical_and_perfect_runs_pass(tmp_path):
-    perfect = helpers.outcomes(100, 100)
-    b, c = write_pair(tmp_path, {"t_a": perfect, "t_b": helpers.outcomes(100, 0)},
-                      {"t_a": perfect, "t_b": helpers.outcomes(100, 0)})
+    perfect = synth.outcomes(100, 100)
+    b, c = write_pair(tmp_path, {"t_a": perfect, "t_b": synth.outcomes(100, 0)},
+                      {"t_a": perfect, "t_b": synth.outcomes(100, 0)})
     result = gate(b, c, policy())
     assert result.passed and result.exit_code == 0
     assert all(ch.p_value == 1.0 and ch.observed == 0 for ch in result.checks)
@@ -140,10 +140,10 @@ def test_non_binary_metrics_use_the_paired_bootstrap(tmp_path):
 
 
 def test_budgets_fail_with_the_numbers_and_missing_costs_follow_the_policy(tmp_path):
-    same = helpers.outcomes(50, 40)
+    same = synth.outcomes(50, 40)
     b, c = write_pair(tmp_path, {"t_a": same}, {"t_a": same},
-                      base={"cost": helpers.cost_record("base-model", 10.0, 500_000_000)},
-                      cand={"cost": helpers.cost_record("cand-model", 12.0, 400_000_000)})
+                      base={"cost": synth.cost_record("base-model", 10.0, 500_000_000)},
+                      cand={"cost": synth.cost_record("cand-model", 12.0, 400_000_000)})
     res = gate(b, c, policy(budgets={"decode_ms_per_token": {"max_increase": 0.10, "max": 50},
                                      "peak_memory_bytes": {"max": 1e9}}))
     by = {ch.name: ch for ch in res.checks}
@@ -186,7 +186,7 @@ def test_reports_markdown_json_junit(tmp_path):
     (dict(cand={"limit": 10}), "--limit 10"),
 ])
 def test_inputs_that_cannot_be_compared(tmp_path, setup, match):
-    x = helpers.outcomes(20, 10)
+    x = synth.outcomes(20, 10)
     b, c = write_pair(tmp_path, {"t_a": x}, {"t_a": x}, **setup)
     with pytest.raises(GateError, match=match):
         gate(b, c, policy())
@@ -227,7 +227,7 @@ def test_gate_on_real_runs_counts_the_same_discordant_docs(monkeypatch, folder, 
     from slm_tasks.leaderboards.spec import load_spec as real_load_spec
 
     monkeypatch.setattr(g, "load_spec", real_load_spec)
-    b, c = sorted((helpers.FIXTURES / folder).rglob("results_*.json"))
+    b, c = sorted((synth.FIXTURES / folder).rglob("results_*.json"))
     res = gate(b, c, {"spec": spec, "allow_limit": True, "margins": {"default": 0.0}})
     assert len(res.checks) == 2
     for ch in res.checks:

@@ -1,7 +1,7 @@
 """The leaderboard builder: from lm-eval result files to leaderboard.json/.csv/.md.
 
 Real inputs are the committed dummy-model runs (tests/fixtures/results); edge cases are
-synthetic runs written in lm-eval's layout by tests/test_leaderboard_helpers.py.
+synthetic runs written in lm-eval's layout by tests/test_leaderboard_synthetic.py.
 """
 
 from __future__ import annotations
@@ -19,16 +19,16 @@ from slm_tasks.leaderboards.ingest import load_run
 from slm_tasks.leaderboards.spec import load_spec
 
 
-def _helpers():
-    spec = importlib.util.spec_from_file_location("lb_helpers", Path(__file__).with_name("test_leaderboard_helpers.py"))
+def _synthetic():
+    spec = importlib.util.spec_from_file_location("lb_synthetic", Path(__file__).with_name("test_leaderboard_synthetic.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
 
 
-helpers = _helpers()
+synth = _synthetic()
 
-FIX = helpers.FIXTURES
+FIX = synth.FIXTURES
 SMALL = {"schema": "slm-suite.board-spec/1", "name": "t", "domains": [
     {"name": "commonsense", "tasks": [{"task": "t_a"}, {"task": "t_b"}]},
     {"name": "problem_solving", "tasks": [{"task": "t_c"}]},
@@ -57,7 +57,7 @@ def test_smoke_board_from_real_runs_matches_the_results_files(tmp_path):
     assert board["smoke"] is True and "not for publication" in board["smoke_reason"]
     assert {c["task"] for c in board["columns"]} == {"slm_arc_easy", "slm_boolq"}
     assert "slm_hellaswag" in board["missing_tasks"]
-    for path in helpers.REAL_RUNS:
+    for path in synth.REAL_RUNS:
         res = json.loads(path.read_text())
         row = next(r for r in board["rows"] if r["model"] == res["model_name"])
         for task in ("slm_arc_easy", "slm_boolq"):
@@ -113,8 +113,8 @@ def test_spec_by_bare_name_path_and_unknown(tmp_path):
 # ---- validation edge cases -----------------------------------------------------------------
 
 def test_duplicate_model_and_task_names_both_files(tmp_path):
-    a = helpers.make_run(tmp_path / "m1", "model-x", {"t_a": helpers.outcomes(10, 5)}, stamp="2026-01-01T00-00-00.1")
-    b = helpers.make_run(tmp_path / "m2", "model-x", {"t_a": helpers.outcomes(10, 6)}, stamp="2026-01-02T00-00-00.1")
+    a = synth.make_run(tmp_path / "m1", "model-x", {"t_a": synth.outcomes(10, 5)}, stamp="2026-01-01T00-00-00.1")
+    b = synth.make_run(tmp_path / "m2", "model-x", {"t_a": synth.outcomes(10, 6)}, stamp="2026-01-02T00-00-00.1")
     with pytest.raises(BoardError) as err:
         build([tmp_path], spec=SMALL, out=tmp_path / "b", html=False)
     assert "model 'model-x', task t_a" in str(err.value)
@@ -122,22 +122,22 @@ def test_duplicate_model_and_task_names_both_files(tmp_path):
 
 
 def test_mixed_task_versions_are_refused(tmp_path):
-    helpers.make_run(tmp_path, "m1", {"t_a": helpers.outcomes(10, 5)}, version=1.0)
-    helpers.make_run(tmp_path, "m2", {"t_a": helpers.outcomes(10, 5)}, version=2.0)
+    synth.make_run(tmp_path, "m1", {"t_a": synth.outcomes(10, 5)}, version=1.0)
+    synth.make_run(tmp_path, "m2", {"t_a": synth.outcomes(10, 5)}, version=2.0)
     with pytest.raises(BoardError, match=r"t_a: task versions differ.*1\.0 in m1/.*2\.0 in m2/"):
         build([tmp_path], spec=SMALL, out=tmp_path / "b", html=False)
 
 
 def test_different_prompts_are_refused_and_located(tmp_path):
-    helpers.make_run(tmp_path, "m1", {"t_a": helpers.outcomes(10, 5)})
-    helpers.make_run(tmp_path, "m2", {"t_a": helpers.outcomes(10, 5)}, prompt_suffix=" (v2)")
+    synth.make_run(tmp_path, "m1", {"t_a": synth.outcomes(10, 5)})
+    synth.make_run(tmp_path, "m2", {"t_a": synth.outcomes(10, 5)}, prompt_suffix=" (v2)")
     with pytest.raises(BoardError, match=r"t_a: prompts/documents differ.*prompts differ on 10 docs"):
         build([tmp_path], spec=SMALL, out=tmp_path / "b", html=False)
 
 
 def test_different_data_checksums_are_refused(tmp_path):
-    a = helpers.make_run(tmp_path, "m1", {"t_a": helpers.outcomes(10, 5)})
-    helpers.make_run(tmp_path, "m2", {"t_a": helpers.outcomes(10, 5)})
+    a = synth.make_run(tmp_path, "m1", {"t_a": synth.outcomes(10, 5)})
+    synth.make_run(tmp_path, "m2", {"t_a": synth.outcomes(10, 5)})
     res = json.loads(a.read_text())
     res["configs"]["t_a"]["dataset_kwargs"]["hub_config"] = "ARC-Challenge"
     a.write_text(json.dumps(res))
@@ -153,8 +153,8 @@ def test_different_data_checksums_are_refused(tmp_path):
 ])
 def test_malformed_input_is_one_clear_error_and_keeps_the_old_board(tmp_path, damage, match):
     src = tmp_path / "runs"
-    helpers.make_run(src, "m1", {"t_a": helpers.outcomes(10, 5)})
-    victim = helpers.make_run(src, "m2", {"t_a": helpers.outcomes(10, 7)})
+    synth.make_run(src, "m1", {"t_a": synth.outcomes(10, 5)})
+    victim = synth.make_run(src, "m2", {"t_a": synth.outcomes(10, 7)})
     out = build([src], spec=SMALL, out=tmp_path / "b", html=False)
     before = (out / "leaderboard.json").read_bytes()
     damage(victim)
@@ -181,14 +181,14 @@ def test_cli_prints_one_line_and_exits_2(tmp_path, capsys):
 # ---- scores, intervals, ties, extremes ------------------------------------------------------
 
 def test_extremes_ties_and_missing_samples(tmp_path):
-    helpers.make_run(tmp_path, "all-right", {"t_a": helpers.outcomes(50, 50), "t_b": helpers.outcomes(50, 50),
-                                             "t_c": helpers.outcomes(50, 50)})
-    helpers.make_run(tmp_path, "all-wrong", {"t_a": helpers.outcomes(50, 0), "t_b": helpers.outcomes(50, 0),
-                                             "t_c": helpers.outcomes(50, 0)})
-    helpers.make_run(tmp_path, "tie-1", {"t_a": helpers.outcomes(50, 25), "t_b": helpers.outcomes(50, 25),
-                                         "t_c": helpers.outcomes(50, 25)})
-    helpers.make_run(tmp_path, "tie-2", {"t_a": helpers.outcomes(50, 25), "t_b": helpers.outcomes(50, 25),
-                                         "t_c": helpers.outcomes(50, 25)}, samples=False)
+    synth.make_run(tmp_path, "all-right", {"t_a": synth.outcomes(50, 50), "t_b": synth.outcomes(50, 50),
+                                             "t_c": synth.outcomes(50, 50)})
+    synth.make_run(tmp_path, "all-wrong", {"t_a": synth.outcomes(50, 0), "t_b": synth.outcomes(50, 0),
+                                             "t_c": synth.outcomes(50, 0)})
+    synth.make_run(tmp_path, "tie-1", {"t_a": synth.outcomes(50, 25), "t_b": synth.outcomes(50, 25),
+                                         "t_c": synth.outcomes(50, 25)})
+    synth.make_run(tmp_path, "tie-2", {"t_a": synth.outcomes(50, 25), "t_b": synth.outcomes(50, 25),
+                                         "t_c": synth.outcomes(50, 25)}, samples=False)
     board = read_board(build([tmp_path], spec=SMALL, out=tmp_path / "b", html=False))
     rows = {r["model"]: r for r in board["rows"]}
     top, bottom = rows["all-right"]["tasks"]["t_a"], rows["all-wrong"]["tasks"]["t_a"]
@@ -204,9 +204,9 @@ def test_extremes_ties_and_missing_samples(tmp_path):
 
 
 def test_a_model_missing_a_task_gets_no_overall_and_is_listed_last(tmp_path):
-    helpers.make_run(tmp_path, "full", {"t_a": helpers.outcomes(20, 5), "t_b": helpers.outcomes(20, 5),
-                                        "t_c": helpers.outcomes(20, 5)})
-    helpers.make_run(tmp_path, "partial", {"t_a": helpers.outcomes(20, 20), "t_c": helpers.outcomes(20, 20)})
+    synth.make_run(tmp_path, "full", {"t_a": synth.outcomes(20, 5), "t_b": synth.outcomes(20, 5),
+                                        "t_c": synth.outcomes(20, 5)})
+    synth.make_run(tmp_path, "partial", {"t_a": synth.outcomes(20, 20), "t_c": synth.outcomes(20, 20)})
     board = read_board(build([tmp_path], spec=SMALL, out=tmp_path / "b", html=False))
     assert [r["model"] for r in board["rows"]] == ["full", "partial"]
     partial = board["rows"][1]
@@ -217,11 +217,11 @@ def test_a_model_missing_a_task_gets_no_overall_and_is_listed_last(tmp_path):
 
 
 def test_runs_from_several_folders_and_globs_join(tmp_path):
-    helpers.make_run(tmp_path / "machine1", "m1", {"t_a": helpers.outcomes(10, 3), "t_b": helpers.outcomes(10, 3)})
-    helpers.make_run(tmp_path / "machine1", "m1", {"t_c": helpers.outcomes(10, 4)}, stamp="2026-01-02T00-00-00.0")
-    helpers.make_run(tmp_path / "machine2", "m2", {"t_a": helpers.outcomes(10, 9), "t_b": helpers.outcomes(10, 9),
-                                                   "t_c": helpers.outcomes(10, 9)})
-    helpers.make_run(tmp_path / "machine2", "m2-other", {"t_a": [1.0]}, cost=helpers.cost_record("m2-other", 1, 1))
+    synth.make_run(tmp_path / "machine1", "m1", {"t_a": synth.outcomes(10, 3), "t_b": synth.outcomes(10, 3)})
+    synth.make_run(tmp_path / "machine1", "m1", {"t_c": synth.outcomes(10, 4)}, stamp="2026-01-02T00-00-00.0")
+    synth.make_run(tmp_path / "machine2", "m2", {"t_a": synth.outcomes(10, 9), "t_b": synth.outcomes(10, 9),
+                                                   "t_c": synth.outcomes(10, 9)})
+    synth.make_run(tmp_path / "machine2", "m2-other", {"t_a": [1.0]}, cost=synth.cost_record("m2-other", 1, 1))
     (tmp_path / "machine2" / "m2-other" / "results_2026-01-01T00-00-00.000000.json").rename(
         tmp_path / "machine2" / "m2-other" / "renamed.json")  # not a results_* name: a pattern skips it
     board = read_board(build([tmp_path / "machine1", str(tmp_path / "machine2" / "**" / "*.json")],
@@ -233,14 +233,14 @@ def test_runs_from_several_folders_and_globs_join(tmp_path):
 
 
 def test_cost_columns_pareto_and_hardware_profile(tmp_path):
-    tasks = lambda k: {"t_a": helpers.outcomes(40, k), "t_b": helpers.outcomes(40, k), "t_c": helpers.outcomes(40, k)}  # noqa: E731
-    helpers.make_run(tmp_path, "fast", tasks(20), cost=helpers.cost_record("fast", 5.0, 200_000_000))
-    helpers.make_run(tmp_path, "good", tasks(30), cost=helpers.cost_record("good", 20.0, 900_000_000),
+    tasks = lambda k: {"t_a": synth.outcomes(40, k), "t_b": synth.outcomes(40, k), "t_c": synth.outcomes(40, k)}  # noqa: E731
+    synth.make_run(tmp_path, "fast", tasks(20), cost=synth.cost_record("fast", 5.0, 200_000_000))
+    synth.make_run(tmp_path, "good", tasks(30), cost=synth.cost_record("good", 20.0, 900_000_000),
                      cost_in_config=True)
-    helpers.make_run(tmp_path, "worse", tasks(10), cost=helpers.cost_record("worse", 30.0, 950_000_000))
-    gpu = helpers.cost_record("gpu", 1.0, 100)
+    synth.make_run(tmp_path, "worse", tasks(10), cost=synth.cost_record("worse", 30.0, 950_000_000))
+    gpu = synth.cost_record("gpu", 1.0, 100)
     gpu["model"]["backend"] = "vllm"
-    helpers.make_run(tmp_path, "gpu", tasks(35), cost=gpu)
+    synth.make_run(tmp_path, "gpu", tasks(35), cost=gpu)
     board = read_board(build([tmp_path], spec=SMALL, out=tmp_path / "b", html=False))
     rows = {r["model"]: r for r in board["rows"]}
     assert rows["fast"]["cost"]["decode_ms_per_token"] == {"value": 5.0, "source": "run"}
@@ -255,7 +255,7 @@ def test_cost_columns_pareto_and_hardware_profile(tmp_path):
 
 
 def test_load_run_reads_samples_and_sidecar(tmp_path):
-    path = helpers.make_run(tmp_path, "m", {"t_a": [1, 0, 1, 1]}, cost=helpers.cost_record("m", 3.0, 10))
+    path = synth.make_run(tmp_path, "m", {"t_a": [1, 0, 1, 1]}, cost=synth.cost_record("m", 3.0, 10))
     run = load_run(path)
     assert run.cost["run"]["decode_ms_per_token"] == 3.0 and run.cost_source.startswith("sidecar")
     ds = run.tasks["t_a"].samples()
@@ -266,8 +266,8 @@ def test_load_run_reads_samples_and_sidecar(tmp_path):
 def test_latency_axis_falls_back_to_prefill_for_scoring_only_runs(tmp_path):
     # multiple-choice runs never decode: decode ms/token and ttft are null in their records
     for name, k, prefill in (("slow", 30, 50.0), ("quick", 20, 200.0), ("worse", 10, 100.0)):
-        rec = helpers.cost_record(name, None, 300_000_000, prefill_tok_s=prefill)
-        helpers.make_run(tmp_path, name, {t: helpers.outcomes(40, k) for t in ("t_a", "t_b", "t_c")}, cost=rec)
+        rec = synth.cost_record(name, None, 300_000_000, prefill_tok_s=prefill)
+        synth.make_run(tmp_path, name, {t: synth.outcomes(40, k) for t in ("t_a", "t_b", "t_c")}, cost=rec)
     board = read_board(build([tmp_path], spec=SMALL, out=tmp_path / "b"))
     axis = board["pareto_axes"]["latency"]
     assert axis["key"] == "prefill_tok_s" and axis["values"] == {"slow": 20.0, "quick": 5.0, "worse": 10.0}

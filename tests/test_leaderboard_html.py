@@ -21,14 +21,14 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
 
 
-def _helpers():
-    spec = importlib.util.spec_from_file_location("lb_helpers", Path(__file__).with_name("test_leaderboard_helpers.py"))
+def _synthetic():
+    spec = importlib.util.spec_from_file_location("lb_synthetic", Path(__file__).with_name("test_leaderboard_synthetic.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
 
 
-helpers = _helpers()
+synth = _synthetic()
 SPEC = {"schema": "slm-suite.board-spec/1", "name": "demo", "title": "Browser test board", "domains": [
     {"name": "commonsense", "title": "Commonsense", "tasks": [{"task": "t_a"}, {"task": "t_b"}]},
     {"name": "problem_solving", "title": "Problem solving", "tasks": [{"task": "t_c"}, {"task": "t_absent"}]},
@@ -43,9 +43,9 @@ def board_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("html")
     rng = random.Random(7)
     for name, acc, decode, peak in MODELS:
-        cost = helpers.cost_record(name, decode, int(peak)) if decode else None
+        cost = synth.cost_record(name, decode, int(peak)) if decode else None
         tasks = {t: [1.0 if rng.random() < acc else 0.0 for _ in range(60)] for t in ("t_a", "t_b", "t_c")}
-        helpers.make_run(root / "runs", name, tasks, cost=cost)
+        synth.make_run(root / "runs", name, tasks, cost=cost)
     return build([root / "runs"], spec=SPEC, out=root / "board")
 
 

@@ -1,4 +1,4 @@
-"""Writers of synthetic lm-eval runs for edge cases (shared by the leaderboard and gate tests).
+"""Writers of synthetic lm-eval runs for edge cases (used by the leaderboard and gate tests).
 
 The files copy the layout of a real lm-eval 0.4.13 run (tests/fixtures/results): the
 results JSON keys, samples lines and hashes are computed the way lm-eval computes them.
