@@ -108,7 +108,7 @@ def run(
         _atomic_write(cost_file, json.dumps(cost, indent=2, default=str))
     out = RunOutput(results, results_file, cost_file)
     if leaderboard and results_file is not None:
-        out.board_dir, note = _board(Path(output_path), tasks)
+        out.board_dir, note = _board(Path(output_path), tasks, limit)
         if note:
             out.notes.append(note)
     return out
@@ -123,15 +123,17 @@ def _results_file(tracker) -> Path | None:
     return path if path.exists() else None
 
 
-def _board(output_path: Path, tasks) -> tuple[Path | None, str | None]:
-    try:
-        from slm_tasks.leaderboards import build
-    except ImportError as exc:
-        return None, f"leaderboard not built: {exc}"
+def _board(output_path: Path, tasks, limit) -> tuple[Path | None, str | None]:
+    """A board of the newest run of every model under ``output_path`` (re-runs replace)."""
+    from slm_tasks.leaderboards import build
+
     spec = "lite" if any(str(t).endswith("_lite") for t in tasks) else "default"
+    newest = [max(d.glob("results_*.json")) for d in sorted(output_path.iterdir())
+              if d.is_dir() and any(d.glob("results_*.json"))]
     board_dir = output_path / "leaderboard"
-    build([output_path], spec=spec, out=board_dir)
-    return board_dir, None
+    build(newest, spec=spec, out=board_dir, allow_limit=limit is not None)
+    note = "--limit run: the board is marked as a smoke board, not for publication" if limit else None
+    return board_dir, note
 
 
 def _atomic_write(path: Path, text: str) -> None:
