@@ -122,3 +122,18 @@ def test_analyse_samples_of_a_full_run():
     idx = la.lite_indices(600, 200, subjects)
     assert errors[1].lite_mean == pytest.approx(b[idx].mean())
     assert domain.full_mean == pytest.approx((a.mean() + b.mean()) / 2)
+
+
+def test_lite_indices_are_the_docs_the_lite_tasks_score():
+    """The analysis uses the very subset the loader keeps (same function, same seed)."""
+    import os
+    from pathlib import Path
+
+    from slm_tasks import data
+
+    hub = Path(os.environ.get("SLM_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "hub")
+    if not (hub / "allenai/openbookqa").is_dir():
+        pytest.skip(f"offline mirror not found at {hub} (set SLM_DATA_DIR)")
+    kw = dict(hub_id="allenai/openbookqa", hub_config="main", eval_split="test", slm_data_dir=str(hub))
+    full, lite = data.load(**kw)["test"]["id"], data.load(lite_n=200, **kw)["test"]["id"]
+    assert [full[i] for i in la.lite_indices(len(full), 200)] == lite
