@@ -66,6 +66,7 @@ class RunOutput:
     cost_file: Path | None
     board_dir: Path | None = None
     notes: list[str] = field(default_factory=list)
+    samples: dict | None = None
 
 
 def run(
@@ -106,7 +107,7 @@ def run(
     if cost and results_file is not None:
         cost_file = results_file.with_suffix(".cost.json")
         _atomic_write(cost_file, json.dumps(cost, indent=2, default=str))
-    out = RunOutput(results, results_file, cost_file)
+    out = RunOutput(results, results_file, cost_file, samples=samples)
     if leaderboard and results_file is not None:
         out.board_dir, note = _board(Path(output_path), tasks, limit)
         if note:
@@ -142,12 +143,16 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+# Capability domains whose plain mean is the overall score (ICL is reported as a gain).
+DOMAINS = ("slm_commonsense", "slm_problem_solving", "slm_math", "slm_coding")
+
+
 def domain_summary(results: dict) -> dict[str, Any]:
-    """Domain scores (lm-eval group acc/exact_match/pass@1) and their plain mean."""
+    """Domain scores (each domain group's aggregate metric) and their plain mean."""
     groups = results.get("groups") or {}
     domains = {}
     for name, row in groups.items():
-        if name.startswith("slm_suite"):
+        if name.removesuffix("_lite") not in DOMAINS:
             continue
         for key, value in row.items():
             if isinstance(value, (int, float)) and "," in key and "_stderr" not in key:

@@ -54,6 +54,11 @@ def cmd_run(args) -> int:
     summary = domain_summary(out.results)
     if summary["overall"] is not None:
         print(f"overall (plain mean of {len(summary['domains'])} domain scores): {summary['overall']:.4f}")
+    if any(name.startswith("slm_icl_") for name in out.results.get("results", {})):
+        from slm_tasks.icl import format_gain_table, icl_gain
+
+        print("in-context learning gain (5-shot minus 0-shot, metric acc):")
+        print(format_gain_table(icl_gain(out.results, out.samples)))
     cost = (out.results.get("config") or {}).get("slm_cost") or {}
     run_cost = cost.get("run") or {}
     if run_cost:

@@ -36,8 +36,11 @@ def test_overall_score_is_the_mean_of_domain_scores():
     results = {"groups": {
         "slm_commonsense": {"acc,none": 0.5, "acc_stderr,none": 0.01},
         "slm_problem_solving": {"acc,none": 0.3, "acc_stderr,none": 0.02},
+        "slm_math_lite": {"exact_match,strict-match": 0.1},
+        "slm_icl_5shot": {"acc,none": 0.9},  # a protocol, not a domain
         "slm_suite": {},
     }}
     summary = domain_summary(results)
-    assert summary["overall"] == pytest.approx(0.4)
+    assert summary["overall"] == pytest.approx((0.5 + 0.3 + 0.1) / 3)
+    assert summary["domains"]["slm_math_lite"]["metric"] == "exact_match,strict-match"
     assert summary["domains"]["slm_commonsense"]["metric"] == "acc,none"
