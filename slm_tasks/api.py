@@ -53,10 +53,19 @@ def evaluate(model, model_args=None, tasks=DEFAULT_TASKS, data_dir: str | None =
             f"unknown task(s): {', '.join(unknown)}. `slm-suite tasks` lists ours; "
             f"built-in lm-eval tasks are listed by `lm_eval ls tasks`"
         )
-    return simple_evaluate(
-        model=model, model_args=model_args, tasks=tasks, task_manager=tm,
-        metadata=metadata or None, **kwargs,
-    )
+    try:
+        return simple_evaluate(
+            model=model, model_args=model_args, tasks=tasks, task_manager=tm,
+            metadata=metadata or None, **kwargs,
+        )
+    except ValueError as exc:
+        if "marked as unsafe" not in str(exc):
+            raise
+        raise SLMError(
+            f"{exc.args[0].split(':', 1)[1].split(' which')[0].strip()} executes model-written code: "
+            "pass --confirm-run-unsafe-code (slm-suite runs it in its sandbox, docs/sandbox.md), "
+            "or leave the coding tasks out"
+        ) from None
 
 
 @dataclass

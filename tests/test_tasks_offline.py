@@ -64,3 +64,10 @@ def test_groups_skip_fewshot_variants_the_mirror_cannot_feed(mirror_env, capfd):
     err = capfd.readouterr().err
     assert "skipping slm_icl_hellaswag_5shot_lite: 5-shot needs few-shot examples, but Rowan/hellaswag has no 'train' split" in err
     assert "winogrande" not in err.split("skipping slm_icl_hellaswag_5shot_lite")[1].split("\n")[0]
+
+
+def test_coding_tasks_need_the_unsafe_code_confirmation(mirror_env):
+    from slm_tasks.errors import SLMError
+
+    with pytest.raises(SLMError, match="slm_humaneval_lite executes model-written code: pass --confirm-run-unsafe-code"):
+        evaluate("dummy", tasks=["slm_humaneval_lite"], limit=1, log_samples=False)
