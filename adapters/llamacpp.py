@@ -106,7 +106,7 @@ class LlamaEngine:
 
     def __init__(self, path: str | os.PathLike, max_length: int | None = None, n_batch: int = 512,
                  n_threads: int | None = None, n_parallel: int = 16, kv_slack: int = 1024,
-                 verbose: bool = False):
+                 prefix_cache: bool = True, verbose: bool = False):
         llama_cpp, lib = _import_llama_cpp()
         self.lib = lib
         self.llama_cpp_version = llama_cpp.__version__
@@ -124,6 +124,7 @@ class LlamaEngine:
         self.n_threads = int(n_threads or usable_cores())
         self.n_batch = int(n_batch)
         self.n_parallel = int(n_parallel)
+        self.prefix_cache = bool(prefix_cache)
 
         cp = lib.llama_context_default_params()
         cp.n_ctx = self.max_length + int(kv_slack)
@@ -269,11 +270,12 @@ class LlamaEngine:
         """Make sequence 0 hold exactly ``tokens``; returns the logits after the last one.
 
         Keeps the common prefix with what sequence 0 already holds (at least the last token
-        is re-evaluated, since its logits are needed).
+        is re-evaluated, since its logits are needed). With ``prefix_cache=False`` every
+        context is evaluated from position 0.
         """
         if not tokens:
             raise ValueError("empty context")
-        keep = min(scoring.common_prefix_len(self.cached, tokens), len(tokens) - 1)
+        keep = min(scoring.common_prefix_len(self.cached, tokens), len(tokens) - 1) if self.prefix_cache else 0
         self.cached = self.cached[:keep]
         if not self.lib.llama_memory_seq_rm(self.mem, 0, keep, -1):
             self.clear()
@@ -365,6 +367,12 @@ def _pick_token(logits: np.ndarray, sampling: dict | None, rng: np.random.Genera
     return int(rng.choice(p.size, p=p))
 
 
+def _as_bool(value) -> bool:
+    if isinstance(value, str):  # model_args from a config file may stay strings
+        return value.strip().lower() not in ("0", "false", "no", "off", "")
+    return bool(value)
+
+
 def _shares(tasks: Sequence[str | None]) -> dict[str | None, float]:
     counts = Counter(tasks)
     return {t: n / len(tasks) for t, n in counts.items()}
@@ -377,12 +385,14 @@ class LlamaCppLM(TemplateLM):
     model_args: ``model`` (a .gguf path or a short name: smollm2-135m, gemma3-270m),
     ``n_threads`` (default: all usable cores), ``n_ctx`` (longest sequence, default the
     model's training context capped at 8192), ``n_batch`` (512), ``n_parallel`` (16
-    sequences per batch), ``seed`` (sampling seed), ``max_gen_toks`` (256). lm-eval's own
+    sequences per batch), ``prefix_cache`` (keep a shared prefix's KV cache across
+    documents, default true), ``seed`` (sampling seed), ``max_gen_toks`` (256). lm-eval's own
     ``device``/``batch_size`` arguments are accepted and ignored.
     """
 
     def __init__(self, model: str | None = None, pretrained: str | None = None, n_threads: int | None = None,
-                 n_ctx: int | None = None, n_batch: int = 512, n_parallel: int = 16, seed: int = 1234,
+                 n_ctx: int | None = None, n_batch: int = 512, n_parallel: int = 16, prefix_cache: bool = True,
+                 seed: int = 1234,
                  max_gen_toks: int = DEFAULT_MAX_GEN_TOKS, verbose: bool = False, **kwargs):
         super().__init__()
         ignored = {k: v for k, v in kwargs.items() if k not in ("device", "batch_size", "max_batch_size")}
@@ -395,7 +405,8 @@ class LlamaCppLM(TemplateLM):
         self.model_path = resolve_model(name)  # checks the file before anything else loads
         self.engine = LlamaEngine(self.model_path, max_length=int(n_ctx) if n_ctx else None,
                                   n_batch=int(n_batch), n_threads=int(n_threads) if n_threads else None,
-                                  n_parallel=int(n_parallel), verbose=bool(verbose))
+                                  n_parallel=int(n_parallel), prefix_cache=_as_bool(prefix_cache),
+                                  verbose=_as_bool(verbose))
         self.seed = int(seed)
         self.max_gen_toks = int(max_gen_toks)
         self._rng = np.random.default_rng(self.seed)
