@@ -195,31 +195,32 @@ def _instances(kind, args_list, task="t"):
     return [Instance(kind, {}, args, i, metadata=(task, i, 1)) for i, args in enumerate(args_list)]
 
 
-def test_interrupt_propagates_and_leaves_the_cache_consistent(lm, naive):
+def test_interrupt_propagates_and_leaves_the_cache_consistent(lm):
     reqs = _instances("loglikelihood", [("The capital of France is", " Paris, a city."),
                                         ("The capital of Italy is", " Rome, a city.")])
-    expected = naive.loglikelihood(reqs, disable_tqdm=True)
     eng, real = lm.engine, lm.engine.decode
-    calls = {"n": 0}
-
-    def interrupted(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:  # in the middle of the second group
-            raise KeyboardInterrupt
-        yield from real(*args, **kwargs)
-
-    eng.decode = interrupted
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            lm.loglikelihood(reqs, disable_tqdm=True)
-    finally:
-        del eng.decode
     eng.prefix_cache = False
     try:
-        ours = lm.loglikelihood(reqs, disable_tqdm=True)
+        before = lm.loglikelihood(reqs, disable_tqdm=True)
+        calls = {"n": 0}
+
+        def interrupted(*args, **kwargs):
+            calls["n"] += 1
+            for item in real(*args, **kwargs):
+                yield item
+                if calls["n"] == 4:  # second group: its continuations are in the cache
+                    raise KeyboardInterrupt
+
+        eng.decode = interrupted
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                lm.loglikelihood(reqs, disable_tqdm=True)
+        finally:
+            del eng.decode
+        after = lm.loglikelihood(reqs, disable_tqdm=True)
     finally:
         eng.prefix_cache = True
-    assert np.abs([a[0] - b[0] for a, b in zip(ours, expected)]).max() <= MAX_DELTA
+    assert after == before  # nothing left behind in the cache by the interrupted batch
 
 
 def test_empty_context_scores_after_the_prefix_token(lm, naive):
@@ -235,11 +236,11 @@ def test_generate_until_is_greedy_and_honours_stop_and_max_tokens(lm, naive):
                "The three primary colors are",
                "def fibonacci(n):\n"]
     gens = lm.generate_until(_instances("generate_until", [
-        (prompts[0], {"until": ["\n"], "max_gen_toks": 40}),
-        (prompts[1], {"until": ["."], "max_gen_toks": 40}),
+        (prompts[0], {"until": ["\n"], "max_gen_toks": 24}),
+        (prompts[1], {"until": ["."], "max_gen_toks": 24}),
         (prompts[2], {"until": ["\n\n"], "max_gen_toks": 12}),
     ]), disable_tqdm=True)
-    for prompt, gen, stop, cap in zip(prompts, gens, ["\n", ".", "\n\n"], [40, 40, 12]):
+    for prompt, gen, stop, cap in zip(prompts, gens, ["\n", ".", "\n\n"], [24, 24, 12]):
         ref_tokens = naive.greedy(lm.tok_encode(prompt), cap)
         ref_text = lm.tok_decode(ref_tokens).split(stop)[0]
         assert gen == ref_text
