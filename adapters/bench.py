@@ -100,7 +100,7 @@ def bench(model: str, runs: int = 5, pause_s: float = 2.0, n_threads: int | None
     protocols = tuple(protocols)
     unknown = set(protocols) - set(PROTOCOLS)
     if unknown or not protocols:
-        from slm_tasks.adapters.models import SLMError
+        from slm_tasks.errors import SLMError
 
         raise SLMError(f"unknown bench protocol(s) {sorted(unknown)}; choose from {', '.join(PROTOCOLS)}")
     path = resolve_model(model)

@@ -40,7 +40,8 @@ from slm_tasks.adapters import scoring
 from slm_tasks.adapters.cost import CostMeter, Work, software_versions
 from slm_tasks.adapters.hardware import describe as describe_hardware
 from slm_tasks.adapters.hardware import usable_cores
-from slm_tasks.adapters.models import PIP_EXTRA, SLMError, resolve_model
+from slm_tasks.adapters.models import PIP_EXTRA, resolve_model
+from slm_tasks.errors import SLMError
 
 log = logging.getLogger(__name__)
 
