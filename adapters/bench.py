@@ -73,7 +73,8 @@ def _survey_run(engine, rng) -> dict:
     ttft = time.perf_counter() - t0
     tg_s = _decode_steps(engine, logits, SURVEY["gen_tokens"] - 1)
     return {"ttft_ms": ttft * 1000, "pp_tok_s": len(prompt) / pp_s,
-            "tg_ms_per_token": tg_s * 1000 / (SURVEY["gen_tokens"] - 1), "e2e_s": ttft + tg_s}
+            "tg_ms_per_token": tg_s * 1000 / (SURVEY["gen_tokens"] - 1), "e2e_s": ttft + tg_s,
+            "_steps": SURVEY["gen_tokens"] - 1, "_decode_s": tg_s}
 
 
 def _llama_bench_run(engine, rng) -> dict:
@@ -84,8 +85,10 @@ def _llama_bench_run(engine, rng) -> dict:
     t0 = time.perf_counter()
     row = engine.set_prefix(start)
     first = time.perf_counter() - t0
-    tg_s = first + _decode_steps(engine, row, LLAMA_BENCH["tg"] - 1)
-    return {"pp512_tok_s": LLAMA_BENCH["pp"] / pp_s, "tg128_ms_per_token": tg_s * 1000 / LLAMA_BENCH["tg"]}
+    steps_s = _decode_steps(engine, row, LLAMA_BENCH["tg"] - 1)
+    tg_s = first + steps_s
+    return {"pp512_tok_s": LLAMA_BENCH["pp"] / pp_s, "tg128_ms_per_token": tg_s * 1000 / LLAMA_BENCH["tg"],
+            "_steps": LLAMA_BENCH["tg"] - 1, "_decode_s": steps_s}
 
 
 def bench(model: str, runs: int = 5, pause_s: float = 2.0, n_threads: int | None = None,
@@ -97,7 +100,7 @@ def bench(model: str, runs: int = 5, pause_s: float = 2.0, n_threads: int | None
     protocols = tuple(protocols)
     unknown = set(protocols) - set(PROTOCOLS)
     if unknown or not protocols:
-        from slm_tasks.adapters.models import SLMError
+        from slm_tasks.errors import SLMError
 
         raise SLMError(f"unknown bench protocol(s) {sorted(unknown)}; choose from {', '.join(PROTOCOLS)}")
     path = resolve_model(model)
@@ -117,7 +120,12 @@ def bench(model: str, runs: int = 5, pause_s: float = 2.0, n_threads: int | None
             for i in range(runs + 1):  # run 0 warms caches and is not reported
                 for p in protocols:
                     with meter.measure({} if i == 0 else {f"bench:{p}": 1.0}) as work:
+                        t0, s0 = engine.prompt_tokens, engine.prefill_s
                         res = fns[p](engine, rng)
+                        work.prompt_tokens = engine.prompt_tokens - t0
+                        work.prefill_s = engine.prefill_s - s0
+                        work.generated_tokens = work.decode_tokens = res.pop("_steps")
+                        work.decode_s = res.pop("_decode_s")
                     if i > 0:
                         results[p].append(res)
                         energy[p].append(meter.tasks[f"bench:{p}"].energy_j)

@@ -40,7 +40,8 @@ from slm_tasks.adapters import scoring
 from slm_tasks.adapters.cost import CostMeter, Work, software_versions
 from slm_tasks.adapters.hardware import describe as describe_hardware
 from slm_tasks.adapters.hardware import usable_cores
-from slm_tasks.adapters.models import PIP_EXTRA, SLMError, resolve_model
+from slm_tasks.adapters.models import PIP_EXTRA, resolve_model
+from slm_tasks.errors import SLMError
 
 log = logging.getLogger(__name__)
 
@@ -472,6 +473,8 @@ class LlamaCppLM(TemplateLM):
                         "from the left", len(plan.truncated), len(pairs), self.max_length)
         truncated = set(plan.truncated)
         results: list[tuple[float, bool] | None] = [None] * len(pairs)
+        # start from an empty cache: scores depend only on this call's requests
+        self.engine.clear()
         with tqdm(total=len(pairs), disable=disable_tqdm, desc=desc) as bar:
             for group in plan.groups:
                 members = [i for m in group.members for i in m]
@@ -547,6 +550,7 @@ class LlamaCppLM(TemplateLM):
             log.warning("%d generation prompts were truncated from the left to fit n_ctx=%d",
                         sum(j[5] for j in jobs), self.max_length)
         results = [""] * len(requests)
+        self.engine.clear()
         # sorted by prompt tokens: neighbours share few-shot prefixes kept in the cache
         for ids, idx, until, max_gen, sampling, cut in tqdm(sorted(jobs, key=lambda j: j[0]), disable=disable_tqdm,
                                                             desc="slm-llamacpp generate_until"):

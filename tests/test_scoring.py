@@ -100,6 +100,8 @@ def test_plan_dedupes_groups_and_sorts_by_context():
     ga = plan.groups[1]
     assert ga.continuations == [(2,), (3, 4)]
     assert ga.members == [[1, 4], [2]]
+    shuffled = scoring.plan_groups([reqs[i] for i in (2, 1, 0, 5, 4, 3)])
+    assert [(g.context, g.continuations) for g in shuffled.groups] == [(g.context, g.continuations) for g in plan.groups]
     assert plan.groups[2].members == [[0, 3]]
     assert plan.n_unique == 4 and plan.n_requests == 6 and plan.truncated == []
 

@@ -1,0 +1,241 @@
+"""slm-llamacpp against lm-eval's `hf` model (same weights) and lm-eval's `gguf` model.
+
+Runs, one after the other on the same machine, on the multiple-choice tasks of the lite
+profile (``--limit`` documents per task):
+
+  (a) ``lm_eval --model slm-llamacpp`` (this package, in process llama.cpp);
+  (b) ``lm_eval --model hf`` on CPU, fp32, on the GGUF dequantised to a transformers
+      checkpoint (``export-hf`` below; needs torch/transformers/gguf in ``--hf-python``);
+  (c) ``lm_eval --model gguf`` against ``python -m llama_cpp.server`` (needs
+      ``llama-cpp-python[server]`` and ``lm-eval[api]`` in ``--hf-python``), on fewer documents.
+
+and `slm-suite bench` (llama-bench pp512) for the compute bound: tokens slm-llamacpp
+evaluated / pp512 tokens per second. Prints a markdown report (also written to
+``<out>/report.md``). Not a test: speed targets live here, not in assertions.
+
+    python benchmarks/llamacpp_vs_hf.py --hf-python /path/to/hf-venv/bin/python --limit 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+LITE_MC_TASKS = [
+    "slm_arc_easy_lite", "slm_arc_challenge_lite", "slm_mmlu_lite", "slm_hellaswag_lite",
+    "slm_winogrande_lite", "slm_piqa_lite", "slm_social_iqa_lite", "slm_commonsense_qa_lite",
+    "slm_openbookqa_lite", "slm_boolq_lite", "slm_truthfulqa_mc2_lite",
+]
+
+
+def export_hf(gguf: str, out: str) -> None:
+    """Dequantise a GGUF file into a float32 transformers checkpoint (run with --hf-python)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(gguf)
+    tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    loaded = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, torch_dtype=torch.float32)
+    # a gguf-loaded model refuses save_pretrained: rebuild it from a plain config
+    config = AutoConfig.from_pretrained(path.parent, gguf_file=path.name)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, torch_dtype=torch.float32)
+    missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
+    if unexpected or [m for m in missing if "lm_head" not in m]:
+        raise SystemExit(f"state dict mismatch: missing {missing}, unexpected {unexpected}")
+    model.tie_weights()
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    print(f"exported {gguf} -> {out}")
+
+
+def _run(cmd, env, log: Path, timeout: float | None = None) -> tuple[int | None, float]:
+    t0 = time.perf_counter()
+    with open(log, "w") as f:
+        try:
+            rc = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, timeout=timeout).returncode
+        except subprocess.TimeoutExpired:
+            rc = None
+    return rc, time.perf_counter() - t0
+
+
+def _results(out_dir: Path) -> tuple[dict | None, dict]:
+    files = sorted(glob.glob(str(out_dir / "**" / "results_*.json"), recursive=True))
+    if not files:
+        return None, {}, 0
+    results = json.loads(Path(files[-1]).read_text())
+    chosen, n_requests = {}, 0
+    for f in glob.glob(str(out_dir / "**" / "samples_*.jsonl"), recursive=True):
+        for line in open(f):
+            s = json.loads(line)
+            lls = [r[0] if isinstance(r, (list, tuple)) else r for r in s["filtered_resps"]]
+            lls = [x[0] if isinstance(x, (list, tuple)) else x for x in lls]
+            n_requests += len(lls)
+            task = Path(f).name.removeprefix("samples_").rsplit("_", 1)[0]
+            chosen[(task, s["doc_id"])] = max(range(len(lls)), key=lambda i: float(lls[i]))
+    return results, chosen, n_requests
+
+
+def _acc(results: dict | None, task: str) -> float | None:
+    if not results:
+        return None
+    r = results["results"].get(task, {})
+    return r.get("acc,none")
+
+
+def _wait_port(port: int, timeout: float) -> bool:
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(1)
+    return False
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("command", nargs="?", default="run", choices=["run", "export-hf"])
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--gguf", help="export-hf: the GGUF file")
+    ap.add_argument("--tasks", default=",".join(LITE_MC_TASKS))
+    ap.add_argument("--limit", type=int, default=20, help="documents per task")
+    ap.add_argument("--gguf-limit", type=int, default=5, help="documents per task for (c)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--hf-python", help="a Python with torch, transformers, gguf, lm-eval[hf,api], llama-cpp-python[server]")
+    ap.add_argument("--out", type=Path, default=Path("benchmark-out"))
+    ap.add_argument("--skip", default="", help="comma-separated: a,b,c,bench")
+    ap.add_argument("--gguf-timeout", type=float, default=600)
+    args = ap.parse_args(argv)
+    if args.command == "export-hf":
+        export_hf(args.gguf, str(args.out))
+        return 0
+
+    from slm_tasks.adapters.models import resolve_model
+
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    skip = set(filter(None, args.skip.split(",")))
+    gguf = resolve_model(args.model)
+    tasks = args.tasks.split(",")
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), TOKENIZERS_PARALLELISM="false",
+               HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
+    lm_eval = lambda py: [py, "-m", "lm_eval"]  # noqa: E731
+    common = ["--tasks", ",".join(tasks), "--limit", str(args.limit), "--log_samples"]
+    report: dict = {"model": args.model, "gguf": str(gguf), "limit": args.limit, "tasks": tasks,
+                    "threads": args.threads, "runs": {}}
+
+    if "bench" not in skip:
+        from slm_tasks.adapters.bench import bench
+
+        rec = bench(args.model, runs=3, pause_s=1.0, n_threads=args.threads, protocols=["llama-bench"],
+                    progress=False)
+        report["bench"] = rec["bench"]
+        (out / "bench.json").write_text(json.dumps(rec, indent=2))
+
+    if "a" not in skip:
+        cmd = lm_eval(sys.executable) + ["--model", "slm-llamacpp", "--model_args",
+                                         f"model={args.model},n_threads={args.threads}",
+                                         "--output_path", str(out / "a")] + common
+        rc, wall = _run(cmd, env, out / "a.log")
+        report["runs"]["a"] = {"rc": rc, "process_wall_s": wall}
+
+    if "b" not in skip and args.hf_python:
+        hf_dir = out / "hf-model"
+        if not (hf_dir / "config.json").exists():
+            rc, wall = _run([args.hf_python, __file__, "export-hf", "--gguf", str(gguf), "--out", str(hf_dir)],
+                            env, out / "export.log")
+            report["export"] = {"rc": rc, "wall_s": wall}
+        cmd = lm_eval(args.hf_python) + ["--model", "hf", "--model_args", f"pretrained={hf_dir},dtype=float32",
+                                         "--device", "cpu", "--batch_size", "16",
+                                         "--output_path", str(out / "b")] + common
+        rc, wall = _run(cmd, env, out / "b.log")
+        report["runs"]["b"] = {"rc": rc, "process_wall_s": wall}
+
+    if "c" not in skip and args.hf_python:
+        port = 8765
+        server = subprocess.Popen([args.hf_python, "-m", "llama_cpp.server", "--model", str(gguf), "--n_ctx", "2048",
+                                   "--n_threads", str(args.threads), "--port", str(port)],
+                                  stdout=open(out / "server.log", "w"), stderr=subprocess.STDOUT, env=env)
+        try:
+            if _wait_port(port, 120):
+                cmd = lm_eval(args.hf_python) + ["--model", "gguf", "--model_args", f"base_url=http://127.0.0.1:{port}",
+                                                 "--tasks", ",".join(tasks), "--limit", str(args.gguf_limit),
+                                                 "--log_samples", "--output_path", str(out / "c")]
+                rc, wall = _run(cmd, env, out / "c.log", timeout=args.gguf_timeout)
+                report["runs"]["c"] = {"rc": rc, "process_wall_s": wall, "limit": args.gguf_limit}
+            else:
+                report["runs"]["c"] = {"rc": None, "error": "server did not start (see server.log)"}
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+    parsed = {k: _results(out / k) for k in report["runs"]}
+    for k, (res, chosen, n_requests) in parsed.items():
+        run = report["runs"][k]
+        run["eval_s"] = float(res["total_evaluation_time_seconds"]) if res else None
+        run["acc"] = {t: _acc(res, t) for t in tasks}
+        run["n_docs"] = len(chosen)
+        run["requests"] = n_requests
+        if res and "slm_cost" in res.get("config", {}):
+            run["cost"] = res["config"]["slm_cost"]["run"]
+        if "b" in parsed and parsed["b"][1] and k != "b":
+            ref = parsed["b"][1]
+            both = [key for key in chosen if key in ref]
+            run["agreement_with_b"] = (sum(chosen[key] == ref[key] for key in both) / len(both)) if both else None
+            run["agreement_docs"] = len(both)
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    md = render(report)
+    (out / "report.md").write_text(md)
+    print(md)
+    return 0
+
+
+def _f(x, fmt="{:.1f}"):
+    return "n/a" if x is None else fmt.format(x)
+
+
+def render(report: dict) -> str:
+    runs = report["runs"]
+    names = {"a": "(a) slm-llamacpp", "b": "(b) hf fp32 (dequantised GGUF)", "c": "(c) gguf via llama_cpp.server"}
+    lines = [f"model `{report['model']}`, {len(report['tasks'])} tasks, --limit {report['limit']} per task, "
+             f"{report['threads']} threads", ""]
+    lines += ["| backend | docs | requests | eval wall s | process wall s | requests/s | tokens/s (evaluated) "
+              "| mean acc | agreement with (b) |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    a_cost = runs.get("a", {}).get("cost") or {}
+    for k, r in runs.items():
+        accs = [v for v in (r.get("acc") or {}).values() if v is not None]
+        tok_s = r["cost"]["throughput_tok_s"] if r.get("cost") else None
+        req_s = r["requests"] / r["eval_s"] if r.get("eval_s") else None
+        agree = r.get("agreement_with_b")
+        lines.append(f"| {names[k]} | {r.get('n_docs', 0)} | {r.get('requests', 0)} | {_f(r.get('eval_s'))} | "
+                     f"{_f(r.get('process_wall_s'))} | {_f(req_s)} | {_f(tok_s)} | {_f(sum(accs) / len(accs) if accs else None, '{:.3f}')} | "
+                     f"{_f(agree * 100 if agree is not None else None, '{:.1f}%')} |")
+    lines.append("")
+    lines += ["| task | " + " | ".join(names[k] for k in runs) + " |", "|---|" + "---:|" * len(runs)]
+    for t in report["tasks"]:
+        lines.append(f"| {t} | " + " | ".join(_f(runs[k].get("acc", {}).get(t), "{:.3f}") for k in runs) + " |")
+    a, b = runs.get("a", {}), runs.get("b", {})
+    if a.get("eval_s") and b.get("eval_s"):
+        lines += ["", f"speed-up (a) over (b), lm-eval evaluation time: {b['eval_s'] / a['eval_s']:.2f}x"]
+    bench = report.get("bench")
+    if bench and a_cost:
+        pp = bench["pp_tok_s"]["median"]
+        bound = a_cost["prompt_tokens"] / pp
+        lines += [f"compute bound for (a): {a_cost['prompt_tokens']} tokens evaluated / {pp:.1f} tok/s (pp512 median) "
+                  f"= {bound:.1f} s; adapter wall {a_cost['wall_s']:.1f} s -> {bound / a_cost['wall_s'] * 100:.0f}% "
+                  f"of the bound"]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
