@@ -20,6 +20,7 @@ prefix cache; ``loglikelihood_rolling`` uses lm-eval's rolling windows through t
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -488,23 +489,17 @@ class LlamaCppLM(TemplateLM):
                 bar.update(len(members))
         return results
 
+    @contextlib.contextmanager
     def _work(self, tasks):
         """Meter one unit of work, booking the engine's prompt counters into it."""
-        meter, eng = self.meter, self.engine
-
-        class _Unit:
-            def __enter__(unit):
-                unit.cm = meter.measure(_shares(tasks))
-                unit.work = unit.cm.__enter__()
-                unit.t0, unit.s0 = eng.prompt_tokens, eng.prefill_s
-                return unit.work
-
-            def __exit__(unit, *exc):
-                unit.work.prompt_tokens += eng.prompt_tokens - unit.t0
-                unit.work.prefill_s += eng.prefill_s - unit.s0
-                return unit.cm.__exit__(*exc)
-
-        return _Unit()
+        eng = self.engine
+        with self.meter.measure(_shares(tasks)) as work:
+            t0, s0 = eng.prompt_tokens, eng.prefill_s
+            try:
+                yield work
+            finally:
+                work.prompt_tokens += eng.prompt_tokens - t0
+                work.prefill_s += eng.prefill_s - s0
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
         windows, owners, tasks = [], [], []

@@ -101,6 +101,40 @@ def _wait_port(port: int, timeout: float) -> bool:
     return False
 
 
+PROBE = [("The capital of France is", " Paris"), ("Question: What color is the sky?\nAnswer:", " blue"),
+         ("Question: What color is the sky?\nAnswer:", " green")]
+
+
+def _gguf_probe(port: int, model: str) -> list[dict]:
+    """Send lm-eval gguf's own loglikelihood request for a few pairs and parse the reply
+    with its own ``get_result``; next to slm-llamacpp's value for the same pair."""
+    import urllib.request
+
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.gguf import get_result
+
+    from slm_tasks.adapters.llamacpp import LlamaCppLM
+
+    ours = LlamaCppLM(model=model, n_threads=1, n_ctx=512)
+    out = []
+    try:
+        scores = ours.loglikelihood([Instance("loglikelihood", {}, p, i) for i, p in enumerate(PROBE)],
+                                    disable_tqdm=True)
+        for (ctx, cont), (mine, _) in zip(PROBE, scores):
+            body = json.dumps({"prompt": ctx + cont, "logprobs": 10, "temperature": 0.0, "max_tokens": 1,
+                               "echo": True}).encode()
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions", data=body,
+                                         headers={"Content-Type": "application/json"})
+            reply = json.loads(urllib.request.urlopen(req, timeout=300).read())
+            lp = reply["choices"][0]["logprobs"]
+            gguf_value, _ = get_result(lp, len(ctx))
+            out.append({"context": ctx, "continuation": cont, "gguf": gguf_value, "slm_llamacpp": mine,
+                        "echo_tokens": lp["tokens"], "echo_token_logprobs": lp["token_logprobs"]})
+    finally:
+        ours.close()
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("command", nargs="?", default="run", choices=["run", "export-hf"])
@@ -108,7 +142,7 @@ def main(argv=None) -> int:
     ap.add_argument("--gguf", help="export-hf: the GGUF file")
     ap.add_argument("--tasks", default=",".join(LITE_MC_TASKS))
     ap.add_argument("--limit", type=int, default=20, help="documents per task")
-    ap.add_argument("--gguf-limit", type=int, default=5, help="documents per task for (c)")
+    ap.add_argument("--gguf-limit", type=int, default=5, help="documents per task for (c); 0: only the probe")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--hf-python", help="a Python with torch, transformers, gguf, lm-eval[hf,api], llama-cpp-python[server]")
     ap.add_argument("--out", type=Path, default=Path("benchmark-out"))
@@ -167,12 +201,14 @@ def main(argv=None) -> int:
                                   stdout=open(out / "server.log", "w"), stderr=subprocess.STDOUT, env=env)
         try:
             if _wait_port(port, 120):
+                report["gguf_probe"] = _gguf_probe(port, args.model)
+            if args.gguf_limit > 0 and "gguf_probe" in report:
                 cmd = lm_eval(args.hf_python) + ["--model", "gguf", "--model_args", f"base_url=http://127.0.0.1:{port}",
                                                  "--tasks", ",".join(tasks), "--limit", str(args.gguf_limit),
                                                  "--log_samples", "--output_path", str(out / "c")]
                 rc, wall = _run(cmd, env, out / "c.log", timeout=args.gguf_timeout)
                 report["runs"]["c"] = {"rc": rc, "process_wall_s": wall, "limit": args.gguf_limit}
-            else:
+            elif "gguf_probe" not in report:
                 report["runs"]["c"] = {"rc": None, "error": "server did not start (see server.log)"}
         finally:
             server.terminate()
@@ -227,6 +263,9 @@ def render(report: dict) -> str:
     a, b = runs.get("a", {}), runs.get("b", {})
     if a.get("eval_s") and b.get("eval_s"):
         lines += ["", f"speed-up (a) over (b), lm-eval evaluation time: {b['eval_s'] / a['eval_s']:.2f}x"]
+    for p in report.get("gguf_probe", []):
+        lines.append(f"(c) probe {p['context']!r} + {p['continuation']!r}: gguf {p['gguf']:.4f}, "
+                     f"slm-llamacpp {p['slm_llamacpp']:.4f}")
     bench = report.get("bench")
     if bench and a_cost:
         pp = bench["pp_tok_s"]["median"]
