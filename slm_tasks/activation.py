@@ -10,7 +10,8 @@ module is executed, the finder patches it in memory:
   registers ``slm-llamacpp`` / ``slm-vllm`` as lazy placeholders;
 * ``lm_eval.tasks.manager.TaskManager`` appends our ``task_configs`` folder to
   ``include_path`` (after the built-ins, with distinct ``slm_`` names, so no built-in
-  task is shadowed).
+  task is shadowed), and its ``load`` drops from groups the slm few-shot variants whose
+  examples an offline mirror lacks, saying so (slm_tasks.fewshot.drop_unrunnable).
 
 Nothing is written to lm-eval's folder. Set ``SLM_SUITE_NO_ACTIVATE=1`` to switch it off.
 """
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 MODELS = {
     "slm-llamacpp": "slm_tasks.adapters.llamacpp:LlamaCppLM",
@@ -28,12 +28,14 @@ MODELS = {
 _PATCH_TARGETS = ("lm_eval.api.registry", "lm_eval.tasks.manager")
 
 
-def task_dir() -> Path:
+def task_dir():
     """The folder holding every slm_suite task YAML.
 
     A wheel installs it as package data (slm_tasks/task_configs); an editable install
     or a checkout reads the repository's top-level task_configs/.
     """
+    from pathlib import Path  # not at module level: this module loads at every interpreter start
+
     here = Path(__file__).resolve().parent
     installed = here / "task_configs"
     return installed if installed.is_dir() else here.parent / "task_configs"
@@ -76,6 +78,20 @@ def _patch_task_manager(mod) -> None:
 
     __init__.__wrapped__ = original
     cls.__init__ = __init__
+
+    original_load = cls.load
+
+    def load(self, task_list, *args, **kwargs):
+        loaded = original_load(self, task_list, *args, **kwargs)
+        from slm_tasks.fewshot import drop_unrunnable
+
+        names = task_list if isinstance(task_list, (list, tuple)) else [task_list]
+        for name, reason in drop_unrunnable(loaded, names):
+            print(f"slm-suite: skipping {name}: {reason}", file=sys.stderr)
+        return loaded
+
+    load.__wrapped__ = original_load
+    cls.load = load
 
 
 _PATCHERS = {"lm_eval.api.registry": _patch_registry, "lm_eval.tasks.manager": _patch_task_manager}

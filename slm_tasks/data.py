@@ -2,7 +2,7 @@
 
 Tasks declare ``custom_dataset: !function slm_tasks.data.load`` and name their data in
 ``dataset_kwargs`` (``hub_id``, ``hub_config``, ``eval_split``, ``fewshot_split``,
-``lite_n``). lm-eval calls the loader as ``load(**metadata, **dataset_kwargs)``, so
+``lite_n``, and ``revision`` to pin a hub commit). lm-eval calls the loader as ``load(**metadata, **dataset_kwargs)``, so
 ``--metadata slm_data_dir=...`` and every model argument arrive here too; unknown keys
 are ignored.
 
@@ -21,6 +21,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from slm_tasks.errors import SLMError
+
 log = logging.getLogger(__name__)
 
 ENV_VAR = "SLM_DATA_DIR"
@@ -35,7 +37,7 @@ FIX = (
 MISSING_FEWSHOT: dict[tuple[str, str | None, str], str] = {}
 
 
-class SLMDataError(RuntimeError):
+class SLMDataError(SLMError):
     """Data for a task cannot be loaded; the message names the file and the fix."""
 
 
@@ -52,8 +54,10 @@ def load(
     fewshot_split: str | None = None,
     lite_n: int | None = None,
     lite_strata: str | None = None,
+    revision: str | None = None,
     slm_data_dir: str | None = None,
     task: str | None = None,
+    config_source: str | None = None,
     **_: Any,
 ):
     """Return a ``datasets.DatasetDict`` for one task.
@@ -66,12 +70,14 @@ def load(
     """
     import datasets
 
-    label = task or hub_id + (f"/{hub_config}" if hub_config else "")
+    # lm-eval passes the task's YAML path as config_source: name the task in errors.
+    task = task or (Path(config_source).stem if config_source else None)
+    label = f"task {task} ({hub_id})" if task else hub_id + (f"/{hub_config}" if hub_config else "")
     root = data_dir(slm_data_dir)
     if root is not None:
         dsd = _load_mirror(root, hub_id, hub_config, eval_split, fewshot_split, label)
     else:
-        dsd = _load_hub(hub_id, hub_config, label)
+        dsd = _load_hub(hub_id, hub_config, label, revision)
         if eval_split and eval_split not in dsd:
             raise SLMDataError(
                 f"{label}: the hub dataset {hub_id} ({hub_config}) has no split '{eval_split}'"
@@ -81,11 +87,11 @@ def load(
     return datasets.DatasetDict(dsd)
 
 
-def _load_hub(hub_id: str, hub_config: str | None, label: str) -> dict:
+def _load_hub(hub_id: str, hub_config: str | None, label: str, revision: str | None = None) -> dict:
     import datasets
 
     try:
-        return dict(datasets.load_dataset(hub_id, hub_config))
+        return dict(datasets.load_dataset(hub_id, hub_config, revision=revision))
     except Exception as exc:  # offline, gated, renamed...
         raise SLMDataError(
             f"{label}: could not load {hub_id} ({hub_config or 'default'}) from the Hugging Face "
@@ -101,7 +107,10 @@ def _load_mirror(root, hub_id, hub_config, eval_split, fewshot_split, label) -> 
     repo = root / hub_id
     if not repo.is_dir():
         raise SLMDataError(f"{label}: the mirror {root} has no {hub_id}/ folder; {FIX}")
-    files = mirror_files(repo, hub_config)
+    try:
+        files = mirror_files(repo, hub_config)
+    except SLMDataError as exc:
+        raise SLMDataError(f"{label}: {exc}") from None
     if eval_split and eval_split not in files:
         raise SLMDataError(
             f"{label}: the mirror has no '{eval_split}' split for {hub_id} "

@@ -1,0 +1,295 @@
+"""Find and read lm-eval result files, their per-doc samples and slm-suite cost records.
+
+lm-eval ``--output_path <dir>`` writes ``<dir>/<model>/results_<time>.json`` and, with
+``--log_samples``, ``samples_<task>_<time>.jsonl`` beside it. ``slm-suite run`` adds the cost
+record as ``results_<time>.cost.json``; adapters also put it in ``results["config"]["slm_cost"]``.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from slm_tasks.leaderboards.errors import BoardError
+
+COST_SCHEMA = "slm-suite.cost/1"
+# Keys of a samples line that are not metric values.
+SAMPLE_META = {
+    "doc_id", "doc", "target", "arguments", "resps", "filtered_resps", "filter", "metrics",
+    "doc_hash", "prompt_hash", "target_hash",
+}
+
+
+@dataclass
+class DocScores:
+    """Per-document outcomes of one task under one filter, read from a samples file."""
+
+    doc_ids: list[int]
+    values: dict[str, list[Any]]  # metric name -> one value per doc (same order as doc_ids)
+    doc_hash: dict[int, str]
+    prompt_hash: dict[int, str]
+    target_hash: dict[int, str]
+    n_choices: dict[int, int]  # loglikelihood requests per doc (= choices for multiple_choice)
+
+    def numeric(self, metric: str) -> list[float] | None:
+        """The metric as floats, or None when a value is not a plain number (e.g. acc_macro)."""
+        raw = self.values.get(metric)
+        if raw is None or len(raw) != len(self.doc_ids):
+            return None
+        out = []
+        for v in raw:
+            if isinstance(v, bool):
+                v = float(v)
+            if not isinstance(v, (int, float)) or not math.isfinite(v):
+                return None
+            out.append(float(v))
+        return out
+
+
+@dataclass
+class TaskRun:
+    """One task's entry in one results file."""
+
+    name: str
+    scores: dict[str, Any]  # results[task]: "acc,none", "acc_stderr,none", ...
+    config: dict[str, Any]
+    version: Any
+    n_shot: Any
+    task_hash: str | None
+    higher_is_better: dict[str, bool]
+    n_samples: dict[str, Any]
+    samples_path: Path | None
+    _samples: dict[str, DocScores] | None = field(default=None, repr=False)
+
+    @property
+    def split(self) -> str | None:
+        kw = self.config.get("dataset_kwargs") or {}
+        return self.config.get("test_split") or self.config.get("validation_split") or kw.get("eval_split")
+
+    @property
+    def dataset(self) -> dict[str, Any]:
+        """What identifies the data: the loader's kwargs, or lm-eval's dataset_path/name."""
+        kw = dict(self.config.get("dataset_kwargs") or {})
+        for key in ("dataset_path", "dataset_name"):
+            if self.config.get(key) is not None:
+                kw[key] = self.config[key]
+        return kw
+
+    @property
+    def output_type(self) -> str | None:
+        return self.config.get("output_type")
+
+    def value(self, metric_key: str) -> float | None:
+        v = self.scores.get(metric_key)
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+    def stderr(self, metric_key: str) -> float | None:
+        metric, _, flt = metric_key.partition(",")
+        v = self.scores.get(f"{metric}_stderr,{flt}")
+        # lm-eval writes "N/A" when it could not bootstrap a stderr
+        return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+    def samples(self, flt: str = "none") -> DocScores | None:
+        """Per-doc outcomes for one filter, or None without a samples file."""
+        if self.samples_path is None:
+            return None
+        if self._samples is None:
+            self._samples = read_samples(self.samples_path)
+        return self._samples.get(flt)
+
+
+@dataclass
+class Run:
+    """One lm-eval results file with what belongs to it."""
+
+    path: Path
+    results: dict[str, Any]
+    tasks: dict[str, TaskRun]
+    cost: dict[str, Any] | None
+    cost_source: str | None  # "results config" | "sidecar <file>" | None
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.results.get("config") or {}
+
+    @property
+    def limit(self):
+        return self.config.get("limit")
+
+    @property
+    def model(self) -> str:
+        """Row label: the cost record's model name, else the model_args' model, else lm-eval's."""
+        name = ((self.cost or {}).get("model") or {}).get("name")
+        if name:
+            return str(name)
+        margs = self.config.get("model_args")
+        if isinstance(margs, dict):
+            for key in ("model", "pretrained", "path", "engine"):
+                if margs.get(key):
+                    return str(margs[key])
+        return str(self.results.get("model_name") or self.path.parent.name)
+
+    @property
+    def eval_wall_s(self) -> float | None:
+        try:
+            return float(self.results.get("total_evaluation_time_seconds"))
+        except (TypeError, ValueError):
+            return None
+
+
+def discover(inputs: Iterable[str | Path]) -> list[Path]:
+    """Result files named by files, folders (searched recursively) or glob patterns."""
+    found: list[Path] = []
+    for item in inputs:
+        text = str(item)
+        if any(ch in text for ch in "*?["):
+            matches = [Path(m) for m in sorted(glob.glob(text, recursive=True))]
+            files = []
+            for m in matches:
+                # a broad pattern (**/*.json) also meets samples, cost sidecars and boards
+                files.extend(_results_in(m) if m.is_dir() else [m] if _is_results_name(m) else [])
+            if not files:
+                raise BoardError(f"{text}: the pattern matches no lm-eval result file (results_*.json)")
+            found.extend(files)
+            continue
+        path = Path(text)
+        if path.is_dir():
+            files = _results_in(path)
+            if not files:
+                raise BoardError(
+                    f"{path}: no lm-eval result files (results_*.json) in this folder; "
+                    f"pass the --output_path folder of an lm_eval run"
+                )
+            found.extend(files)
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise BoardError(f"{path}: no such file or folder")
+    unique = []
+    seen = set()
+    for p in found:
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique
+
+
+def _is_results_name(p: Path) -> bool:
+    return p.name.startswith("results_") and p.suffix == ".json" and not p.name.endswith(".cost.json")
+
+
+def _results_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("results_*.json") if _is_results_name(p))
+
+
+def _load_json(path: Path, what: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as exc:
+        raise BoardError(
+            f"{path}: not valid JSON ({exc.msg}, line {exc.lineno}); is it a complete {what}?"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BoardError(f"{path}: cannot read {what} ({exc})") from None
+
+
+def load_run(path: Path) -> Run:
+    """Read one results file (+ its samples and cost record); raise BoardError if malformed."""
+    path = Path(path)
+    data = _load_json(path, "lm-eval results file")
+    if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
+        raise BoardError(
+            f"{path}: not an lm-eval results file (no 'results' object); "
+            f"pass the results_<time>.json that lm_eval --output_path writes"
+        )
+    configs = data.get("configs")
+    if not isinstance(configs, dict):
+        raise BoardError(f"{path}: lm-eval results file without 'configs'; written by lm-eval < 0.4?")
+    stamp = path.stem[len("results_"):] if path.stem.startswith("results_") else None
+    tasks = {}
+    for name, cfg in configs.items():
+        scores = data["results"].get(name)
+        if not isinstance(scores, dict) or not isinstance(cfg, dict):
+            raise BoardError(f"{path}: task '{name}' has a config but no results entry; the file is incomplete")
+        samples = path.parent / f"samples_{name}_{stamp}.jsonl" if stamp else None
+        tasks[name] = TaskRun(
+            name=name,
+            scores=scores,
+            config=cfg,
+            version=(data.get("versions") or {}).get(name),
+            n_shot=(data.get("n-shot") or {}).get(name),
+            task_hash=(data.get("task_hashes") or {}).get(name),
+            higher_is_better=(data.get("higher_is_better") or {}).get(name) or {},
+            n_samples=(data.get("n-samples") or {}).get(name) or {},
+            samples_path=samples if samples is not None and samples.is_file() else None,
+        )
+    cost, source = _cost_for(path, data)
+    return Run(path=path, results=data, tasks=tasks, cost=cost, cost_source=source)
+
+
+def _cost_for(path: Path, data: dict) -> tuple[dict | None, str | None]:
+    sidecar = path.with_suffix(".cost.json")
+    if sidecar.is_file():
+        record = _load_json(sidecar, "slm-suite cost record")
+        _check_cost(record, sidecar)
+        return record, f"sidecar {sidecar.name}"
+    record = (data.get("config") or {}).get("slm_cost")
+    if record is not None:
+        _check_cost(record, path)
+        return record, "results config"
+    return None, None
+
+
+def _check_cost(record: Any, where: Path) -> None:
+    if not isinstance(record, dict) or record.get("schema") != COST_SCHEMA:
+        got = record.get("schema") if isinstance(record, dict) else type(record).__name__
+        raise BoardError(f"{where}: cost record schema is {got!r}, expected '{COST_SCHEMA}'")
+    for key in ("model", "hardware", "run"):
+        if record.get(key) is not None and not isinstance(record[key], dict):
+            raise BoardError(f"{where}: cost record field '{key}' must be an object or null")
+
+
+def read_samples(path: Path) -> dict[str, DocScores]:
+    """Per filter: doc ids, metric values and hashes from an lm-eval samples file."""
+    by_filter: dict[str, DocScores] = {}
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                s = json.loads(line)
+                doc_id = int(s["doc_id"])
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                raise BoardError(
+                    f"{path}: line {lineno} is not an lm-eval sample (JSON with doc_id); "
+                    f"the file is truncated or not from lm_eval --log_samples"
+                ) from None
+            flt = s.get("filter", "none")
+            ds = by_filter.get(flt)
+            if ds is None:
+                ds = by_filter[flt] = DocScores([], {}, {}, {}, {}, {})
+            metrics = s.get("metrics") or [k for k in s if k not in SAMPLE_META]
+            ds.doc_ids.append(doc_id)
+            for m in metrics:
+                ds.values.setdefault(m, []).append(s.get(m))
+            ds.doc_hash[doc_id] = s.get("doc_hash")
+            ds.prompt_hash[doc_id] = s.get("prompt_hash")
+            ds.target_hash[doc_id] = s.get("target_hash")
+            ds.n_choices[doc_id] = len(s.get("arguments") or {})
+    for flt, ds in by_filter.items():
+        if len(set(ds.doc_ids)) != len(ds.doc_ids):
+            raise BoardError(f"{path}: doc ids repeat within filter '{flt}'; the samples file is corrupt")
+    return by_filter
+
+
+def load_runs(inputs: Iterable[str | Path]) -> list[Run]:
+    paths = discover(inputs)
+    if not paths:
+        raise BoardError("no result files given")
+    return [load_run(p) for p in paths]

@@ -1,0 +1,208 @@
+"""Intervals and tests: Wilson and bootstrap intervals, normal intervals from stderr,
+exact McNemar and paired bootstrap tests, Holm's step-down correction.
+
+All random draws come from a seeded ``numpy.random.Generator`` so boards are reproducible.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from statistics import NormalDist
+
+import numpy as np
+
+# scipy.stats is imported where the exact test needs it: it takes seconds to import, and a
+# board without a gate never needs it.
+_NORMAL = NormalDist()
+
+# Resample in chunks so a 14k-doc task with 2000 draws stays within ~50 MB.
+_CHUNK_CELLS = 4_000_000
+
+
+def z_value(level: float) -> float:
+    return _NORMAL.inv_cdf(0.5 + level / 2)
+
+
+def is_binary(values: np.ndarray) -> bool:
+    return bool(np.all((values == 0) | (values == 1)))
+
+
+def wilson(k: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for k successes in n trials (well-behaved at 0% and 100%)."""
+    if n <= 0:
+        return (math.nan, math.nan)
+    z = z_value(level)
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    # exact ends at 0% and 100% (the formula gives them up to rounding)
+    lo = 0.0 if k == 0 else max(0.0, centre - half)
+    hi = 1.0 if k == n else min(1.0, centre + half)
+    return (lo, hi)
+
+
+def normal_interval(value: float, se: float, level: float = 0.95) -> tuple[float, float]:
+    z = z_value(level)
+    return (value - z * se, value + z * se)
+
+
+def bootstrap_means(values: np.ndarray, iters: int, rng: np.random.Generator) -> np.ndarray:
+    """``iters`` bootstrap replicates of the mean of ``values`` (resampling documents)."""
+    values = np.asarray(values, dtype=float)
+    n = len(values)
+    if is_binary(values):  # the mean of n resampled 0/1 outcomes is Binomial(n, p)/n
+        return rng.binomial(n, values.mean(), size=iters) / n
+    out = np.empty(iters)
+    step = max(1, _CHUNK_CELLS // max(n, 1))
+    for start in range(0, iters, step):
+        stop = min(iters, start + step)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        out[start:stop] = values[idx].mean(axis=1)
+    return out
+
+
+def percentile_interval(draws: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
+    return (float(lo), float(hi))
+
+
+@dataclass
+class Estimate:
+    """A score with its interval, how the interval was made, and what aggregation needs."""
+
+    value: float
+    low: float | None
+    high: float | None
+    method: str  # "wilson" | "bootstrap" | "stderr" | "normal" | "none"
+    se: float | None = None
+    draws: np.ndarray | None = None  # bootstrap replicates, when per-doc outcomes exist
+    n: int | None = None
+
+    def to_json(self, digits: int = 6) -> dict:
+        r = lambda x: None if x is None or not math.isfinite(x) else round(float(x), digits)  # noqa: E731
+        return {"value": r(self.value), "low": r(self.low), "high": r(self.high),
+                "method": self.method, "se": r(self.se), "n": self.n}
+
+
+def task_estimate(value: float, per_doc: np.ndarray | None, stderr: float | None,
+                  level: float, iters: int, rng: np.random.Generator) -> Estimate:
+    """Per-doc outcomes give Wilson (0/1) or bootstrap intervals; otherwise lm-eval's stderr."""
+    if per_doc is not None and len(per_doc):
+        n = len(per_doc)
+        draws = bootstrap_means(per_doc, iters, rng)
+        se = float(np.std(per_doc, ddof=1) / math.sqrt(n)) if n > 1 else 0.0
+        if is_binary(per_doc):
+            lo, hi = wilson(float(per_doc.sum()), n, level)
+            return Estimate(value, lo, hi, "wilson", se, draws, n)
+        lo, hi = percentile_interval(draws, level)
+        return Estimate(value, lo, hi, "bootstrap", se, draws, n)
+    if stderr is not None:
+        lo, hi = normal_interval(value, stderr, level)
+        return Estimate(value, lo, hi, "stderr", stderr)
+    return Estimate(value, None, None, "none")
+
+
+def mean_estimate(parts: list[Estimate], level: float) -> Estimate:
+    """Plain average of independent estimates (tasks -> domain, domains -> overall).
+
+    With bootstrap replicates for every part the replicates are averaged (percentile
+    interval); otherwise the standard errors are combined, sqrt(sum se^2) / k (normal).
+    """
+    k = len(parts)
+    value = sum(p.value for p in parts) / k
+    if all(p.draws is not None for p in parts):
+        draws = np.mean([p.draws for p in parts], axis=0)
+        lo, hi = percentile_interval(draws, level)
+        return Estimate(value, lo, hi, "bootstrap", float(np.std(draws, ddof=1)), draws)
+    if all(p.se is not None for p in parts):
+        se = math.sqrt(sum(p.se ** 2 for p in parts)) / k
+        lo, hi = normal_interval(value, se, level)
+        return Estimate(value, lo, hi, "normal", se)
+    return Estimate(value, None, None, "none")
+
+
+def normalise(e: Estimate, baseline: float) -> Estimate:
+    """Open LLM Leaderboard v2 style: (score - random) / (1 - random) * 100, floored at 0."""
+    scale = 100.0 / (1.0 - baseline)
+    f = lambda x: None if x is None else max(0.0, (x - baseline) * scale)  # noqa: E731
+    draws = None if e.draws is None else np.maximum(0.0, (e.draws - baseline) * scale)
+    se = None if e.se is None else e.se * scale
+    return Estimate(f(e.value), f(e.low), f(e.high), e.method, se, draws, e.n)
+
+
+# ---- paired comparisons (the gate) ---------------------------------------------------------
+
+@dataclass
+class PairedResult:
+    n: int
+    diff: float  # candidate - baseline
+    low: float
+    high: float
+    p_value: float  # H0: diff >= -margin  vs  H1: diff < -margin (regressed beyond the margin)
+    method: str
+    base_only: int | None = None  # discordant pairs (0/1 outcomes)
+    cand_only: int | None = None
+
+
+def mcnemar_regression(base: np.ndarray, cand: np.ndarray, margin: float, level: float) -> PairedResult:
+    """Exact McNemar on the discordant pairs, one-sided for a drop beyond ``margin``.
+
+    Among the d discordant docs, b = baseline right / candidate wrong. With margin 0 the
+    null is b ~ Binomial(d, 1/2) (the exact McNemar test). With margin m the null boundary
+    diff = -m puts the baseline-only share at 1/2 + m*n/(2d) (d/n estimates the discordant
+    rate); when that reaches 1 the drop cannot exceed the margin and p = 1.
+    """
+    n = len(base)
+    b = int(np.sum((base == 1) & (cand == 0)))
+    c = int(np.sum((base == 0) & (cand == 1)))
+    d = b + c
+    diff = (c - b) / n
+    if d == 0:
+        p = 1.0
+    else:
+        p0 = 0.5 + margin * n / (2 * d)
+        from scipy.stats import binomtest
+
+        p = 1.0 if p0 >= 1 else float(binomtest(b, d, p0, alternative="greater").pvalue)
+    # Wald interval for a paired difference of proportions, with the zero-discordance case exact
+    se = math.sqrt(max(d - (c - b) ** 2 / n, 0.0)) / n
+    lo, hi = normal_interval(diff, se, level)
+    return PairedResult(n, diff, max(-1.0, lo), min(1.0, hi), p, "exact McNemar", b, c)
+
+
+def paired_bootstrap_regression(base: np.ndarray, cand: np.ndarray, margin: float, level: float,
+                                iters: int, rng: np.random.Generator) -> PairedResult:
+    """Paired bootstrap over documents of mean(cand - base), one-sided for a drop beyond margin."""
+    delta = np.asarray(cand, float) - np.asarray(base, float)
+    n = len(delta)
+    diff = float(delta.mean())
+    draws = bootstrap_means(delta, iters, rng)
+    lo, hi = percentile_interval(draws, level)
+    # null distribution: the bootstrap spread of the mean, centred on the margin boundary
+    p = float((np.sum(draws - diff <= diff + margin) + 1) / (iters + 1))
+    return PairedResult(n, diff, lo, hi, min(1.0, p), "paired bootstrap")
+
+
+def unpaired_regression(base_mean: float, base_se: float, cand_mean: float, cand_se: float,
+                        margin: float = 0.0) -> float:
+    """One-sided two-sample z-test from the two reported stderrs, ignoring the pairing (what
+    lm-eval's comparison script does): H1 is candidate - baseline < -margin."""
+    se = math.sqrt(base_se ** 2 + cand_se ** 2)
+    diff = cand_mean - base_mean
+    if se == 0:
+        return 0.0 if diff < -margin else 1.0
+    return _NORMAL.cdf((diff + margin) / se)
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (family-wise error control across tasks)."""
+    m = len(pvalues)
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted

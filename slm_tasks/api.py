@@ -1,0 +1,158 @@
+"""Python API: a ready TaskManager, simple_evaluate with our tasks, and the one-command run.
+
+    from slm_tasks.api import evaluate
+    results = evaluate("slm-llamacpp", "model=smollm2-135m", tasks=["slm_suite_lite"])
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from slm_tasks.errors import SLMError
+
+log = logging.getLogger(__name__)
+
+BACKENDS = {"llamacpp": "slm-llamacpp", "vllm": "slm-vllm"}
+DEFAULT_MODEL = "smollm2-135m"
+DEFAULT_TASKS = ("slm_suite_lite",)
+
+
+def task_manager(include_defaults: bool | None = None, tasks=None, metadata: dict | None = None):
+    """A TaskManager that knows the slm tasks.
+
+    Indexing lm-eval's ~15k built-in tasks takes seconds; when every requested name is
+    ours (``slm_*``) only our folder is indexed.
+    """
+    from slm_tasks import activation
+
+    activation.install()
+    from lm_eval.tasks import TaskManager
+
+    if include_defaults is None:
+        include_defaults = not tasks or not all(str(t).startswith("slm_") for t in tasks)
+    return TaskManager(include_defaults=include_defaults, metadata=metadata)
+
+
+def evaluate(model, model_args=None, tasks=DEFAULT_TASKS, data_dir: str | None = None, **kwargs):
+    """``lm_eval.simple_evaluate`` with the slm tasks available and the mirror in force."""
+    from lm_eval import simple_evaluate
+
+    tasks = list(tasks)
+    metadata = dict(kwargs.pop("metadata", None) or {})
+    if data_dir:
+        metadata["slm_data_dir"] = str(data_dir)
+    tm = kwargs.pop("task_manager", None) or task_manager(tasks=tasks, metadata=metadata or None)
+    unknown = [t for t in tasks if t not in tm.all_tasks]
+    if unknown:
+        raise SLMError(
+            f"unknown task(s): {', '.join(unknown)}. `slm-suite tasks` lists ours; "
+            f"built-in lm-eval tasks are listed by `lm_eval ls tasks`"
+        )
+    return simple_evaluate(
+        model=model, model_args=model_args, tasks=tasks, task_manager=tm,
+        metadata=metadata or None, **kwargs,
+    )
+
+
+@dataclass
+class RunOutput:
+    results: dict
+    results_file: Path | None
+    cost_file: Path | None
+    board_dir: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def run(
+    model: str = DEFAULT_MODEL,
+    backend: str = "llamacpp",
+    tasks=DEFAULT_TASKS,
+    output_path: str | os.PathLike = "slm-results",
+    model_args: dict | None = None,
+    limit: float | None = None,
+    num_fewshot: int | None = None,
+    data_dir: str | None = None,
+    log_samples: bool = True,
+    leaderboard: bool = True,
+    confirm_run_unsafe_code: bool = False,
+) -> RunOutput:
+    """Evaluate, save lm-eval's result files + the cost sidecar, and build a leaderboard."""
+    from lm_eval.loggers import EvaluationTracker
+
+    if backend not in BACKENDS:
+        raise SLMError(f"unknown backend '{backend}': choose one of {', '.join(BACKENDS)}")
+    margs = {"model": model, **(model_args or {})}
+    tracker = EvaluationTracker(output_path=str(output_path))
+    results = evaluate(
+        BACKENDS[backend], margs, tasks=tasks, data_dir=data_dir, limit=limit,
+        num_fewshot=num_fewshot, log_samples=log_samples, evaluation_tracker=tracker,
+        confirm_run_unsafe_code=confirm_run_unsafe_code,
+    )
+    if results is None:  # non-zero rank in distributed runs
+        return RunOutput({}, None, None)
+    samples = results.pop("samples", None) if log_samples else None
+    tracker.save_results_aggregated(results=results, samples=samples)
+    if samples:
+        for name in results["configs"]:
+            tracker.save_results_samples(task_name=name, samples=samples[name])
+    results_file = _results_file(tracker)
+    cost_file = None
+    cost = (results.get("config") or {}).get("slm_cost")
+    if cost and results_file is not None:
+        cost_file = results_file.with_suffix(".cost.json")
+        _atomic_write(cost_file, json.dumps(cost, indent=2, default=str))
+    out = RunOutput(results, results_file, cost_file)
+    if leaderboard and results_file is not None:
+        out.board_dir, note = _board(Path(output_path), tasks, limit)
+        if note:
+            out.notes.append(note)
+    return out
+
+
+def _results_file(tracker) -> Path | None:
+    date_id = getattr(tracker, "date_id", None)
+    if not date_id or not tracker.output_path:
+        return None
+    name = tracker.general_config_tracker.model_name_sanitized
+    path = Path(tracker.output_path) / str(name) / f"results_{date_id}.json"
+    return path if path.exists() else None
+
+
+def _board(output_path: Path, tasks, limit) -> tuple[Path | None, str | None]:
+    """A board of the newest run of every model under ``output_path`` (re-runs replace)."""
+    from slm_tasks.leaderboards import build
+
+    spec = "lite" if any(str(t).endswith("_lite") for t in tasks) else "default"
+    newest = [max(d.glob("results_*.json")) for d in sorted(output_path.iterdir())
+              if d.is_dir() and any(d.glob("results_*.json"))]
+    board_dir = output_path / "leaderboard"
+    build(newest, spec=spec, out=board_dir, allow_limit=limit is not None)
+    note = "--limit run: the board is marked as a smoke board, not for publication" if limit else None
+    return board_dir, note
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def domain_summary(results: dict) -> dict[str, Any]:
+    """Domain scores (lm-eval group acc/exact_match/pass@1) and their plain mean."""
+    groups = results.get("groups") or {}
+    domains = {}
+    for name, row in groups.items():
+        if name.startswith("slm_suite"):
+            continue
+        for key, value in row.items():
+            if isinstance(value, (int, float)) and "," in key and "_stderr" not in key:
+                domains[name] = {"metric": key, "value": float(value),
+                                 "stderr": row.get(key.replace(",", "_stderr,", 1))}
+                break
+    overall = sum(d["value"] for d in domains.values()) / len(domains) if domains else None
+    return {"domains": domains, "overall": overall}

@@ -1,0 +1,158 @@
+"""`slm-suite`: run the suite, list tasks, check data, bench, build leaderboards, gate.
+
+Every subcommand is a thin wrapper over a Python function; bad input is one line on
+stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from pathlib import Path
+
+from slm_tasks import __version__
+from slm_tasks.errors import SLMError
+
+# Subcommands that live with their part of the package: module.add_parser(subparsers).
+PLUGGED = {
+    "bench": "slm_tasks.adapters.bench",
+    "leaderboard": "slm_tasks.leaderboards.board_cli",
+    "gate": "slm_tasks.leaderboards.gate_cli",
+}
+
+
+def _kv(text: str) -> dict:
+    out = {}
+    for part in filter(None, (text or "").split(",")):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise SLMError(f"--model-args: '{part}' is not key=value")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def cmd_run(args) -> int:
+    from lm_eval.utils import make_table
+
+    from slm_tasks.api import domain_summary, run
+
+    tasks = [t for t in args.tasks.split(",") if t]
+    out = run(
+        model=args.model, backend=args.backend, tasks=tasks, output_path=args.output_path,
+        model_args=_kv(args.model_args), limit=args.limit, num_fewshot=args.num_fewshot,
+        data_dir=args.data_dir, log_samples=not args.no_log_samples,
+        leaderboard=not args.no_leaderboard, confirm_run_unsafe_code=args.confirm_run_unsafe_code,
+    )
+    if not out.results:
+        return 0
+    print(make_table(out.results))
+    if out.results.get("groups"):
+        print(make_table(out.results, "groups"))
+    summary = domain_summary(out.results)
+    if summary["overall"] is not None:
+        print(f"overall (plain mean of {len(summary['domains'])} domain scores): {summary['overall']:.4f}")
+    cost = (out.results.get("config") or {}).get("slm_cost") or {}
+    run_cost = cost.get("run") or {}
+    if run_cost:
+        shown = {k: run_cost.get(k) for k in ("wall_s", "prefill_tok_s", "decode_ms_per_token",
+                                               "ttft_ms", "peak_rss_bytes", "energy_j")}
+        print("cost:", json.dumps(shown))
+    for label, path in (("results", out.results_file), ("cost record", out.cost_file),
+                        ("leaderboard", out.board_dir)):
+        if path:
+            print(f"{label}: {path}")
+    for note in out.notes:
+        print(note, file=sys.stderr)
+    return 0
+
+
+def cmd_tasks(args) -> int:
+    from slm_tasks.api import task_manager
+
+    tm = task_manager(include_defaults=False)
+    groups = [g for g in tm.all_groups if g.startswith("slm_")]
+    subtasks = [t for t in tm.all_subtasks if t.startswith("slm_")]
+    print("groups:")
+    for g in groups:
+        print(f"  {g}")
+    print("tasks:")
+    for t in subtasks:
+        print(f"  {t}")
+    return 0
+
+
+def cmd_data(args) -> int:
+    from slm_tasks.datacheck import check
+
+    report = check(args.data_dir, tasks=args.tasks.split(",") if args.tasks else None)
+    print(report.text())
+    return 0 if report.ok else 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="slm-suite", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"slm-suite {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="show lm-eval's INFO logs")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="evaluate a model (default: SmolLM2-135M on llama.cpp, lite)")
+    r.add_argument("--model", default="smollm2-135m",
+                   help="short name (smollm2-135m, gemma3-270m) or a model path (default: %(default)s)")
+    r.add_argument("--backend", default="llamacpp", choices=["llamacpp", "vllm"])
+    r.add_argument("--tasks", default="slm_suite_lite", help="comma-separated tasks/groups (default: %(default)s)")
+    r.add_argument("--output-path", default="slm-results", help="results folder (default: %(default)s)")
+    r.add_argument("--model-args", default="", help="extra backend args, e.g. n_threads=2,n_ctx=2048")
+    r.add_argument("--limit", type=float, default=None, help="docs per task (smoke runs; boards reject it)")
+    r.add_argument("--num-fewshot", type=int, default=None)
+    r.add_argument("--data-dir", default=None, help="offline mirror root (default: $SLM_DATA_DIR, else the hub)")
+    r.add_argument("--no-log-samples", action="store_true", help="skip per-doc sample files")
+    r.add_argument("--no-leaderboard", action="store_true")
+    r.add_argument("--confirm-run-unsafe-code", action="store_true",
+                   help="allow the coding tasks to execute model-written code (in the sandbox)")
+    r.set_defaults(func=cmd_run)
+
+    t = sub.add_parser("tasks", help="list slm_suite tasks and groups")
+    t.set_defaults(func=cmd_tasks)
+
+    d = sub.add_parser("data", help="check an offline mirror against the tasks (splits, checksums)")
+    d.add_argument("--data-dir", default=None, help="mirror root (default: $SLM_DATA_DIR)")
+    d.add_argument("--tasks", default=None, help="comma-separated task names (default: all)")
+    d.set_defaults(func=cmd_data)
+
+    for name, module in PLUGGED.items():
+        try:
+            importlib.import_module(module).add_parser(sub)
+        except ImportError as exc:
+            missing = sub.add_parser(name, help=f"(unavailable: {exc})")
+            missing.set_defaults(func=lambda a, e=exc: _unavailable(e))
+    return p
+
+
+def _unavailable(exc) -> int:
+    raise SLMError(f"this subcommand is unavailable: {exc}")
+
+
+def main(argv=None) -> int:
+    from slm_tasks import activation
+
+    activation.install()
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        logging.getLogger("lm_eval").setLevel(logging.WARNING)
+    try:
+        return int(args.func(args) or 0)
+    except SLMError as exc:
+        print(f"slm-suite: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("slm-suite: interrupted; no result file was written for this run", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""`slm-suite data`: which tasks an offline mirror can run, and at which shot counts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from slm_tasks import data
+from slm_tasks.activation import task_dir
+from slm_tasks.errors import SLMError
+
+
+class _TagTolerantLoader(yaml.SafeLoader):
+    pass
+
+
+_TagTolerantLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+def task_data_specs() -> dict[str, dict]:
+    """task name -> its dataset_kwargs, following ``include:`` chains (YAML only)."""
+    raw: dict[Path, dict] = {}
+    for path in sorted(task_dir().rglob("*.yaml")):
+        raw[path] = yaml.load(path.read_text(encoding="utf-8"), Loader=_TagTolerantLoader) or {}
+
+    def resolved(path: Path, key: str):
+        cfg = raw.get(path, {})
+        if key in cfg:
+            return cfg[key]
+        if "include" in cfg:
+            return resolved((path.parent / cfg["include"]).resolve(), key)
+        return None
+
+    out = {}
+    for path, cfg in raw.items():
+        if "task" in cfg and isinstance(cfg["task"], str) and "group" not in cfg:
+            kwargs = resolved(path, "dataset_kwargs")
+            if kwargs:
+                out[cfg["task"]] = dict(kwargs)
+    return out
+
+
+@dataclass
+class Report:
+    root: Path
+    rows: list[tuple[str, str, str]] = field(default_factory=list)  # task, status, detail
+
+    @property
+    def ok(self) -> bool:
+        return all(status != "ERROR" for _, status, _ in self.rows)
+
+    def text(self) -> str:
+        width = max((len(t) for t, _, _ in self.rows), default=4)
+        lines = [f"mirror: {self.root}"]
+        lines += [f"  {t:<{width}}  {s:<8} {d}" for t, s, d in self.rows]
+        bad = sum(s == "ERROR" for _, s, _ in self.rows)
+        zero = sum(s == "0-SHOT" for _, s, _ in self.rows)
+        lines.append(f"{len(self.rows)} tasks: {len(self.rows) - bad - zero} ok, "
+                     f"{zero} 0-shot only, {bad} unusable")
+        return "\n".join(lines)
+
+
+def check(data_dir=None, tasks=None) -> Report:
+    root = data.data_dir(data_dir)
+    if root is None:
+        raise SLMError(f"no mirror to check: pass --data-dir or set {data.ENV_VAR}")
+    specs = task_data_specs()
+    names = tasks or sorted(t for t in specs if not t.endswith("_lite"))
+    unknown = [t for t in names if t not in specs]
+    if unknown:
+        raise SLMError(f"unknown task(s): {', '.join(unknown)}; `slm-suite tasks` lists them")
+    report = Report(root)
+    for name in names:
+        kw = specs[name]
+        try:
+            files = data.mirror_files(root / kw["hub_id"], kw.get("hub_config"))
+            data.load(**kw, slm_data_dir=str(root), task=name)
+        except SLMError as exc:
+            report.rows.append((name, "ERROR", str(exc)))
+            continue
+        fs = kw.get("fewshot_split")
+        if fs and fs not in files:
+            report.rows.append((name, "0-SHOT", f"no '{fs}' split: few-shot unavailable"))
+        else:
+            report.rows.append((name, "OK", f"{kw['hub_id']} {kw.get('hub_config') or ''}".strip()))
+    return report

