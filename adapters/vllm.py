@@ -451,7 +451,9 @@ class VLLMLM(TemplateLM):
     model_args: ``pretrained`` (or ``model``): a transformers checkpoint folder or hub id;
     ``dtype`` (auto), ``tensor_parallel_size``, ``data_parallel_size``,
     ``gpu_memory_utilization``, ``max_model_len`` (or ``max_length``), ``max_gen_toks``
-    (256), ``seed`` (1234), ``add_bos_token``, ``prefix_token_id``, ``tokenizer``; every
+    (256), ``seed`` (1234), ``add_bos_token``, ``prefix_token_id``, ``tokenizer``, ``name``
+    (the model's name in the cost record and on leaderboards; default: the checkpoint
+    folder's name or the hub id); every
     other argument goes to ``vllm.LLM`` unchanged (``enforce_eager``, ``block_size``,
     ``enable_prefix_caching``, ``max_num_seqs``, ``quantization``, ...). lm-eval's
     ``device`` and ``batch_size`` are accepted and ignored (vLLM schedules its own batches;
@@ -463,14 +465,15 @@ class VLLMLM(TemplateLM):
                  gpu_memory_utilization: float | None = None, max_model_len: int | None = None,
                  max_length: int | None = None, max_gen_toks: int = DEFAULT_MAX_GEN_TOKS, seed: int = 1234,
                  add_bos_token: bool | None = None, prefix_token_id: int | None = None,
-                 tokenizer: str | None = None, trust_remote_code: bool = False,
+                 tokenizer: str | None = None, trust_remote_code: bool = False, name: str | None = None,
                  batch_size=None, max_batch_size=None, device=None, **engine_kwargs):
         super().__init__()
-        name = pretrained or model
-        if not name:
+        if not (pretrained or model):
             raise VLLMError("slm-vllm needs model_args pretrained=<transformers checkpoint folder or hub id>")
         if max_model_len and max_length and int(max_model_len) != int(max_length):
             raise VLLMError("pass max_model_len or max_length, not both")
+        self.display_name = name
+        name = pretrained or model
         self.model_name = check_model_path(str(name))
         self.max_gen_toks = int(max_gen_toks)
         self.seed = int(seed)
@@ -537,7 +540,7 @@ class VLLMLM(TemplateLM):
         dtype = self.engine_kwargs.get("dtype")
         if not dtype or dtype == "auto":
             dtype = cfg.get("dtype") or cfg.get("torch_dtype")
-        return {"name": path.name if local else self.model_name, "path": str(path) if local else None,
+        return {"name": self.display_name or (path.name if local else self.model_name), "path": str(path) if local else None,
                 "file_bytes": sum(w.stat().st_size for w in weights) or None,
                 "quant": quant or (str(dtype) if dtype else None),
                 "n_params": _count_params(weights), "backend": "vllm"}
