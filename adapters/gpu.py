@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 
 
-def _nvml():
+def open_nvml():
     try:
         import pynvml  # the nvidia-ml-py distribution
     except ImportError:
@@ -32,7 +32,7 @@ def _text(v) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-def _visible_handles(nv) -> list:
+def visible_handles(nv) -> list:
     count = nv.nvmlDeviceGetCount()
     spec = os.environ.get("CUDA_VISIBLE_DEVICES")
     if spec is None or not spec.strip():
@@ -55,11 +55,11 @@ def _visible_handles(nv) -> list:
 
 def describe() -> dict | None:
     """{"name", "count", "driver"} of the visible GPUs (name of the first), else None."""
-    nv, _ = _nvml()
+    nv, _ = open_nvml()
     if nv is None:
         return None
     try:
-        handles = _visible_handles(nv)
+        handles = visible_handles(nv)
         if not handles:
             return None
         return {"name": _text(nv.nvmlDeviceGetName(handles[0])), "count": len(handles),
@@ -85,11 +85,11 @@ class NvmlMeter:
 
     @classmethod
     def open(cls) -> tuple[NvmlMeter | None, str | None]:
-        nv, why = _nvml()
+        nv, why = open_nvml()
         if nv is None:
             return None, why
         try:
-            handles = _visible_handles(nv)
+            handles = visible_handles(nv)
         except Exception as exc:
             return None, f"NVML could not list GPUs: {exc}"
         if not handles:

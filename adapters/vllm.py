@@ -156,7 +156,31 @@ def _engine_error(model: str, exc: BaseException, where: str) -> VLLMError:
             "max_num_seqs, raise gpu_memory_utilization (default 0.9) if the device is free, or spread the "
             "model over more GPUs with tensor_parallel_size=N (on CPU: VLLM_CPU_KVCACHE_SPACE=<GiB>)")
     return VLLMError(f"vLLM failed {where} '{model}': {text.splitlines()[0][:500]}. The engine's log above "
-                     "has the root cause")
+                     "has the root cause; if it is memory, lower max_model_len or max_num_seqs, or adjust "
+                     "gpu_memory_utilization (on CPU: VLLM_CPU_KVCACHE_SPACE=<GiB>)")
+
+
+def check_gpu_memory(utilization: float) -> None:
+    """Refuse to start when a visible GPU has less free memory than vLLM will claim.
+
+    vLLM checks this too, but in its engine process, and the caller then sees only
+    "Engine core initialization failed"."""
+    nv, _ = gpu.open_nvml()
+    if nv is None:
+        return
+    try:
+        for i, h in enumerate(gpu.visible_handles(nv)):
+            mem = nv.nvmlDeviceGetMemoryInfo(h)
+            want = utilization * mem.total
+            if mem.free < want:
+                gib = 1 << 30
+                raise VLLMError(
+                    f"GPU {i} has {mem.free / gib:.1f} GiB free of {mem.total / gib:.1f} GiB, but "
+                    f"gpu_memory_utilization={utilization:g} asks vLLM for {want / gib:.1f} GiB: out of GPU "
+                    f"memory. Lower gpu_memory_utilization (to at most {mem.free / mem.total:.2f}), or free "
+                    "the GPU (nvidia-smi lists its processes)")
+    finally:
+        nv.nvmlShutdown()
 
 
 # --- the engine ------------------------------------------------------------------------
@@ -492,6 +516,9 @@ class VLLMLM(TemplateLM):
         self.engine_kwargs = kwargs
         self.data_parallel_size = int(data_parallel_size)
 
+        dist = vllm_distribution()
+        if dist and dist[0] == "vllm" and os.environ.get("VLLM_TARGET_DEVICE") != "cpu":
+            check_gpu_memory(float(kwargs.get("gpu_memory_utilization", 0.9)))
         t0 = time.perf_counter()
         try:
             if self.data_parallel_size > 1:
@@ -621,7 +648,7 @@ class VLLMLM(TemplateLM):
                                        [len(items[k][0]) for k in wave for _ in owners[k]])
                 with self.meter.measure(shares) as work:
                     t0 = time.perf_counter()
-                    scores = self.engine.score([items[k] for k in wave])
+                    scores = self._engine_call("score", [items[k] for k in wave])
                     work.prefill_s += time.perf_counter() - t0
                     work.prompt_tokens += sum(s[2] for s in scores)
                     work.requests = len(members)
@@ -631,6 +658,16 @@ class VLLMLM(TemplateLM):
                         results[i] = (lp, greedy)
                 bar.update(len(members))
         return results
+
+    def _engine_call(self, op: str, items: list):
+        try:
+            return getattr(self.engine, op)(items)
+        except SLMError:
+            raise
+        except Exception as exc:
+            if any(m in f"{type(exc).__name__}: {exc}".lower() for m in _OOM_MARKERS):
+                raise _engine_error(self.model_name, exc, "while running") from exc
+            raise
 
     @staticmethod
     def _waves(lengths: Sequence[int]) -> list[list[int]]:
@@ -697,7 +734,7 @@ class VLLMLM(TemplateLM):
             for wave in self._waves([len(t) for t, _ in items]):
                 shares = _token_shares([tasks[i] for i in wave], [len(items[i][0]) for i in wave])
                 with self.meter.measure(shares) as work:
-                    outs = self.engine.generate([items[i] for i in wave])
+                    outs = self._engine_call("generate", [items[i] for i in wave])
                     for text, n_prompt, n_gen, ttft, decode_s, steps in outs:
                         work.prompt_tokens += n_prompt
                         work.generated_tokens += n_gen

