@@ -186,15 +186,26 @@ def check_gpu_memory(utilization: float) -> None:
 # --- the engine ------------------------------------------------------------------------
 
 def _read_rows(prompt_logprobs, tokens: Sequence[int], start: int) -> tuple[float, bool]:
-    """Sum of log-probs of ``tokens[start:]`` and whether each was the top-ranked token."""
+    """Sum of log-probs of ``tokens[start:]`` and whether each was the top-ranked token.
+
+    Positions are counted from the end: vLLM's V1 model runner returns an entry for every
+    prompt position (unfilled ones before a cache hit), the V2 runner only the computed tail.
+    """
     total, greedy = 0.0, True
     flat = hasattr(prompt_logprobs, "start_indices")  # vLLM's FlatLogprobs
+    shift = len(prompt_logprobs) - len(tokens)
+    if start + shift < 0:
+        raise RuntimeError(f"vLLM returned {len(prompt_logprobs)} prompt log-prob rows for {len(tokens)} tokens; "
+                           f"rows from position {start} are missing")
     for p in range(start, len(tokens)):
+        k = p + shift
+        if (prompt_logprobs.start_indices[k] == prompt_logprobs.end_indices[k]) if flat else not prompt_logprobs[k]:
+            raise RuntimeError(f"vLLM returned no log-prob for prompt position {p}")
         if flat:
-            i = prompt_logprobs.start_indices[p]
+            i = prompt_logprobs.start_indices[k]
             tok, lp, rank = prompt_logprobs.token_ids[i], prompt_logprobs.logprobs[i], prompt_logprobs.ranks[i]
         else:
-            entry = prompt_logprobs[p][tokens[p]]
+            entry = prompt_logprobs[k][tokens[p]]
             tok, lp, rank = tokens[p], entry.logprob, entry.rank
         if tok != tokens[p]:
             raise RuntimeError(f"vLLM returned the log-prob of token {tok} at position {p}, expected {tokens[p]}")
@@ -215,9 +226,12 @@ class LocalEngine:
         self.cache_reads = bool(cfg.cache_config.enable_prefix_caching)
         # The first generate() pays one-time kernel set-up (seconds on CPU); do it here so it
         # counts as engine load, not as the first task's cost.
-        self.llm.generate([self.TokensPrompt(prompt_token_ids=[0] * 16)],
-                          self.SamplingParams(max_tokens=2, prompt_logprobs=0, detokenize=False), use_tqdm=False)
+        (out,) = self.llm.generate([self.TokensPrompt(prompt_token_ids=[0] * 16)],
+                                   self.SamplingParams(max_tokens=2, prompt_logprobs=0, detokenize=False),
+                                   use_tqdm=False)
         self.llm.reset_prefix_cache()
+        if getattr(out, "num_cached_tokens", None) is None:
+            self.cache_reads = False  # cannot tell which rows a cache hit skipped: compute every prompt
 
     def _params(self, **kw):
         try:
