@@ -23,6 +23,7 @@ created once; work is split by context groups so that shared prefixes stay on on
 
 from __future__ import annotations
 
+import atexit
 import importlib.metadata
 import json
 import logging
@@ -306,7 +307,10 @@ def _rank_main(conn, env: dict, engine_kwargs: dict) -> None:
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
     while True:
-        op, payload = conn.recv()
+        try:
+            op, payload = conn.recv()
+        except EOFError:  # the parent is gone
+            break
         if op == "stop":
             break
         try:
@@ -333,6 +337,9 @@ class DataParallelEngine:
             proc = ctx.Process(target=_rank_main, args=(child, env, engine_kwargs), daemon=False)
             proc.start()
             self.ranks.append((proc, parent))
+        # lm-eval never closes its model; the ranks are not daemons (vLLM starts processes
+        # of its own), so they must be told to stop before multiprocessing joins them at exit
+        atexit.register(self.close)
         replies = [conn.recv() for _, conn in self.ranks]
         errors = [r[1] for r in replies if r[0] == "error"]
         if errors:
