@@ -31,7 +31,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-from lm_eval import utils as lm_utils
 from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs, postprocess_generated_text
@@ -502,19 +501,10 @@ class LlamaCppLM(TemplateLM):
                 work.prefill_s += eng.prefill_s - s0
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
-        windows, owners, tasks = [], [], []
-        for idx, req in enumerate(requests):
-            (text,) = req.args
-            for ctx, cont in map(lm_utils.make_disjoint_window, lm_utils.get_rolling_token_windows(
-                    token_list=self.tok_encode(text), prefix_token=self.prefix_token_id,
-                    max_seq_len=self.max_length, context_len=1)):
-                windows.append((ctx, cont))
-                owners.append(idx)
-                tasks.append(getattr(req, "task_name", None))
+        windows, owners, tasks = scoring.rolling_windows(
+            requests, self.tok_encode, self.prefix_token_id, self.max_length)
         scores = self._score_pairs(windows, tasks, disable_tqdm, desc="slm-llamacpp loglikelihood_rolling")
-        totals = [0.0] * len(requests)
-        for idx, (lp, _) in zip(owners, scores):
-            totals[idx] += lp
+        totals = scoring.sum_windows(len(requests), owners, scores)
         for req, total in zip(requests, totals):
             self.cache_hook.add_partial("loglikelihood_rolling", req.args, total)
         return totals

@@ -166,3 +166,31 @@ def score_tokens(logits: np.ndarray, targets: Sequence[int]) -> tuple[float, boo
     total = float((rows[idx, tgt] - lse).sum())
     greedy = bool((rows.argmax(axis=1) == tgt).all())
     return total, greedy
+
+
+def rolling_windows(requests, tok_encode, prefix_token: int, max_len: int):
+    """lm-eval's disjoint rolling windows for ``loglikelihood_rolling`` requests.
+
+    Returns ``(windows, owners, task_names)``: (context, continuation) token pairs, the
+    index of the request each window belongs to, and that request's task name.
+    """
+    from lm_eval import utils as lm_utils
+
+    windows, owners, tasks = [], [], []
+    for idx, req in enumerate(requests):
+        (text,) = req.args
+        for ctx, cont in map(lm_utils.make_disjoint_window, lm_utils.get_rolling_token_windows(
+                token_list=tok_encode(text), prefix_token=prefix_token,
+                max_seq_len=max_len, context_len=1)):
+            windows.append((ctx, cont))
+            owners.append(idx)
+            tasks.append(getattr(req, "task_name", None))
+    return windows, owners, tasks
+
+
+def sum_windows(n_requests: int, owners: Sequence[int], scores) -> list[float]:
+    """Add each window's log-likelihood to its request's total."""
+    totals = [0.0] * n_requests
+    for idx, (lp, _) in zip(owners, scores):
+        totals[idx] += lp
+    return totals

@@ -36,7 +36,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import psutil
-from lm_eval import utils as lm_utils
 from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 from lm_eval.models.utils import (
@@ -697,31 +696,14 @@ class VLLMLM(TemplateLM):
 
     @staticmethod
     def _waves(lengths: Sequence[int]) -> list[list[int]]:
-        waves, cur, used = [], [], 0
-        for i, n in enumerate(lengths):
-            if cur and used + n > WAVE_TOKENS:
-                waves.append(cur)
-                cur, used = [], 0
-            cur.append(i)
-            used += n
-        if cur:
-            waves.append(cur)
-        return waves
+        # vLLM schedules sequences itself: only the token budget bounds a wave.
+        return scoring.pack_waves(lengths, max_parallel=len(lengths) or 1, token_budget=WAVE_TOKENS)
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
-        windows, owners, tasks = [], [], []
-        for idx, req in enumerate(requests):
-            (text,) = req.args
-            for ctx, cont in map(lm_utils.make_disjoint_window, lm_utils.get_rolling_token_windows(
-                    token_list=self.tok_encode(text), prefix_token=self.prefix_token_id,
-                    max_seq_len=self.max_length - 2, context_len=1)):
-                windows.append((ctx, cont))
-                owners.append(idx)
-                tasks.append(getattr(req, "task_name", None))
+        windows, owners, tasks = scoring.rolling_windows(
+            requests, self.tok_encode, self.prefix_token_id, self.max_length - 2)
         scores = self._score_pairs(windows, tasks, disable_tqdm, desc="slm-vllm loglikelihood_rolling")
-        totals = [0.0] * len(requests)
-        for idx, (lp, _) in zip(owners, scores):
-            totals[idx] += lp
+        totals = scoring.sum_windows(len(requests), owners, scores)
         for req, total in zip(requests, totals):
             self.cache_hook.add_partial("loglikelihood_rolling", req.args, total)
         return totals
