@@ -48,7 +48,7 @@ from lm_eval.models.utils import (
 from tqdm import tqdm
 
 from slm_tasks.adapters import gpu, scoring
-from slm_tasks.adapters.cost import CostMeter, Work, software_versions
+from slm_tasks.adapters.cost import CostMeter, software_versions
 from slm_tasks.adapters.hardware import RaplReader, usable_cores
 from slm_tasks.adapters.hardware import describe as describe_hardware
 from slm_tasks.errors import SLMError
