@@ -380,7 +380,7 @@ def _shares(tasks: Sequence[str | None]) -> dict[str | None, float]:
 
 
 @register_model("slm-llamacpp")
-class LlamaCppLM(TemplateLM):
+class LlamaCppLM(scoring.SharedContextLoglikelihood, TemplateLM):
     """lm-eval model ``slm-llamacpp``.
 
     model_args: ``model`` (a .gguf path or a short name: smollm2-135m, gemma3-270m),
@@ -456,15 +456,6 @@ class LlamaCppLM(TemplateLM):
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, task_names=None, **kwargs):
         pairs = [(ctx, cont) for _, ctx, cont in requests]
         return self._score_pairs(pairs, task_names or [None] * len(pairs), disable_tqdm)
-
-    def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
-        tasks = [getattr(r, "task_name", None) for r in requests]
-        pairs = [scoring.encode_request(ctx, cont, self.tok_encode, self.prefix_token_id)
-                 for ctx, cont in (r.args for r in requests)]
-        results = self._score_pairs(pairs, tasks, disable_tqdm)
-        for r, res in zip(requests, results):
-            self.cache_hook.add_partial("loglikelihood", r.args, res)
-        return results
 
     def _score_pairs(self, pairs, tasks, disable_tqdm: bool, desc: str = "slm-llamacpp loglikelihood"):
         plan = scoring.plan_groups(pairs, max_length=self.max_length)

@@ -194,3 +194,17 @@ def sum_windows(n_requests: int, owners: Sequence[int], scores) -> list[float]:
     for idx, (lp, _) in zip(owners, scores):
         totals[idx] += lp
     return totals
+
+
+class SharedContextLoglikelihood:
+    """``loglikelihood`` for a TemplateLM backend that scores token pairs in
+    ``self._score_pairs(pairs, task_names, disable_tqdm)`` (llama.cpp and vLLM do)."""
+
+    def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+        tasks = [getattr(r, "task_name", None) for r in requests]
+        pairs = [encode_request(ctx, cont, self.tok_encode, self.prefix_token_id)
+                 for ctx, cont in (r.args for r in requests)]
+        results = self._score_pairs(pairs, tasks, disable_tqdm)
+        for r, res in zip(requests, results):
+            self.cache_hook.add_partial("loglikelihood", r.args, res)
+        return results

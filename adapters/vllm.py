@@ -490,7 +490,7 @@ def _energy_reader(nvml: gpu.NvmlMeter | None, nvml_reason: str | None):
 # --- the lm-eval model -----------------------------------------------------------------
 
 @register_model("slm-vllm")
-class VLLMLM(TemplateLM):
+class VLLMLM(scoring.SharedContextLoglikelihood, TemplateLM):
     """lm-eval model ``slm-vllm``.
 
     model_args: ``pretrained`` (or ``model``): a transformers checkpoint folder or hub id;
@@ -638,15 +638,6 @@ class VLLMLM(TemplateLM):
                                                   continue_final_message=not add_generation_prompt)
 
     # --- loglikelihood -------------------------------------------------------------------
-    def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
-        tasks = [getattr(r, "task_name", None) for r in requests]
-        pairs = [scoring.encode_request(ctx, cont, self.tok_encode, self.prefix_token_id)
-                 for ctx, cont in (r.args for r in requests)]
-        results = self._score_pairs(pairs, tasks, disable_tqdm)
-        for r, res in zip(requests, results):
-            self.cache_hook.add_partial("loglikelihood", r.args, res)
-        return results
-
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs):
         pairs = [(ctx, cont) for _, ctx, cont in requests]
         return self._score_pairs(pairs, [None] * len(pairs), disable_tqdm)

@@ -15,6 +15,25 @@ def hub() -> Path:
     return HUB
 
 
+@pytest.fixture(scope="module")
+def mirror(hub):
+    """The mirror in force for a whole test module (SLM_DATA_DIR, hub access off)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SLM_DATA_DIR", str(hub))
+    mp.setenv("HF_DATASETS_OFFLINE", "1")
+    mp.setenv("HF_HUB_OFFLINE", "1")
+    yield hub
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def tm(mirror):
+    """A TaskManager indexing only the slm tasks."""
+    from slm_tasks.api import task_manager
+
+    return task_manager(include_defaults=False)
+
+
 @pytest.fixture()
 def mirror_env(hub, monkeypatch):
     monkeypatch.setenv("SLM_DATA_DIR", str(hub))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,27 +10,7 @@ import pytest
 from slm_tasks import icl
 
 REPO = Path(__file__).resolve().parents[1]
-HUB = Path(os.environ.get("SLM_DATA_DIR") or REPO.parent / "shared" / "hub").resolve()
 ICL_DIR = REPO / "task_configs" / "icl"
-
-
-@pytest.fixture(scope="module")
-def mirror():
-    if not (HUB / "manifest.json").is_file():
-        pytest.skip(f"offline mirror not found at {HUB} (set SLM_DATA_DIR)")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SLM_DATA_DIR", str(HUB))
-    mp.setenv("HF_DATASETS_OFFLINE", "1")
-    mp.setenv("HF_HUB_OFFLINE", "1")
-    yield HUB
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
-def tm(mirror):
-    from slm_tasks.api import task_manager
-
-    return task_manager(include_defaults=False)
 
 
 def load(tm, name):

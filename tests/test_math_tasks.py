@@ -7,7 +7,6 @@ equivalence code.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,6 @@ import pytest
 pytest.importorskip("math_verify", reason="needs the [math] extra (lm-eval[math])")
 
 REPO = Path(__file__).resolve().parents[1]
-HUB = Path(os.environ.get("SLM_DATA_DIR") or REPO.parent / "shared" / "hub").resolve()
 SUBJECTS = {  # hub config -> lm-eval's per-subject task YAML, in slm_minerva_math's order
     "algebra": "minerva_math_algebra.yaml",
     "counting_and_probability": "minerva_math_counting_and_prob.yaml",
@@ -25,25 +23,6 @@ SUBJECTS = {  # hub config -> lm-eval's per-subject task YAML, in slm_minerva_ma
     "prealgebra": "minerva_math_prealgebra.yaml",
     "precalculus": "minerva_math_precalc.yaml",
 }
-
-
-@pytest.fixture(scope="module")
-def mirror():
-    if not (HUB / "manifest.json").is_file():
-        pytest.skip(f"offline mirror not found at {HUB} (set SLM_DATA_DIR)")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SLM_DATA_DIR", str(HUB))
-    mp.setenv("HF_DATASETS_OFFLINE", "1")
-    mp.setenv("HF_HUB_OFFLINE", "1")
-    yield HUB
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
-def tm(mirror):
-    from slm_tasks.api import task_manager
-
-    return task_manager(include_defaults=False)
 
 
 def ours(tm, name):
