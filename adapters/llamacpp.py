@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
 import logging
 import os
 import sys
@@ -36,7 +37,7 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs, postprocess_generated_text
 from tqdm import tqdm
 
-from slm_tasks.adapters import scoring
+from slm_tasks.adapters import chat, scoring
 from slm_tasks.adapters.cost import CostMeter, Work, software_versions
 from slm_tasks.adapters.hardware import describe as describe_hardware
 from slm_tasks.adapters.hardware import usable_cores
@@ -97,6 +98,48 @@ def _ftype_name(lib, ftype: int) -> str | None:
     return None
 
 
+DEQUANTISE = {"f32": "LLAMA_FTYPE_ALL_F32", "f16": "LLAMA_FTYPE_MOSTLY_F16", "bf16": "LLAMA_FTYPE_MOSTLY_BF16"}
+
+
+def _dequantise_kind(value) -> str | None:
+    if value in (None, "", False) or str(value).lower() in ("none", "no", "false", "native"):
+        return None
+    kind = str(value).lower()
+    if kind not in DEQUANTISE:
+        raise LlamaCppError(f"dequantise={value!r} is not supported: use one of {', '.join(DEQUANTISE)} "
+                            "(or leave it out to compute in the stored format)")
+    return kind
+
+
+def dequantised_copy(lib, path: Path, kind: str) -> Path:
+    """``path`` re-encoded as ``kind`` (f32 is exact; f16/bf16 round each weight once), made
+    with llama.cpp's own quantiser and cached next to other slm-suite files; reused while
+    the source file's size and mtime are unchanged."""
+    st = path.stat()
+    tag = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:12]
+    cache = Path(os.environ.get("SLM_SUITE_CACHE") or Path.home() / ".cache" / "slm-suite") / "dequantised"
+    out = cache / f"{path.stem}-{tag}-{kind}.gguf"
+    if out.is_file():
+        return out
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
+    params = lib.llama_model_quantize_default_params()
+    params.ftype = getattr(lib, DEQUANTISE[kind])
+    params.allow_requantize = True
+    params.nthread = usable_cores()
+    log.info("slm-llamacpp: writing a %s copy of %s to %s", kind, path.name, out)
+    try:
+        rc = lib.llama_model_quantize(str(path).encode(), str(tmp).encode(), ctypes.byref(params))
+        if rc != 0:
+            raise LlamaCppError(f"llama.cpp could not re-encode '{path}' as {kind} (code {rc}){_log_tail()}. "
+                                f"Check free space in {cache} (set SLM_SUITE_CACHE to move it), "
+                                "or leave dequantise out")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
 class LlamaEngine:
     """A loaded GGUF model plus one multi-sequence context (not thread-safe).
 
@@ -107,17 +150,20 @@ class LlamaEngine:
 
     def __init__(self, path: str | os.PathLike, max_length: int | None = None, n_batch: int = 512,
                  n_threads: int | None = None, n_parallel: int = 16, kv_slack: int = 1024,
-                 prefix_cache: bool = True, verbose: bool = False):
+                 prefix_cache: bool = True, dequantise: str | None = None, verbose: bool = False):
         llama_cpp, lib = _import_llama_cpp()
         self.lib = lib
         self.llama_cpp_version = llama_cpp.__version__
         _install_log_callback(llama_cpp, verbose)
         lib.llama_backend_init()
         self.path = Path(path)
-        self.model = lib.llama_model_load_from_file(str(self.path).encode(), lib.llama_model_default_params())
+        self.dequantised_to = _dequantise_kind(dequantise)
+        load = dequantised_copy(lib, self.path, self.dequantised_to) if self.dequantised_to else self.path
+        self.model = lib.llama_model_load_from_file(str(load).encode(), lib.llama_model_default_params())
         if not self.model:
             raise LlamaCppError(f"llama.cpp could not load '{self.path}'{_log_tail()}. Check that the file "
                                 "is a GGUF model this llama.cpp version supports")
+        self._stored_ftype = self._read_stored_ftype() if self.dequantised_to else None
         self.vocab = lib.llama_model_get_vocab(self.model)
         self.n_vocab = lib.llama_vocab_n_tokens(self.vocab)
         self.n_ctx_train = lib.llama_model_n_ctx_train(self.model)
@@ -158,13 +204,25 @@ class LlamaEngine:
         self._text_buf = ctypes.create_string_buffer(1 << 16)
 
     # --- model facts -------------------------------------------------------------------
-    def meta(self, key: str) -> str | None:
+    def meta(self, key: str, model=None) -> str | None:
         buf = ctypes.create_string_buffer(256)
-        n = self.lib.llama_model_meta_val_str(self.model, key.encode(), buf, len(buf))
+        n = self.lib.llama_model_meta_val_str(model or self.model, key.encode(), buf, len(buf))
         return buf.value.decode("utf-8", "replace") if n >= 0 else None
 
+    def _read_stored_ftype(self) -> str | None:
+        """``general.file_type`` of the file as stored (metadata only, no weights loaded)."""
+        mp = self.lib.llama_model_default_params()
+        mp.vocab_only = True
+        model = self.lib.llama_model_load_from_file(str(self.path).encode(), mp)
+        if not model:
+            return None
+        try:
+            return self.meta("general.file_type", model)
+        finally:
+            self.lib.llama_model_free(model)
+
     def describe(self) -> dict:
-        ftype = self.meta("general.file_type")
+        ftype = self._stored_ftype if self.dequantised_to else self.meta("general.file_type")
         desc = ctypes.create_string_buffer(256)
         self.lib.llama_model_desc(self.model, desc, len(desc))
         quant = _ftype_name(self.lib, int(ftype)) if ftype and ftype.isdigit() else None
@@ -175,12 +233,19 @@ class LlamaEngine:
             "quant": quant or (desc.value.decode().split()[-1] if desc.value else None),
             "n_params": int(self.lib.llama_model_n_params(self.model)),
             "backend": "llama.cpp",
+            # weights computed in another format than stored (model_args dequantise=)
+            "dequantised_to": self.dequantised_to,
         }
 
     def build(self) -> str:
         version = self.lib.llama_version().decode()
         system = self.lib.llama_print_system_info().decode().strip(" |")
         return f"llama.cpp {version}; {system}"
+
+    def chat_template(self) -> str | None:
+        """The model's chat template (GGUF ``tokenizer.chat_template``), or None."""
+        tmpl = self.lib.llama_model_chat_template(self.model, None)
+        return tmpl.decode("utf-8") if tmpl else None
 
     @property
     def bos(self) -> int | None:
@@ -387,13 +452,15 @@ class LlamaCppLM(scoring.SharedContextLoglikelihood, TemplateLM):
     ``n_threads`` (default: all usable cores), ``n_ctx`` (longest sequence, default the
     model's training context capped at 8192), ``n_batch`` (512), ``n_parallel`` (16
     sequences per batch), ``prefix_cache`` (keep a shared prefix's KV cache across
-    documents, default true), ``seed`` (sampling seed), ``max_gen_toks`` (256). lm-eval's own
+    documents, default true), ``dequantise`` (f32, f16 or bf16: compute on a re-encoded
+    copy of the weights, see docs/llamacpp.md; default: the stored format), ``seed``
+    (sampling seed), ``max_gen_toks`` (256). lm-eval's own
     ``device``/``batch_size`` arguments are accepted and ignored.
     """
 
     def __init__(self, model: str | None = None, pretrained: str | None = None, n_threads: int | None = None,
                  n_ctx: int | None = None, n_batch: int = 512, n_parallel: int = 16, prefix_cache: bool = True,
-                 seed: int = 1234,
+                 dequantise: str | None = None, seed: int = 1234,
                  max_gen_toks: int = DEFAULT_MAX_GEN_TOKS, verbose: bool = False, **kwargs):
         super().__init__()
         ignored = {k: v for k, v in kwargs.items() if k not in ("device", "batch_size", "max_batch_size")}
@@ -407,6 +474,7 @@ class LlamaCppLM(scoring.SharedContextLoglikelihood, TemplateLM):
         self.engine = LlamaEngine(self.model_path, max_length=int(n_ctx) if n_ctx else None,
                                   n_batch=int(n_batch), n_threads=int(n_threads) if n_threads else None,
                                   n_parallel=int(n_parallel), prefix_cache=_as_bool(prefix_cache),
+                                  dequantise=dequantise,
                                   verbose=_as_bool(verbose))
         self.seed = int(seed)
         self.max_gen_toks = int(max_gen_toks)
@@ -415,6 +483,8 @@ class LlamaCppLM(scoring.SharedContextLoglikelihood, TemplateLM):
         model_info = eng.describe()
         model_info["name"] = str(name) if str(name) in ("smollm2-135m", "gemma3-270m") else (
             model_info["name"] or self.model_path.stem)
+        if eng.dequantised_to:  # a different computation: its own leaderboard row
+            model_info["name"] += f" [{eng.dequantised_to}]"
         self.meter = CostMeter(
             model=model_info,
             hardware=describe_hardware(threads=eng.n_threads),
@@ -452,6 +522,34 @@ class LlamaCppLM(scoring.SharedContextLoglikelihood, TemplateLM):
 
     def tok_decode(self, tokens: Sequence[int]) -> str:
         return self.engine.detokenize(tokens)
+
+    def chat_template(self, chat_template: bool | str = False) -> str | None:
+        if not chat_template:
+            return None
+        if isinstance(chat_template, str) and chat_template not in ("True", "true", "default"):
+            raise LlamaCppError(f"'{self.model_path.name}' carries one chat template; named templates "
+                                f"('{chat_template}') are not supported: pass --apply_chat_template alone")
+        return self._chat_template()
+
+    def _chat_template(self) -> str:
+        tmpl = self.engine.chat_template()
+        if not tmpl:
+            raise LlamaCppError(f"'{self.model_path.name}' has no chat template (GGUF key "
+                                "tokenizer.chat_template): run without --apply_chat_template")
+        return tmpl
+
+    def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        """The GGUF's chat template rendered as transformers' ``apply_chat_template`` does
+        (lm-eval's HF model: ``continue_final_message = not add_generation_prompt``)."""
+        eng = self.engine
+        bos = eng.detokenize_special(eng.bos) if eng.bos is not None else ""
+        kwargs = dict(add_generation_prompt=add_generation_prompt, continue_final_message=not add_generation_prompt,
+                      bos_token=bos, eos_token=eng.detokenize_special(eng.eos))
+        try:
+            return chat.render(self._chat_template(), chat_history, **kwargs)
+        except chat.TemplateError:  # as lm-eval's HF model: retry without the system turn
+            log.warning("Failed to apply chat template. removing the system role in chat history.")
+            return chat.render(self._chat_template(), [m for m in chat_history if m["role"] != "system"], **kwargs)
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, task_names=None, **kwargs):
         pairs = [(ctx, cont) for _, ctx, cont in requests]

@@ -4,6 +4,8 @@ Runs, one after the other on the same machine, on the multiple-choice tasks of t
 profile (``--limit`` documents per task):
 
   (a) ``lm_eval --model slm-llamacpp`` (this package, in process llama.cpp);
+  (a') with ``--dequantise f32,f16``: the same with ``dequantise=f32`` / ``f16`` (the weights
+      re-encoded and computed in that format);
   (b) ``lm_eval --model hf`` on CPU, fp32, on the GGUF dequantised to a transformers
       checkpoint (``export-hf`` below; needs torch/transformers/gguf in ``--hf-python``);
   (c) ``lm_eval --model gguf`` against ``python -m llama_cpp.server`` (needs
@@ -84,6 +86,28 @@ def _results(out_dir: Path) -> tuple[dict | None, dict]:
     return results, chosen, n_requests
 
 
+def _hf_tokens(out_dir: Path, model: str) -> int:
+    """Tokens lm-eval's HF model feeds for the logged requests: context + continuation - 1
+    each (padding not counted), with the model's own tokenizer."""
+    from slm_tasks.adapters import scoring
+    from slm_tasks.adapters.llamacpp import LlamaEngine
+    from slm_tasks.adapters.models import resolve_model
+
+    eng = LlamaEngine(resolve_model(model), max_length=512, n_threads=1)
+    enc = lambda text, add_special_tokens=None: eng.tokenize(text, bool(add_special_tokens))  # noqa: E731
+    prefix = eng.bos if eng.bos is not None else eng.eos
+    total = 0
+    try:
+        for f in glob.glob(str(out_dir / "**" / "samples_*.jsonl"), recursive=True):
+            for line in open(f):
+                for arg in json.loads(line)["arguments"].values():
+                    ctx, cont = scoring.encode_request(arg["arg_0"], arg["arg_1"], enc, prefix)
+                    total += len(ctx) + len(cont) - 1
+    finally:
+        eng.close()
+    return total
+
+
 def _acc(results: dict | None, task: str) -> float | None:
     if not results:
         return None
@@ -146,7 +170,10 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--hf-python", help="a Python with torch, transformers, gguf, lm-eval[hf,api], llama-cpp-python[server]")
     ap.add_argument("--out", type=Path, default=Path("benchmark-out"))
-    ap.add_argument("--skip", default="", help="comma-separated: a,b,c,bench")
+    ap.add_argument("--skip", default="", help="comma-separated: a,b,c,bench (runs kept from an earlier "
+                    "report.json in --out, same settings)")
+    ap.add_argument("--dequantise", default="", help="comma-separated: also run (a') slm-llamacpp with "
+                    "dequantise=<each> (f32, f16, bf16)")
     ap.add_argument("--gguf-timeout", type=float, default=600)
     args = ap.parse_args(argv)
     if args.command == "export-hf":
@@ -166,6 +193,15 @@ def main(argv=None) -> int:
     common = ["--tasks", ",".join(tasks), "--limit", str(args.limit), "--log_samples"]
     report: dict = {"model": args.model, "gguf": str(gguf), "limit": args.limit, "tasks": tasks,
                     "threads": args.threads, "runs": {}}
+    previous = out / "report.json"
+    if skip and previous.is_file():  # a partial re-run keeps the skipped runs of the same settings
+        old = json.loads(previous.read_text())
+        same = all(old.get(k) == report[k] for k in ("model", "limit", "tasks", "threads"))
+        if not same:
+            raise SystemExit(f"{previous} was made with other settings: use another --out")
+        report["runs"] = {k: v for k, v in old["runs"].items() if k in skip}
+        if "bench" in skip and old.get("bench"):
+            report["bench"] = old["bench"]
 
     if "bench" not in skip:
         from slm_tasks.adapters.bench import bench
@@ -180,7 +216,16 @@ def main(argv=None) -> int:
                                          f"model={args.model},n_threads={args.threads}",
                                          "--output_path", str(out / "a")] + common
         rc, wall = _run(cmd, env, out / "a.log")
-        report["runs"]["a"] = {"rc": rc, "process_wall_s": wall}
+        report["runs"]["a"] = {"rc": rc, "process_wall_s": wall, "at": time.strftime("%Y-%m-%d %H:%M")}
+
+    for kind in filter(None, args.dequantise.split(",")):
+        key = f"a-{kind}"
+        cmd = lm_eval(sys.executable) + ["--model", "slm-llamacpp", "--model_args",
+                                         f"model={args.model},n_threads={args.threads},dequantise={kind}",
+                                         "--output_path", str(out / key)] + common
+        rc, wall = _run(cmd, env, out / f"{key}.log")
+        report["runs"][key] = {"rc": rc, "process_wall_s": wall, "dequantise": kind,
+                               "at": time.strftime("%Y-%m-%d %H:%M")}
 
     if "b" not in skip and args.hf_python:
         hf_dir = out / "hf-model"
@@ -192,7 +237,7 @@ def main(argv=None) -> int:
                                          "--device", "cpu", "--batch_size", "16",
                                          "--output_path", str(out / "b")] + common
         rc, wall = _run(cmd, env, out / "b.log")
-        report["runs"]["b"] = {"rc": rc, "process_wall_s": wall}
+        report["runs"]["b"] = {"rc": rc, "process_wall_s": wall, "at": time.strftime("%Y-%m-%d %H:%M")}
 
     if "c" not in skip and args.hf_python:
         port = 8765
@@ -223,6 +268,9 @@ def main(argv=None) -> int:
         run["requests"] = n_requests
         if res and "slm_cost" in res.get("config", {}):
             run["cost"] = res["config"]["slm_cost"]["run"]
+            run["tokens"] = run["cost"]["prompt_tokens"]
+        elif k == "b" and res:
+            run["tokens"] = _hf_tokens(out / "b", args.model)
         if "b" in parsed and parsed["b"][1] and k != "b":
             ref = parsed["b"][1]
             both = [key for key in chosen if key in ref]
@@ -242,27 +290,30 @@ def _f(x, fmt="{:.1f}"):
 def render(report: dict) -> str:
     runs = report["runs"]
     names = {"a": "(a) slm-llamacpp", "b": "(b) hf fp32 (dequantised GGUF)", "c": "(c) gguf via llama_cpp.server"}
+    names.update({k: f"(a') slm-llamacpp dequantise={r['dequantise']}" for k, r in runs.items() if r.get("dequantise")})
     lines = [f"model `{report['model']}`, {len(report['tasks'])} tasks, --limit {report['limit']} per task, "
              f"{report['threads']} threads", ""]
-    lines += ["| backend | docs | requests | eval wall s | process wall s | requests/s | tokens/s (evaluated) "
-              "| mean acc | agreement with (b) |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += ["| backend | docs | requests | tokens evaluated | eval wall s | process wall s | requests/s "
+              "| tokens/s (evaluated) | mean acc | agreement with (b) |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     a_cost = runs.get("a", {}).get("cost") or {}
     for k, r in runs.items():
         accs = [v for v in (r.get("acc") or {}).values() if v is not None]
         tok_s = r["cost"]["throughput_tok_s"] if r.get("cost") else None
         req_s = r["requests"] / r["eval_s"] if r.get("eval_s") else None
         agree = r.get("agreement_with_b")
-        lines.append(f"| {names[k]} | {r.get('n_docs', 0)} | {r.get('requests', 0)} | {_f(r.get('eval_s'))} | "
+        lines.append(f"| {names[k]} | {r.get('n_docs', 0)} | {r.get('requests', 0)} | {_f(r.get('tokens'), '{:,}')} | "
+                     f"{_f(r.get('eval_s'))} | "
                      f"{_f(r.get('process_wall_s'))} | {_f(req_s)} | {_f(tok_s)} | {_f(sum(accs) / len(accs) if accs else None, '{:.3f}')} | "
                      f"{_f(agree * 100 if agree is not None else None, '{:.1f}%')} |")
     lines.append("")
     lines += ["| task | " + " | ".join(names[k] for k in runs) + " |", "|---|" + "---:|" * len(runs)]
     for t in report["tasks"]:
         lines.append(f"| {t} | " + " | ".join(_f(runs[k].get("acc", {}).get(t), "{:.3f}") for k in runs) + " |")
-    a, b = runs.get("a", {}), runs.get("b", {})
-    if a.get("eval_s") and b.get("eval_s"):
-        lines += ["", f"speed-up (a) over (b), lm-eval evaluation time: {b['eval_s'] / a['eval_s']:.2f}x"]
+    b = runs.get("b", {})
+    for k in [k for k in runs if k.startswith("a")]:
+        if runs[k].get("eval_s") and b.get("eval_s"):
+            lines += ["", f"speed-up {names[k]} over (b), lm-eval evaluation time: {b['eval_s'] / runs[k]['eval_s']:.2f}x"]
     for p in report.get("gguf_probe", []):
         lines.append(f"(c) probe {p['context']!r} + {p['continuation']!r}: gguf {p['gguf']:.4f}, "
                      f"slm-llamacpp {p['slm_llamacpp']:.4f}")

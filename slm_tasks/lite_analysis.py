@@ -290,3 +290,60 @@ def analyse_samples(
             labels = [by_id[i] for i in range(len(y))]
         errors.append(task_lite_error(y, n, task=task, strata=labels))
     return errors, domain_lite_error(errors)
+
+
+@dataclass
+class LiteEstimate:
+    """A lite task's score with its sampling error estimated from the lite docs alone
+    (no full run needed): ``se = sqrt((1 - n/N) s^2 / n)``, ``s^2`` the lite per-doc variance."""
+
+    task: str
+    N: int
+    n: int
+    lite_mean: float
+    se: float  # lite vs full (FPC)
+    se_full_planned: float  # the full split's own stderr, assuming the same per-doc variance
+
+    @property
+    def half_width95(self) -> float:
+        return float(norm.ppf(1 - ALPHA / 2)) * self.se
+
+    @property
+    def mdd_unpaired(self) -> float:
+        """Smallest gap between two models' lite scores of this size that comparing
+        ``score ± se`` detects (95 % / 80 %)."""
+        return min_detectable_difference(math.sqrt(2) * self.se)
+
+
+def estimate_from_lite(scores: Sequence[float], N: int, *, task: str = "") -> LiteEstimate:
+    """Sampling error of a lite mean from its own per-doc scores (a simple random subset;
+    for a stratified one this is conservative). ``N``: docs in the full split."""
+    y = np.asarray(scores, dtype=float)
+    n = len(y)
+    if n < 2 or N < n:
+        raise ValueError(f"{task or 'task'}: need at least 2 lite docs and N >= n (n={n}, N={N})")
+    s2 = float(y.var(ddof=1))
+    return LiteEstimate(task, int(N), n, float(y.mean()), math.sqrt((1 - n / N) * s2 / n), math.sqrt(s2 / N))
+
+
+def estimate_table(estimates: Sequence[LiteEstimate], domains: Mapping[str, Sequence[str]] | None = None) -> str:
+    """Markdown: each task's lite score, SE and 95 % half-width, and each domain mean's
+    (plain mean of its tasks; SE ``sqrt(sum se^2) / T``)."""
+    out = ["| task | N | n | lite score | SE lite vs full | 95% ± | MDD (unpaired) | full-split SE |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    by = {e.task: e for e in estimates}
+    for e in estimates:
+        out.append(f"| {e.task} | {e.N} | {e.n} | {e.lite_mean:.3f} | {e.se:.3f} | ±{e.half_width95:.3f} | "
+                   f"{e.mdd_unpaired:.3f} | {e.se_full_planned:.3f} |")
+    z = float(norm.ppf(1 - ALPHA / 2))
+    for name, members in (domains or {}).items():
+        parts = [by[t] for t in members if t in by]
+        if not parts:
+            continue
+        t = len(parts)
+        se = math.sqrt(sum(p.se ** 2 for p in parts)) / t
+        full = math.sqrt(sum(p.se_full_planned ** 2 for p in parts)) / t
+        mean = sum(p.lite_mean for p in parts) / t
+        out.append(f"| **{name}** ({t}) | | | {mean:.3f} | {se:.3f} | ±{z * se:.3f} | "
+                   f"{min_detectable_difference(math.sqrt(2) * se):.3f} | {full:.3f} |")
+    return "\n".join(out)

@@ -137,3 +137,25 @@ def test_lite_indices_are_the_docs_the_lite_tasks_score():
     kw = dict(hub_id="allenai/openbookqa", hub_config="main", eval_split="test", slm_data_dir=str(hub))
     full, lite = data.load(**kw)["test"]["id"], data.load(lite_n=200, **kw)["test"]["id"]
     assert [full[i] for i in la.lite_indices(len(full), 200)] == lite
+
+
+def test_estimate_from_lite_matches_the_spread_of_lite_means():
+    """The SE estimated from one lite subset's own docs is close to the true spread of lite
+    means over many subsets of the same full split (and shrinks to 0 when n = N)."""
+    rng = np.random.default_rng(3)
+    full = (rng.random(2000) < 0.3).astype(float)
+    true_sd = la.resample_lite_means(full, n=200, reps=4000, seed=1).std()
+    estimates = [la.estimate_from_lite(full[rng.choice(2000, 200, replace=False)], 2000).se for _ in range(50)]
+    assert abs(np.mean(estimates) / true_sd - 1) < 0.1
+    assert la.estimate_from_lite(full, 2000).se == 0.0
+    with pytest.raises(ValueError, match="N >= n"):
+        la.estimate_from_lite(full, 100)
+
+
+def test_estimate_table_adds_domain_means():
+    a = la.estimate_from_lite([1, 0, 1, 1] * 50, 1000, task="a")
+    b = la.estimate_from_lite([0, 0, 0, 1] * 50, 500, task="b")
+    table = la.estimate_table([a, b], {"both": ["a", "b"]})
+    assert "| a | 1000 | 200 | 0.750 |" in table
+    se = (a.se ** 2 + b.se ** 2) ** 0.5 / 2
+    assert f"| **both** (2) | | | 0.500 | {se:.3f} |" in table

