@@ -23,13 +23,6 @@ from pathlib import Path
 
 # metric and filter each kind of task reports as its score (the domain groups' choice)
 SCORE_KEYS = (("acc", "none"), ("exact_match", "strict-match"), ("pass@1", "create_test"))
-DOMAINS = {
-    "commonsense": ["hellaswag", "winogrande", "piqa", "social_iqa", "commonsense_qa", "openbookqa", "boolq",
-                    "truthfulqa_mc2"],
-    "problem solving": ["arc_easy", "arc_challenge", "mmlu"],
-    "math": ["gsm8k", "minerva_math"],
-    "coding": ["humaneval", "mbpp"],
-}
 
 
 def load_samples(results_file: Path) -> dict[str, list[dict]]:
@@ -56,14 +49,17 @@ def main(argv=None) -> int:
 
     from slm_tasks import icl
     from slm_tasks import lite_analysis as la
-    from slm_tasks.api import task_manager
+    from slm_tasks.api import DOMAINS, task_manager
 
     results = json.loads(args.results.read_text())
     samples = load_samples(args.results)
     if not samples:
         raise SystemExit(f"no samples_*.jsonl next to {args.results}: run with --log_samples")
-    full_tasks = task_manager(tasks=["slm_suite"]).load(["slm_suite"])["tasks"]
-    sizes = {name: len(t.eval_docs) for name, t in full_tasks.items()}
+    full = task_manager(tasks=["slm_suite"]).load(["slm_suite"])
+    sizes = {name: len(t.eval_docs) for name, t in full["tasks"].items()}
+    # domains as the suite's own groups define them
+    domains = {g.removeprefix("slm_").replace("_", " "): [t.removeprefix("slm_") for t in full["group_map"][g]]
+               for g in DOMAINS}
 
     estimates, metrics = [], {}
     for task in sorted(samples):
@@ -76,7 +72,7 @@ def main(argv=None) -> int:
         metrics[base], scores = found
         estimates.append(la.estimate_from_lite(scores, sizes[base], task=base.removeprefix("slm_")))
     print(f"lite run {args.results.name}: sampling error of each lite score as an estimate of the full-split score\n")
-    print(la.estimate_table(estimates, DOMAINS))
+    print(la.estimate_table(estimates, domains))
     print("\nmetric per task: " + ", ".join(f"{t.removeprefix('slm_')} {m}" for t, m in sorted(metrics.items())))
 
     icl_samples = {t: rows for t, rows in samples.items() if t.startswith("slm_icl_")}

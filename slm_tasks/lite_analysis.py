@@ -162,15 +162,21 @@ class DomainError:
         return float(norm.ppf(1 - ALPHA / 2)) * self.se
 
 
+def mean_se(ses: Iterable[float]) -> float:
+    """SE of a plain mean of task scores: tasks use disjoint docs, so ``sqrt(sum se^2) / T``."""
+    ses = list(ses)
+    return math.sqrt(sum(se * se for se in ses)) / len(ses)
+
+
 def domain_lite_error(parts: Sequence[LiteError]) -> DomainError:
     t = len(parts)
     lite = [p.lite_mean for p in parts]
     return DomainError(
         [p.task for p in parts],
         sum(p.full_mean for p in parts) / t,
-        math.sqrt(sum(p.se ** 2 for p in parts)) / t,
+        mean_se(p.se for p in parts),
         None if any(x is None for x in lite) else sum(lite) / t,
-        math.sqrt(sum(p.se_full_superpop ** 2 for p in parts)) / t,
+        mean_se(p.se_full_superpop for p in parts),
         list(parts),
     )
 
@@ -341,8 +347,8 @@ def estimate_table(estimates: Sequence[LiteEstimate], domains: Mapping[str, Sequ
         if not parts:
             continue
         t = len(parts)
-        se = math.sqrt(sum(p.se ** 2 for p in parts)) / t
-        full = math.sqrt(sum(p.se_full_planned ** 2 for p in parts)) / t
+        se = mean_se(p.se for p in parts)
+        full = mean_se(p.se_full_planned for p in parts)
         mean = sum(p.lite_mean for p in parts) / t
         out.append(f"| **{name}** ({t}) | | | {mean:.3f} | {se:.3f} | ±{z * se:.3f} | "
                    f"{min_detectable_difference(math.sqrt(2) * se):.3f} | {full:.3f} |")

@@ -1,4 +1,5 @@
 import os
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,40 @@ class Parity:
 @pytest.fixture()
 def parity(mirror_env):
     return Parity(mirror_env)
+
+
+class SuiteDocs:
+    """Real suite documents as lm-eval builds them from the mirror (for adapter tests),
+    and the answer a set of scores picks for each document."""
+
+    def __init__(self, hub):
+        self.hub = hub
+
+    def requests(self, spec):
+        """``spec``: task -> (docs, few-shot count or None); the requests of those docs."""
+        from lm_eval.tasks import TaskManager, get_task_dict
+
+        os.environ["SLM_DATA_DIR"] = str(self.hub)
+        tasks = get_task_dict(list(spec), TaskManager(include_defaults=False))
+        out = []
+        for name, task in tasks.items():
+            limit, shots = spec[name]
+            if shots is not None:
+                task.set_config(key="num_fewshot", value=shots)
+                task.set_fewshot_seed(seed=1234)
+            task.build_all_requests(limit=limit, rank=0, world_size=1)
+            out += task.instances
+        return out
+
+    @staticmethod
+    def choices(requests, scores):
+        """(task, doc_id) -> index of the best-scoring choice."""
+        by_doc = defaultdict(list)
+        for r, sc in zip(requests, scores):
+            by_doc[(r.task_name, r.doc_id)].append((r.idx, sc[0]))
+        return {k: max(v, key=lambda x: x[1])[0] for k, v in by_doc.items()}
+
+
+@pytest.fixture(scope="session")
+def suite(hub):
+    return SuiteDocs(hub)

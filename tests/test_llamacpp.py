@@ -20,7 +20,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -43,22 +42,6 @@ needs_hub = pytest.mark.skipif(not (HUB / "manifest.json").is_file(), reason=f"o
 SPEC = {"slm_arc_easy": (3, None), "slm_hellaswag": (2, None), "slm_winogrande": (2, None),
         "slm_truthfulqa_mc2": (1, None), "slm_mmlu": (2, 2)}
 MAX_DELTA, MEAN_DELTA = 0.75, 0.1  # nats per request; see the module docstring
-
-
-def suite_requests(spec):
-    os.environ["SLM_DATA_DIR"] = str(HUB)
-    from lm_eval.tasks import TaskManager, get_task_dict
-
-    tasks = get_task_dict(list(spec), TaskManager(include_defaults=False))
-    out = []
-    for name, task in tasks.items():
-        limit, shots = spec[name]
-        if shots is not None:
-            task.set_config(key="num_fewshot", value=shots)
-            task.set_fewshot_seed(seed=1234)
-        task.build_all_requests(limit=limit, rank=0, world_size=1)
-        out += task.instances
-    return out
 
 
 class NaiveLlama(TemplateLM):
@@ -118,14 +101,6 @@ class NaiveLlama(TemplateLM):
         self.llm.close()
 
 
-def choices(requests, scores):
-    """(task, doc_id) -> index of the best-scoring choice."""
-    by_doc = defaultdict(list)
-    for r, s in zip(requests, scores):
-        by_doc[(r.task_name, r.doc_id)].append((r.idx, s[0]))
-    return {k: max(v, key=lambda x: x[1])[0] for k, v in by_doc.items()}
-
-
 @pytest.fixture(scope="module")
 def lm():
     model = LlamaCppLM(model="smollm2-135m", n_threads=1, n_ctx=2048)
@@ -141,10 +116,8 @@ def naive(lm):
 
 
 @pytest.fixture(scope="module")
-def requests():
-    if not (HUB / "manifest.json").is_file():
-        pytest.skip(f"offline mirror not at {HUB}")
-    return suite_requests(SPEC)
+def requests(suite):
+    return suite.requests(SPEC)
 
 
 @pytest.fixture(scope="module")
@@ -153,19 +126,19 @@ def reference(naive, requests):
 
 
 @needs_hub
-def test_matches_naive_evaluation_on_suite_documents(lm, requests, reference):
+def test_matches_naive_evaluation_on_suite_documents(suite, lm, requests, reference):
     ours = lm.loglikelihood(requests, disable_tqdm=True)
     assert {r.task_name for r in requests} == set(SPEC)
     delta = np.abs([a[0] - b[0] for a, b in zip(ours, reference)])
     assert delta.max() <= MAX_DELTA, f"max |delta| {delta.max():.3g} nats"
     assert delta.mean() <= MEAN_DELTA, f"mean |delta| {delta.mean():.3g} nats"
-    assert choices(requests, ours) == choices(requests, reference)
+    assert suite.choices(requests, ours) == suite.choices(requests, reference)
     agree = np.mean([a[1] == b[1] for a, b in zip(ours, reference)])
     assert agree >= 0.9  # is_greedy can flip only where two tokens nearly tie
 
 
 @needs_hub
-def test_prefix_cache_saves_work_and_keeps_the_answers(lm, requests, reference):
+def test_prefix_cache_saves_work_and_keeps_the_answers(suite, lm, requests, reference):
     eng = lm.engine
     eng.prefix_cache = False
     t0 = eng.prompt_tokens
@@ -183,7 +156,7 @@ def test_prefix_cache_saves_work_and_keeps_the_answers(lm, requests, reference):
     assert shared > 100
     assert evaluated_without - evaluated_with >= shared - 1, (evaluated_with, evaluated_without, shared)
     assert np.abs([a[0] - b[0] for a, b in zip(ours, without)]).max() <= MAX_DELTA
-    assert choices(requests, ours) == choices(requests, without) == choices(requests, reference)
+    assert suite.choices(requests, ours) == suite.choices(requests, without) == suite.choices(requests, reference)
 
 
 @needs_hub
@@ -407,7 +380,7 @@ def test_lm_eval_runs_with_apply_chat_template(monkeypatch):
     assert out["config"]["slm_cost"]["run"]["requests"] == sum(len(s["arguments"]) for s in out["samples"]["slm_arc_easy"])
 
 
-def test_dequantise_scores_the_same_weights_in_another_format(lm, requests, reference, tmp_path, monkeypatch):
+def test_dequantise_scores_the_same_weights_in_another_format(suite, lm, requests, reference, tmp_path, monkeypatch):
     """dequantise=f32 computes on an exact f32 copy of the Q4_1 weights (made once, cached):
     the answers stay those of the stored model within the module's tolerance, and the cost
     record says which format was computed."""
@@ -419,8 +392,8 @@ def test_dequantise_scores_the_same_weights_in_another_format(lm, requests, refe
         ours = f32.loglikelihood(requests, disable_tqdm=True)
         deltas = np.abs([a[0] - b[0] for a, b in zip(ours, reference)])
         print(f"f32 vs Q4_1 kernels: max {deltas.max():.3f}, mean {deltas.mean():.3f} nats; "
-              f"choices {sum(a == b for a, b in zip(choices(requests, ours).values(), choices(requests, reference).values()))}"
-              f"/{len(choices(requests, reference))}")
+              f"choices {sum(a == b for a, b in zip(suite.choices(requests, ours).values(), suite.choices(requests, reference).values()))}"
+              f"/{len(suite.choices(requests, reference))}")
         assert deltas.max() <= 2 * MAX_DELTA and deltas.mean() <= 3 * MEAN_DELTA
         assert deltas.max() > 0  # really another computation than the Q4_1 kernels
         model = f32.cost_record()["model"]

