@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 import platform
 import time
-from collections.abc import Iterator, Mapping
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import psutil
@@ -151,6 +152,16 @@ class CostMeter:
             "tasks": {name: self._summary(t, None) for name, t in sorted(self.tasks.items())},
             "bench": self.bench,
         }
+
+
+def task_shares(tasks: Sequence[str | None], weights: Sequence[int]) -> dict[str | None, float]:
+    """How one unit of work splits over the tasks of its requests: by each request's tokens
+    (a long few-shot prompt costs more than a short one), every request counting at least one."""
+    per: Counter = Counter()
+    for t, w in zip(tasks, weights):
+        per[t] += max(int(w), 1)
+    total = sum(per.values())
+    return {t: n / total for t, n in per.items()}
 
 
 def software_versions(backend_version: str | None, backend_build: str | None) -> dict:

