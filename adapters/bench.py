@@ -4,13 +4,17 @@ Two protocols, each repeated ``runs`` times after one warm-up run, with a pause 
 runs so thermal and scheduler state settle:
 
 * ``survey`` -- the SLM survey's protocol: a 50-token prompt, 50 generated tokens, a
-  2048-token context; reports time to first token, prefill tokens/s and decode ms/token;
+  2048-token context; tests ``pp50`` (prefill), ``tg50`` (the 49 decode steps after the
+  first token, which comes from the prompt's logits) and ``ttft`` (time to first token);
 * ``llama-bench`` -- llama.cpp's standard tests: ``pp512`` (prompt processing of 512
-  tokens, tokens/s) and ``tg128`` (128 single-token decode steps, ms/token).
+  tokens in one batch) and ``tg128`` (128 single-token decode steps from an empty cache).
 
 Prompts are random token ids (seeded), as llama-bench uses; generation is greedy and does
-not stop at end-of-sequence. Results are medians with the inter-quartile range and every
-value, inside the ``bench`` key of a ``slm-suite.cost/1`` record.
+not stop at end-of-sequence. The table is llama-bench's: one row per test, t/s as mean
+± sample standard deviation over the runs, plus ms/token (tg) and time to first token
+(ms); ``-o md|csv|json`` picks its format on stdout. ``--record FILE`` writes the
+``slm-suite.cost/1`` record: its ``bench`` key holds medians, IQR, mean, sd and every
+value of each metric, and the table's rows under ``tests``.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from slm_tasks.adapters.bench_table import FORMATS, render
 from slm_tasks.adapters.cost import CostMeter, software_versions
 from slm_tasks.adapters.hardware import describe as describe_hardware
 
@@ -31,14 +36,28 @@ PROTOCOLS = ("survey", "llama-bench")
 SURVEY = {"prompt_tokens": 50, "gen_tokens": 50, "n_ctx": 2048}
 LLAMA_BENCH = {"pp": 512, "tg": 128}
 
+# test -> (protocol, n_prompt, n_gen, n_depth) in llama-bench's terms: the timed work of a
+# run is n_prompt + n_gen tokens (its t/s), n_depth tokens already in the cache
+TESTS = {
+    "pp50": ("survey", SURVEY["prompt_tokens"], 0, 0),
+    "tg50": ("survey", 0, SURVEY["gen_tokens"] - 1, SURVEY["prompt_tokens"]),
+    "ttft": ("survey", SURVEY["prompt_tokens"], 0, 0),
+    "pp512": ("llama-bench", LLAMA_BENCH["pp"], 0, 0),
+    "tg128": ("llama-bench", 0, LLAMA_BENCH["tg"], 0),
+}
+GEN_TEST = {"survey": "tg50", "llama-bench": "tg128"}  # the decode steps of each protocol
+
 
 def stats(values) -> dict:
-    """{"median", "iqr", "values"} (plus min/max) of a list of numbers."""
+    """{"median", "iqr", "mean", "sd", "values"} (plus min/max) of a list of numbers.
+
+    ``sd`` is the sample standard deviation (0 for one value), as llama-bench's ± figure."""
     v = np.asarray(list(values), dtype=np.float64)
     if v.size == 0:
-        return {"median": None, "iqr": None, "min": None, "max": None, "values": []}
+        return {"median": None, "iqr": None, "mean": None, "sd": None, "min": None, "max": None, "values": []}
     q25, q50, q75 = np.percentile(v, [25, 50, 75])
-    return {"median": float(q50), "iqr": float(q75 - q25), "min": float(v.min()), "max": float(v.max()),
+    return {"median": float(q50), "iqr": float(q75 - q25), "mean": float(v.mean()),
+            "sd": float(v.std(ddof=1)) if v.size > 1 else 0.0, "min": float(v.min()), "max": float(v.max()),
             "values": [float(x) for x in v]}
 
 
@@ -53,56 +72,65 @@ def _prefill(engine, tokens) -> tuple[float, np.ndarray]:
     return time.perf_counter() - t0, row
 
 
-def _decode_steps(engine, first_logits, n: int) -> float:
-    """n greedy single-token decode steps after what the cache holds; seconds taken."""
-    logits = first_logits
+def _decode_steps(engine, token: int, n: int) -> float:
+    """n greedy single-token steps, the first one decoding ``token``; seconds taken."""
     t0 = time.perf_counter()
     for _ in range(n):
-        tok = int(logits.argmax())
-        (_, row), = engine.decode([tok], [len(engine.cached)], [0], [True], prompt=False)
-        logits = row.copy()
-        engine.cached.append(tok)
+        token = int(engine.step(token).argmax())
     return time.perf_counter() - t0
 
 
-def _survey_run(engine, rng) -> dict:
+def _survey_run(engine, rng) -> tuple[dict, dict]:
     prompt = _random_tokens(engine, SURVEY["prompt_tokens"], rng)
-    t0 = time.perf_counter()
-    pp_s, logits = _prefill(engine, prompt)
-    int(logits.argmax())  # the first token is chosen from the prompt's logits
-    ttft = time.perf_counter() - t0
-    tg_s = _decode_steps(engine, logits, SURVEY["gen_tokens"] - 1)
-    return {"ttft_ms": ttft * 1000, "pp_tok_s": len(prompt) / pp_s,
-            "tg_ms_per_token": tg_s * 1000 / (SURVEY["gen_tokens"] - 1), "e2e_s": ttft + tg_s,
-            "_steps": SURVEY["gen_tokens"] - 1, "_decode_s": tg_s}
-
-
-def _llama_bench_run(engine, rng) -> dict:
-    pp_s, _ = _prefill(engine, _random_tokens(engine, LLAMA_BENCH["pp"], rng))
-    # tg128 starts from an empty cache, one token at a time
     engine.clear()
-    start = _random_tokens(engine, 1, rng)
     t0 = time.perf_counter()
-    row = engine.set_prefix(start)
-    first = time.perf_counter() - t0
-    steps_s = _decode_steps(engine, row, LLAMA_BENCH["tg"] - 1)
-    tg_s = first + steps_s
-    return {"pp512_tok_s": LLAMA_BENCH["pp"] / pp_s, "tg128_ms_per_token": tg_s * 1000 / LLAMA_BENCH["tg"],
-            "_steps": LLAMA_BENCH["tg"] - 1, "_decode_s": steps_s}
+    logits = engine.set_prefix(prompt)
+    pp_s = time.perf_counter() - t0
+    first = int(logits.argmax())  # the first token is chosen from the prompt's logits
+    ttft = time.perf_counter() - t0
+    steps = SURVEY["gen_tokens"] - 1
+    tg_s = _decode_steps(engine, first, steps)
+    metrics = {"ttft_ms": ttft * 1000, "pp_tok_s": len(prompt) / pp_s, "tg_ms_per_token": tg_s * 1000 / steps,
+               "e2e_s": ttft + tg_s}
+    return metrics, {"pp50": pp_s, "tg50": tg_s, "ttft": ttft}
+
+
+def _llama_bench_run(engine, rng) -> tuple[dict, dict]:
+    pp_s, _ = _prefill(engine, _random_tokens(engine, LLAMA_BENCH["pp"], rng))
+    # tg128 starts from an empty cache, one token at a time, as llama-bench's
+    engine.clear()
+    tg_s = _decode_steps(engine, _random_tokens(engine, 1, rng)[0], LLAMA_BENCH["tg"])
+    metrics = {"pp512_tok_s": LLAMA_BENCH["pp"] / pp_s, "tg128_ms_per_token": tg_s * 1000 / LLAMA_BENCH["tg"]}
+    return metrics, {"pp512": pp_s, "tg128": tg_s}
+
+
+def _test_row(name: str, seconds: list[float], started: str | None) -> dict:
+    """One row of the table in llama-bench's terms (avg/stddev of ns and t/s, samples)."""
+    protocol, n_prompt, n_gen, n_depth = TESTS[name]
+    ns, ts = stats(s * 1e9 for s in seconds), stats((n_prompt + n_gen) / s for s in seconds)
+    ms = stats(s * 1000 / (n_gen or 1) for s in seconds)  # per token for tg, whole for ttft
+    return {"test": name, "protocol": protocol, "n_prompt": n_prompt, "n_gen": n_gen, "n_depth": n_depth,
+            "test_time": started, "avg_ns": round(ns["mean"]), "stddev_ns": round(ns["sd"]),
+            "avg_ts": ts["mean"], "stddev_ts": ts["sd"],
+            "avg_ms_per_token": ms["mean"] if n_gen else None, "stddev_ms_per_token": ms["sd"] if n_gen else None,
+            "avg_ttft_ms": ms["mean"] if name == "ttft" else None,
+            "stddev_ttft_ms": ms["sd"] if name == "ttft" else None,
+            "samples_ns": [round(x) for x in ns["values"]], "samples_ts": ts["values"]}
 
 
 def bench(model: str, runs: int = 5, pause_s: float = 2.0, n_threads: int | None = None,
           protocols=PROTOCOLS, n_batch: int = 512, seed: int = 0, progress: bool = True) -> dict:
     """Benchmark ``model`` (GGUF path or short name); returns a cost record with ``bench``."""
-    from slm_tasks.adapters.llamacpp import LlamaEngine
+    from slm_tasks.adapters.llamacpp_engine import LlamaEngine
     from slm_tasks.adapters.models import SHORT_NAMES, resolve_model
+    from slm_tasks.errors import SLMError
 
     protocols = tuple(protocols)
     unknown = set(protocols) - set(PROTOCOLS)
     if unknown or not protocols:
-        from slm_tasks.errors import SLMError
-
         raise SLMError(f"unknown bench protocol(s) {sorted(unknown)}; choose from {', '.join(PROTOCOLS)}")
+    if runs < 1:
+        raise SLMError(f"bench runs must be at least 1 (--runs); got {runs}")
     path = resolve_model(model)
     n_ctx = max(SURVEY["n_ctx"], LLAMA_BENCH["pp"] + LLAMA_BENCH["tg"])
     engine = LlamaEngine(path, max_length=n_ctx, n_batch=n_batch, n_threads=n_threads, n_parallel=1, kv_slack=0)
@@ -115,19 +143,25 @@ def bench(model: str, runs: int = 5, pause_s: float = 2.0, n_threads: int | None
         fns = {"survey": _survey_run, "llama-bench": _llama_bench_run}
         results: dict[str, list[dict]] = {p: [] for p in protocols}
         energy: dict[str, list[float]] = {p: [] for p in protocols}
+        seconds: dict[str, list[float]] = {}
+        started: dict[str, str] = {}
         bar = tqdm(total=(runs + 1) * len(protocols), disable=not progress, desc=f"bench {model}", file=sys.stderr)
         try:
             for i in range(runs + 1):  # run 0 warms caches and is not reported
                 for p in protocols:
+                    if i == 1:
+                        started[p] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
                     with meter.measure({} if i == 0 else {f"bench:{p}": 1.0}) as work:
                         t0, s0 = engine.prompt_tokens, engine.prefill_s
-                        res = fns[p](engine, rng)
+                        metrics, tests = fns[p](engine, rng)
                         work.prompt_tokens = engine.prompt_tokens - t0
                         work.prefill_s = engine.prefill_s - s0
-                        work.generated_tokens = work.decode_tokens = res.pop("_steps")
-                        work.decode_s = res.pop("_decode_s")
+                        work.generated_tokens = work.decode_tokens = TESTS[GEN_TEST[p]][2]
+                        work.decode_s = tests[GEN_TEST[p]]
                     if i > 0:
-                        results[p].append(res)
+                        results[p].append(metrics)
+                        for name, s in tests.items():
+                            seconds.setdefault(name, []).append(s)
                         energy[p].append(meter.tasks[f"bench:{p}"].energy_j)
                     bar.update(1)
                 if pause_s and i < runs:
@@ -139,8 +173,7 @@ def bench(model: str, runs: int = 5, pause_s: float = 2.0, n_threads: int | None
         energy_ok = record["run"]["energy_j"] is not None
         per_protocol = {}
         for p, rows in results.items():
-            keys = rows[0].keys() if rows else []
-            entry = {k: stats(r[k] for r in rows) for k in keys}
+            entry = {k: stats(r[k] for r in rows) for k in rows[0]}
             cumulative = energy[p]
             entry["energy_j"] = stats(np.diff([0.0] + cumulative)) if energy_ok else None
             per_protocol[p] = entry
@@ -160,36 +193,19 @@ def bench(model: str, runs: int = 5, pause_s: float = 2.0, n_threads: int | None
             "peak_rss_bytes": record["run"]["peak_rss_bytes"],
             "energy_unavailable_reason": record["run"]["energy_unavailable_reason"],
             "protocols": per_protocol,
+            "tests": [_test_row(name, seconds[name], started[TESTS[name][0]])
+                      for p in protocols for name in TESTS if TESTS[name][0] == p],
         }
         return record
     finally:
         engine.close()
 
 
-def _fmt(s: dict | None, unit: str) -> str:
-    if not s or s.get("median") is None:
-        return "n/a"
-    return f"{s['median']:.1f} {unit} (IQR {s['iqr']:.1f})"
-
-
-def summary_lines(record: dict) -> list[str]:
-    b = record["bench"]
-    lines = [f"model: {record['model']['name']} ({record['model']['quant']}, {record['model']['n_params']:,} params)",
-             f"build: {b['build']}",
-             f"threads: {b['n_threads']}, runs: {b['runs']} (+1 warm-up), pause {b['pause_s']} s"]
-    for p, entry in b["protocols"].items():
-        parts = []
-        for key, value in entry.items():
-            if key == "energy_j" or not value:
-                continue
-            unit = "tok/s" if key.endswith("tok_s") else "ms" if key.endswith("_ms") else (
-                "ms/token" if key.endswith("per_token") else "s")
-            parts.append(f"{key} {_fmt(value, unit)}")
-        lines.append(f"{p}: " + "; ".join(parts))
-    mb = (b["peak_rss_bytes"] or 0) / 2**20
-    lines.append(f"peak RSS: {mb:.0f} MiB; energy: "
-                 + ("measured (see JSON)" if b["energy_unavailable_reason"] is None else b["energy_unavailable_reason"]))
-    return lines
+def _output_format(value: str) -> str:
+    if value in FORMATS:
+        return value
+    raise argparse.ArgumentTypeError(f"'{value}' is not an output format ({', '.join(FORMATS)}); "
+                                     "write the cost record with --record FILE")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -201,7 +217,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all usable cores)")
     p.add_argument("--protocol", default=",".join(PROTOCOLS), help="comma-separated: survey, llama-bench (default both)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random prompt tokens")
-    p.add_argument("--output", "-o", type=Path, default=None, help="write the cost record (JSON) here")
+    p.add_argument("--output", "-o", type=_output_format, default="md", metavar="{md,csv,json}",
+                   help="format of the table printed on stdout, as llama-bench's -o (default md); "
+                        "the cost record goes to --record")
+    p.add_argument("--record", type=Path, default=None, metavar="FILE",
+                   help="also write the slm-suite.cost/1 record (JSON) to FILE")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
     return p
@@ -211,12 +231,11 @@ def run(args) -> int:
     record = bench(args.model, runs=args.runs, pause_s=args.pause, n_threads=args.threads,
                    protocols=[x.strip() for x in args.protocol.split(",") if x.strip()], seed=args.seed,
                    progress=not args.no_progress)
-    for line in summary_lines(record):
-        print(line)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(record, indent=2) + "\n")
-        print(f"wrote {args.output}")
+    sys.stdout.write(render(record, args.output))
+    if args.record:
+        args.record.parent.mkdir(parents=True, exist_ok=True)
+        args.record.write_text(json.dumps(record, indent=2) + "\n")
+        print(f"wrote {args.record}", file=sys.stderr)  # stdout stays parseable csv/json
     return 0
 
 

@@ -19,7 +19,7 @@ from slm_tasks.adapters import chat
 from slm_tasks.adapters.backend import DEFAULT_MAX_GEN_TOKS, GenJob, ScoreItem, SLMBackend
 from slm_tasks.adapters.cost import CostMeter, Work, software_versions
 from slm_tasks.adapters.hardware import describe as describe_hardware
-from slm_tasks.adapters.llamacpp_engine import DEQUANTISE, LlamaCppError, LlamaEngine, dequantised_copy  # noqa: F401
+from slm_tasks.adapters.llamacpp_engine import LlamaCppError, LlamaEngine
 from slm_tasks.adapters.models import display_name, resolve_model
 
 log = logging.getLogger(__name__)

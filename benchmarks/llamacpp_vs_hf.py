@@ -90,7 +90,7 @@ def _hf_tokens(out_dir: Path, model: str) -> int:
     """Tokens lm-eval's HF model feeds for the logged requests: context + continuation - 1
     each (padding not counted), with the model's own tokenizer."""
     from slm_tasks.adapters import scoring
-    from slm_tasks.adapters.llamacpp import LlamaEngine
+    from slm_tasks.adapters.llamacpp_engine import LlamaEngine
     from slm_tasks.adapters.models import resolve_model
 
     eng = LlamaEngine(resolve_model(model), max_length=512, n_threads=1)
