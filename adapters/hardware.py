@@ -32,28 +32,6 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def gpu_descriptor() -> dict | None:
-    """{"name", "count", "driver"} from NVML when an NVIDIA GPU is visible, else None."""
-    try:
-        import pynvml  # nvidia-ml-py
-    except ImportError:
-        return None
-    try:
-        pynvml.nvmlInit()
-        try:
-            count = pynvml.nvmlDeviceGetCount()
-            if count == 0:
-                return None
-            name = pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(0))
-            driver = pynvml.nvmlSystemGetDriverVersion()
-            dec = lambda v: v.decode() if isinstance(v, bytes) else v  # noqa: E731
-            return {"name": dec(name), "count": count, "driver": dec(driver)}
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:  # NVML present but no usable driver
-        return None
-
-
 def describe(threads: int | None = None, gpu: dict | None = None) -> dict:
     """The cost record's ``hardware`` section."""
     return {

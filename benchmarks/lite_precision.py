@@ -7,7 +7,8 @@ them) and the full split sizes (lm-eval's own task loading, hub or mirror), and 
 * per lite task: the score, its standard error as an estimate of the full-split score
   (``slm_tasks.lite_analysis.estimate_from_lite``: finite-population corrected, variance
   from the lite documents themselves), the 95 % half-width and the unpaired detectable
-  difference; the domain means (plain means of their tasks);
+  difference; the domain means (plain means of their tasks, domains and metrics as the lite
+  board spec defines them, leaderboards/lite.yaml);
 * per ICL task: the paired 0->5-shot gain on the same lite documents
   (``slm_tasks.icl.icl_gain``) and the 0-vs-5-shot discordance.
 
@@ -21,25 +22,38 @@ import json
 import sys
 from pathlib import Path
 
-# metric and filter each kind of task reports as its score (the domain groups' choice)
-SCORE_KEYS = (("acc", "none"), ("exact_match", "strict-match"), ("pass@1", "create_test"))
 
+def load_samples(results_file: Path) -> dict[str, dict]:
+    """task -> its per-filter DocScores, from the samples files of this results file."""
+    from slm_tasks.leaderboards.samples import read_samples, samples_files
 
-def load_samples(results_file: Path) -> dict[str, list[dict]]:
     stamp = results_file.stem.removeprefix("results_")
-    out = {}
-    for f in results_file.parent.glob(f"samples_*_{stamp}.jsonl"):
-        task = f.name.removeprefix("samples_").removesuffix(f"_{stamp}.jsonl")
-        out[task] = [json.loads(line) for line in f.open()]
-    return out
+    return {task: read_samples(p) for task, p in samples_files(results_file.parent, stamp=stamp).items()}
 
 
-def per_doc(rows: list[dict]) -> tuple[str, list[float]] | None:
-    for metric, filt in SCORE_KEYS:
-        picked = [r for r in rows if metric in r and r.get("filter", "none") == filt]
-        if picked:
-            return f"{metric},{filt}", [float(r[metric]) for r in sorted(picked, key=lambda r: r["doc_id"])]
-    return None
+def spec_domains(spec) -> tuple[dict[str, list[str]], dict[str, object]]:
+    """(domain -> its tasks without prefix and _lite, lite task -> its spec entry)."""
+    domains, entries = {}, {}
+    for d in spec.domains:
+        for t in d.tasks:
+            if t.task:
+                domains.setdefault(d.name.replace("_", " "), []).append(t.task.removesuffix("_lite").removeprefix("slm_"))
+                entries[t.task] = t
+    return domains, entries
+
+
+def per_doc(by_filter: dict, entry) -> tuple[str, list[float]] | None:
+    """The spec's metric of a task and its per-doc values in doc order, if the samples have it."""
+    def values(metric):
+        name, _, flt = metric.partition(",")
+        ds = by_filter.get(flt)
+        return None if ds is None else ds.by_doc(name)
+
+    metric = entry.pick_metric(lambda m: values(m) is not None)
+    if metric is None:
+        return None
+    got = values(metric)
+    return metric, [got[i] for i in sorted(got)]
 
 
 def main(argv=None) -> int:
@@ -49,7 +63,8 @@ def main(argv=None) -> int:
 
     from slm_tasks import icl
     from slm_tasks import lite_analysis as la
-    from slm_tasks.api import DOMAINS, task_manager
+    from slm_tasks.api import task_manager
+    from slm_tasks.leaderboards.spec import load_spec
 
     results = json.loads(args.results.read_text())
     samples = load_samples(args.results)
@@ -57,16 +72,15 @@ def main(argv=None) -> int:
         raise SystemExit(f"no samples_*.jsonl next to {args.results}: run with --log_samples")
     full = task_manager(tasks=["slm_suite"]).load(["slm_suite"])
     sizes = {name: len(t.eval_docs) for name, t in full["tasks"].items()}
-    # domains as the suite's own groups define them
-    domains = {g.removeprefix("slm_").replace("_", " "): [t.removeprefix("slm_") for t in full["group_map"][g]]
-               for g in DOMAINS}
+    # domains, tasks and metrics as the one score definition (the lite board spec) has them
+    domains, entries = spec_domains(load_spec("lite"))
 
     estimates, metrics = [], {}
     for task in sorted(samples):
         base = task.removesuffix("_lite")
-        if task.startswith("slm_icl_") or base not in sizes:
+        if task not in entries or base not in sizes:
             continue
-        found = per_doc(samples[task])
+        found = per_doc(samples[task], entries[task])
         if not found:
             continue
         metrics[base], scores = found
@@ -94,12 +108,12 @@ def main(argv=None) -> int:
 
 def discordance(samples: dict, base: str) -> float | None:
     """Share of lite docs on which exactly one of 0-shot and 5-shot is right."""
-    a = samples.get(f"slm_icl_{base}_0shot_lite")
-    b = samples.get(f"slm_icl_{base}_5shot_lite")
-    if not a or not b:
+    a = samples.get(f"slm_icl_{base}_0shot_lite", {}).get("none")
+    b = samples.get(f"slm_icl_{base}_5shot_lite", {}).get("none")
+    acc0, acc5 = (None if ds is None else ds.by_doc("acc") for ds in (a, b))
+    if not acc0 or not acc5:
         return None
-    acc0 = {r["doc_id"]: r["acc"] for r in a}
-    both = [(acc0[r["doc_id"]], r["acc"]) for r in b if r["doc_id"] in acc0]
+    both = [(acc0[d], acc5[d]) for d in acc5 if d in acc0]
     return sum(x != y for x, y in both) / len(both) if both else None
 
 

@@ -1,9 +1,12 @@
-"""Join validated runs into the leaderboard data (the content of leaderboard.json)."""
+"""Join validated runs into the leaderboard data (the content of leaderboard.json).
+
+What a domain and the overall score are is defined once, in the spec
+(:func:`slm_tasks.leaderboards.spec.combine`); the ICL gain columns come from board_icl.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
-import math
 from collections import defaultdict
 from typing import Any
 
@@ -11,20 +14,13 @@ import numpy as np
 
 from slm_tasks import __version__
 from slm_tasks.leaderboards import stats, validate
+from slm_tasks.leaderboards.board_icl import icl_section
+from slm_tasks.leaderboards.cost_columns import cost_and_pareto
 from slm_tasks.leaderboards.errors import BoardError
 from slm_tasks.leaderboards.ingest import Run
-from slm_tasks.leaderboards.spec import COST_COLUMNS, Spec
+from slm_tasks.leaderboards.spec import COST_COLUMNS, Spec, combine
 
 BOARD_SCHEMA = "slm-suite.leaderboard/1"
-# Pareto plots: axis -> candidate cost measures (column, label, value as plotted), first found wins
-PARETO_AXES = {
-    "latency": [
-        ("decode_ms_per_token", "decode latency (ms/token)", lambda v: v),
-        ("ttft_ms", "first-token latency (ms)", lambda v: v),
-        ("prefill_tok_s", "prefill time (ms per prompt token = 1000 / prefill tokens/s)", lambda v: 1000.0 / v),
-    ],
-    "memory": [("peak_memory_bytes", "peak memory (GB)", lambda v: v / 1e9)],
-}
 MISSING = "—"
 
 
@@ -33,7 +29,8 @@ def build_board(runs: list[Run], spec: Spec, allow_limit: bool | None = None) ->
     allow_limit = spec.allow_limit if allow_limit is None else allow_limit
     present = {t for r in runs for t in r.tasks}
     resolved = spec.resolve(present)
-    declared = [name for _, _, name in resolved]
+    # the ICL variants are validated like every board task, and scored only as gains
+    declared = [name for _, _, name in resolved] + spec.icl_tasks(present)
     notes: list[str] = []
 
     # Which runs bring which board tasks; runs with none are reported and left out.
@@ -73,8 +70,7 @@ def build_board(runs: list[Run], spec: Spec, allow_limit: bool | None = None) ->
         if task not in by_task:
             missing.append(task)
             continue
-        metric = next((m for m in entry.metrics
-                       if any(cell[(m_, task)][1].value(m) is not None for m_, _ in by_task[task])), None)
+        metric = entry.pick_metric(lambda m: any(cell[(m_, task)][1].value(m) is not None for m_, _ in by_task[task]))
         if metric is None:
             notes.append(f"task {task}: none of the metrics {entry.metrics} in its results; column left out")
             missing.append(task)
@@ -104,13 +100,18 @@ def build_board(runs: list[Run], spec: Spec, allow_limit: bool | None = None) ->
         else:
             notes.append(f"domain {d.name}: no task present; left out of the overall score")
 
+    icl_header, icl_cells = icl_section(spec, entries, notes)
+    board_tasks = [c["task"] for c in columns] + (icl_header["variants"] if icl_header else [])
     rows = []
     for model in models:
-        rows.append(_row(model, columns, domain_cols, scores, cell, spec, notes))
+        row = _row(model, columns, domain_cols, scores, cell, spec, notes, board_tasks)
+        if icl_header:
+            row["icl"] = icl_cells.get(model) or {"mean": None, "tasks": {}}
+        rows.append(row)
     rows.sort(key=lambda r: (r["overall"]["value"] is None, -(r["overall"]["value"] or 0), r["model"]))
     for rank, row in enumerate(rows, 1):
         row["rank"] = rank if row["overall"]["value"] is not None else None
-    pareto_axes = _cost_and_pareto(rows, board_runs_by_model(entries), spec, notes)
+    pareto_axes = cost_and_pareto(rows, board_runs_by_model(entries), spec, notes)
 
     limit_runs = sorted({str(r.path) for r in board_runs if r.limit is not None})
     return {
@@ -130,11 +131,14 @@ def build_board(runs: list[Run], spec: Spec, allow_limit: bool | None = None) ->
                              "average the tasks' replicates",
                 "stderr": "normal interval from lm-eval's reported stderr (no samples file)",
                 "normal": "normal interval from the parts' standard errors, sqrt(sum se^2)/k",
+                "paired": "ICL gain: normal interval from the per-document differences (samples files)",
+                "unpaired": "ICL gain: normal interval from the two stderrs, sqrt(se_a^2 + se_b^2)",
                 "none": "no interval: neither samples nor stderr",
             },
         },
         "columns": columns,
         "domains": domain_cols,
+        "icl": icl_header,
         "missing_tasks": missing,
         "cost_columns": [{"id": c, "title": COST_COLUMNS[c][0], "unit": COST_COLUMNS[c][1],
                           "lower_is_better": COST_COLUMNS[c][2]} for c in spec.cost_columns],
@@ -198,29 +202,24 @@ def _task_estimate(tr, metric, spec, rng):
     return stats.task_estimate(value, per_doc, tr.stderr(metric), spec.level, spec.bootstrap_iters, rng), note
 
 
-def _row(model, columns, domain_cols, scores, cell, spec, notes) -> dict[str, Any]:
+def _row(model, columns, domain_cols, scores, cell, spec, notes, board_tasks) -> dict[str, Any]:
     tasks, norm = {}, {}
     for col in columns:
         e = scores.get((model, col["task"]))
         if e is not None:
             tasks[col["task"]] = e
             norm[col["task"]] = stats.normalise(e, col["random_baseline"])
-    domains, domains_n = {}, {}
-    for d in domain_cols:
-        parts = [tasks.get(t) for t in d["tasks"]]
-        if all(p is not None for p in parts):
-            domains[d["domain"]] = stats.mean_estimate(parts, spec.level)
-            domains_n[d["domain"]] = stats.mean_estimate([norm[t] for t in d["tasks"]], spec.level)
-    complete = len(domains) == len(domain_cols) and bool(domain_cols)
-    overall = stats.mean_estimate(list(domains.values()), spec.level) if complete else None
-    overall_n = stats.mean_estimate(list(domains_n.values()), spec.level) if complete else None
-    if not complete:
+    layout = {d["domain"]: d["tasks"] for d in domain_cols}
+    mean = lambda parts: stats.mean_estimate(parts, spec.level)  # noqa: E731
+    domains, overall = combine(tasks, layout, mean)
+    domains_n, overall_n = combine(norm, layout, mean)
+    if overall is None:
         lacking = [t for d in domain_cols for t in d["tasks"] if t not in tasks]
         notes.append(f"model '{model}': no overall score, missing {', '.join(lacking)}")
     runs = []
-    for col in columns:
-        if (model, col["task"]) in cell:
-            r = cell[(model, col["task"])][0]
+    for task in board_tasks:
+        if (model, task) in cell:
+            r = cell[(model, task)][0]
             if all(r is not x for x in runs):
                 runs.append(r)
     empty = {"value": None, "low": None, "high": None, "method": "none", "se": None, "n": None}
@@ -230,7 +229,7 @@ def _row(model, columns, domain_cols, scores, cell, spec, notes) -> dict[str, An
         "domains": {d["domain"]: (domains[d["domain"]].to_json() if d["domain"] in domains else dict(empty))
                     for d in domain_cols},
         "tasks": {t: e.to_json() for t, e in tasks.items()},
-        "provenance": _provenance(model, runs, columns),
+        "provenance": _provenance(model, runs, board_tasks),
     }
     if spec.normalize:
         row["normalized"] = {
@@ -241,10 +240,10 @@ def _row(model, columns, domain_cols, scores, cell, spec, notes) -> dict[str, An
     return row
 
 
-def _provenance(model, runs: list[Run], columns) -> dict[str, Any]:
+def _provenance(model, runs: list[Run], board_tasks: list[str]) -> dict[str, Any]:
     out = {"files": [], "hardware": None, "software": None, "model": None}
     for r in runs:
-        mine = [c["task"] for c in columns if c["task"] in r.tasks]
+        mine = [t for t in board_tasks if t in r.tasks]
         out["files"].append({
             "path": str(r.path), "tasks": mine, "limit": r.limit,
             "lm_eval_version": r.results.get("lm_eval_version"), "git_hash": r.results.get("git_hash"),
@@ -261,142 +260,3 @@ def _provenance(model, runs: list[Run], columns) -> dict[str, Any]:
             out["software"] = out["software"] or r.cost.get("software")
             out["model"] = out["model"] or r.cost.get("model")
     return out
-
-
-# ---- cost ------------------------------------------------------------------------------
-
-def _hardware_matches(record: dict, profile: dict) -> bool:
-    hw = record.get("hardware") or {}
-    model = record.get("model") or {}
-    for key, want in profile.items():
-        if key == "backend" and model.get("backend") != want:
-            return False
-        if key == "gpu" and bool(hw.get("gpu")) != bool(want):
-            return False
-        if key in ("cpu", "gpu_name"):
-            have = hw.get("cpu") if key == "cpu" else (hw.get("gpu") or {}).get("name")
-            if not have or str(want).lower() not in str(have).lower():
-                return False
-    return True
-
-
-def _num(x):
-    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
-
-
-def _median(d):
-    return _num(d.get("median")) if isinstance(d, dict) else _num(d)
-
-
-def cost_values(record: dict) -> dict[str, tuple[float | None, str | None]]:
-    """Cost columns of one record: (value, where from). Bench protocol numbers win over the
-    metered evaluation run for latency; missing stays None."""
-    run = record.get("run") or {}
-    bench = record.get("bench") or {}
-    model = record.get("model") or {}
-    gpu = bool((record.get("hardware") or {}).get("gpu")) or model.get("backend") == "vllm"
-
-    def pick(*options):
-        for value, source in options:
-            if value is not None:
-                return value, source
-        return None, None
-
-    return {
-        "ttft_ms": pick((_median(bench.get("ttft_ms")), "bench"), (_num(run.get("ttft_ms")), "run")),
-        "decode_ms_per_token": pick((_median(bench.get("tg_ms_per_token")), "bench"),
-                                    (_num(run.get("decode_ms_per_token")), "run")),
-        "prefill_tok_s": pick((_median(bench.get("pp_tok_s")), "bench"), (_num(run.get("prefill_tok_s")), "run")),
-        "throughput_tok_s": pick((_num(run.get("throughput_tok_s")), "run")),
-        "peak_memory_bytes": pick((_num(run.get("peak_gpu_bytes")) if gpu else _num(run.get("peak_rss_bytes")), "run"),
-                                  (_num(bench.get("peak_rss_bytes")) if not gpu else None, "bench")),
-        "energy_per_token_j": pick((_num(run.get("energy_per_token_j")), "run")),
-        "wall_s": pick((_num(run.get("wall_s")), "run")),
-        "model_bytes": pick((_num(model.get("file_bytes")), "model")),
-    }
-
-
-def _combine(records: list[dict]) -> tuple[dict[str, Any], list[str]]:
-    """One model's cost over several runs: sums for time, max for memory, and a token- or
-    request-weighted mean for rates; None where the weights are not recorded."""
-    vals = [cost_values(r) for r in records]
-    if len(vals) == 1:
-        return {k: {"value": v, "source": s} for k, (v, s) in vals[0].items()}, []
-    notes, out = [], {}
-    weights = {
-        "ttft_ms": "requests", "decode_ms_per_token": "generated_tokens", "prefill_tok_s": "prompt_tokens",
-        "throughput_tok_s": "generated_tokens", "energy_per_token_j": "generated_tokens",
-    }
-    for key in vals[0]:
-        have = [(v[key][0], rec) for v, rec in zip(vals, records) if v[key][0] is not None]
-        sources = sorted({v[key][1] for v in vals if v[key][1]})
-        if not have:
-            out[key] = {"value": None, "source": None}
-        elif key == "wall_s":
-            out[key] = {"value": sum(x for x, _ in have) if len(have) == len(vals) else None, "source": "run (sum)"}
-        elif key in ("peak_memory_bytes", "model_bytes"):
-            out[key] = {"value": max(x for x, _ in have), "source": "max over runs"}
-        else:
-            w = [_num((rec.get("run") or {}).get(weights[key])) for _, rec in have]
-            if all(x is not None and x > 0 for x in w):
-                out[key] = {"value": float(np.average([x for x, _ in have], weights=w)),
-                            "source": f"{'/'.join(sources)} (weighted by {weights[key]})"}
-            else:
-                out[key] = {"value": None, "source": None}
-                notes.append(f"{key} not combinable over {len(records)} runs (no {weights[key]})")
-    return out, notes
-
-
-def _cost_and_pareto(rows, runs_by_model, spec, notes) -> None:
-    machines = set()
-    for row in rows:
-        runs = runs_by_model[row["model"]]
-        records = [r.cost for r in runs if r.cost and _hardware_matches(r.cost, spec.hardware)]
-        other = [r for r in runs if r.cost and not _hardware_matches(r.cost, spec.hardware)]
-        if other:
-            notes.append(f"model '{row['model']}': cost from {', '.join(str(r.path) for r in other)} is from "
-                         f"other hardware than the board's profile {spec.hardware}; not shown")
-        if records:
-            combined, why = _combine(records)
-            notes += [f"model '{row['model']}': {w}" for w in why]
-            for rec in records:
-                hw = rec.get("hardware") or {}
-                machines.add(str((hw.get("gpu") or {}).get("name") or hw.get("cpu")))
-        else:
-            combined = {k: {"value": None, "source": None} for k in COST_COLUMNS}
-            # lm-eval's own timer is real but includes model loading; only used with no record
-            walls = [r.eval_wall_s for r in runs]
-            if all(w is not None for w in walls):
-                combined["wall_s"] = {"value": sum(walls), "source": "lm-eval total_evaluation_time_seconds"}
-        row["cost"] = {k: combined[k] for k in spec.cost_columns}
-        overall = row["overall"]["value"]
-        mem = combined["peak_memory_bytes"]["value"]
-        row["efficiency"] = {
-            "score_per_gb": (overall / (mem / 1e9)) if overall is not None and mem else None,
-            "memory": "peak_memory_bytes",
-        }
-    if len(machines) > 1:
-        notes.append(f"cost columns come from {len(machines)} different machines ({', '.join(sorted(machines))}); "
-                     f"compare them with care")
-    axes = {}
-    for axis, options in PARETO_AXES.items():
-        # the first measure that some model has: scoring-only runs (multiple choice) never
-        # decode, so their latency is the prefill time per prompt token
-        for key, label, convert in options:
-            xs = {}
-            for r in rows:
-                raw = (r["cost"].get(key) or {}).get("value") if key in r["cost"] else None
-                if raw is not None and (key != "prefill_tok_s" or raw > 0):
-                    xs[r["model"]] = convert(raw)
-            if xs:
-                break
-        axes[axis] = {"key": key if xs else None, "label": label if xs else None, "values": xs}
-        pts = [(xs[r["model"]], r["overall"]["value"], r) for r in rows
-               if r["model"] in xs and r["overall"]["value"] is not None]
-        for r in rows:
-            r.setdefault("pareto", {})[axis] = None
-        for x, y, r in pts:
-            # on the frontier: no other model is at least as good on both axes and better on one
-            dominated = any((x2 <= x and y2 >= y) and (x2 < x or y2 > y) for x2, y2, _ in pts)
-            r["pareto"][axis] = not dominated
-    return axes

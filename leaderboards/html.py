@@ -12,7 +12,7 @@ from typing import Any
 import jinja2
 
 from slm_tasks.leaderboards.board import MISSING
-from slm_tasks.leaderboards.render import fmt_cost, fmt_interval, fmt_score
+from slm_tasks.leaderboards.render import fmt_cost, fmt_gain, fmt_gain_interval, fmt_interval, fmt_score
 
 
 def pareto_svg(board: dict[str, Any], axis: str) -> tuple[str | None, str]:
@@ -63,7 +63,8 @@ def _env() -> jinja2.Environment:
             lambda name: (resources.files("slm_tasks.leaderboards") / "templates" / name).read_text("utf-8")),
         autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
     )
-    env.filters.update(score=fmt_score, interval=fmt_interval, cost=fmt_cost,
+    env.filters.update(score=fmt_score, interval=fmt_interval, cost=fmt_cost, gain=fmt_gain,
+                       gain_interval=fmt_gain_interval, extract_gain=lambda task, gains: gains.get(task),
                        dash=lambda x: MISSING if x is None or x == "" else x,
                        tojson_compact=lambda x: json.dumps(x, sort_keys=True, default=str))
     return env

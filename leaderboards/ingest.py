@@ -3,6 +3,7 @@
 lm-eval ``--output_path <dir>`` writes ``<dir>/<model>/results_<time>.json`` and, with
 ``--log_samples``, ``samples_<task>_<time>.jsonl`` beside it. ``slm-suite run`` adds the cost
 record as ``results_<time>.cost.json``; adapters also put it in ``results["config"]["slm_cost"]``.
+Samples files are read by :mod:`slm_tasks.leaderboards.samples`.
 """
 
 from __future__ import annotations
@@ -15,39 +16,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from slm_tasks.leaderboards.errors import BoardError
+from slm_tasks.leaderboards.samples import DocScores, read_samples
 
 COST_SCHEMA = "slm-suite.cost/1"
-# Keys of a samples line that are not metric values.
-SAMPLE_META = {
-    "doc_id", "doc", "target", "arguments", "resps", "filtered_resps", "filter", "metrics",
-    "doc_hash", "prompt_hash", "target_hash",
-}
-
-
-@dataclass
-class DocScores:
-    """Per-document outcomes of one task under one filter, read from a samples file."""
-
-    doc_ids: list[int]
-    values: dict[str, list[Any]]  # metric name -> one value per doc (same order as doc_ids)
-    doc_hash: dict[int, str]
-    prompt_hash: dict[int, str]
-    target_hash: dict[int, str]
-    n_choices: dict[int, int]  # loglikelihood requests per doc (= choices for multiple_choice)
-
-    def numeric(self, metric: str) -> list[float] | None:
-        """The metric as floats, or None when a value is not a plain number (e.g. acc_macro)."""
-        raw = self.values.get(metric)
-        if raw is None or len(raw) != len(self.doc_ids):
-            return None
-        out = []
-        for v in raw:
-            if isinstance(v, bool):
-                v = float(v)
-            if not isinstance(v, (int, float)) or not math.isfinite(v):
-                return None
-            out.append(float(v))
-        return out
 
 
 @dataclass
@@ -95,11 +66,16 @@ class TaskRun:
 
     def samples(self, flt: str = "none") -> DocScores | None:
         """Per-doc outcomes for one filter, or None without a samples file."""
+        by_filter = self.all_samples()
+        return None if by_filter is None else by_filter.get(flt)
+
+    def all_samples(self) -> dict[str, DocScores] | None:
+        """Per-doc outcomes of every filter, or None without a samples file."""
         if self.samples_path is None:
             return None
         if self._samples is None:
             self._samples = read_samples(self.samples_path)
-        return self._samples.get(flt)
+        return self._samples
 
 
 @dataclass
@@ -253,39 +229,6 @@ def _check_cost(record: Any, where: Path) -> None:
     for key in ("model", "hardware", "run"):
         if record.get(key) is not None and not isinstance(record[key], dict):
             raise BoardError(f"{where}: cost record field '{key}' must be an object or null")
-
-
-def read_samples(path: Path) -> dict[str, DocScores]:
-    """Per filter: doc ids, metric values and hashes from an lm-eval samples file."""
-    by_filter: dict[str, DocScores] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                s = json.loads(line)
-                doc_id = int(s["doc_id"])
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                raise BoardError(
-                    f"{path}: line {lineno} is not an lm-eval sample (JSON with doc_id); "
-                    f"the file is truncated or not from lm_eval --log_samples"
-                ) from None
-            flt = s.get("filter", "none")
-            ds = by_filter.get(flt)
-            if ds is None:
-                ds = by_filter[flt] = DocScores([], {}, {}, {}, {}, {})
-            metrics = s.get("metrics") or [k for k in s if k not in SAMPLE_META]
-            ds.doc_ids.append(doc_id)
-            for m in metrics:
-                ds.values.setdefault(m, []).append(s.get(m))
-            ds.doc_hash[doc_id] = s.get("doc_hash")
-            ds.prompt_hash[doc_id] = s.get("prompt_hash")
-            ds.target_hash[doc_id] = s.get("target_hash")
-            ds.n_choices[doc_id] = len(s.get("arguments") or {})
-    for flt, ds in by_filter.items():
-        if len(set(ds.doc_ids)) != len(ds.doc_ids):
-            raise BoardError(f"{path}: doc ids repeat within filter '{flt}'; the samples file is corrupt")
-    return by_filter
 
 
 def load_runs(inputs: Iterable[str | Path]) -> list[Run]:

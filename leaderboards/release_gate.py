@@ -23,7 +23,7 @@ import yaml
 
 from slm_tasks import __version__
 from slm_tasks.leaderboards import stats, validate
-from slm_tasks.leaderboards.board import cost_values
+from slm_tasks.leaderboards.cost_columns import cost_values
 from slm_tasks.leaderboards.errors import BoardError, GateError
 from slm_tasks.leaderboards.ingest import Run, load_runs
 from slm_tasks.leaderboards.spec import COST_COLUMNS, load_spec
@@ -39,7 +39,7 @@ class Policy:
     level: float = 0.95
     bootstrap_iters: int = 5000
     seed: int = 1234
-    tasks: list[str] | None = None  # None: every spec task both runs have
+    tasks: list[str] | None = None  # None: every task of the spec's domains both runs have
     metrics: dict[str, str] = field(default_factory=dict)
     margin_default: float = 0.0
     margin_domains: dict[str, float] = field(default_factory=dict)
@@ -267,7 +267,10 @@ def run_gate(baseline, candidate, policy=None, out: str | Path | None = None) ->
                 problems.append(f"{label} {r.path}: made with --limit {r.limit:g}; compare complete runs "
                                 f"or set allow_limit: true in the policy")
     shared = sorted(set(base) & set(cand))
+    # "all" is every task of the overall score (the capability domains); ICL variants are
+    # compared when the policy names them (their 0-shot rows repeat the base tasks)
     resolved = {name: (d.name, entry) for d, entry, name in spec.resolve(set(shared))}
+    icl = {name: (None, spec.icl) for name in spec.icl_tasks(set(shared))}
     wanted = pol.tasks if pol.tasks is not None else [t for t in shared if t in resolved or t in pol.metrics]
     for t in wanted:
         if t not in shared:
@@ -286,7 +289,7 @@ def run_gate(baseline, candidate, policy=None, out: str | Path | None = None) ->
     rng = np.random.default_rng(pol.seed)
     checks: list[Check] = []
     for t in wanted:
-        domain, entry = resolved.get(t, (None, None))
+        domain, entry = resolved.get(t) or icl.get(t) or (None, None)
         metric = pol.metrics.get(t) or _metric(t, entry, base[t], cand[t])
         checks.append(_accuracy_check(t, domain, metric, base[t].tasks[t], cand[t].tasks[t], pol, rng, notes))
     holm = stats.holm([c.p_value for c in checks])

@@ -1,7 +1,20 @@
-"""Board specs (leaderboards/*.yaml): tasks and metrics per domain, cost columns, hardware.
+"""Board specs (leaderboards/*.yaml): the one definition of the suite's scores.
+
+A spec names the capability domains, each with its tasks and metric, and the ICL protocol.
+Every score is defined here and read by ``slm-suite run`` (its summary), the board and the
+gate:
+
+* task score: ``results[task]["<metric>,<filter>"]``;
+* domain score: plain mean of its tasks' scores;
+* overall score: plain mean of the capability domains (commonsense, problem solving, math,
+  coding), as in the SLM survey (Lu et al. 2024);
+* in-context learning: the gain from 0 to 5 shots of the ``slm_icl_<task>_<k>shot`` variants,
+  paired on the same documents (slm_tasks.icl), reported beside the overall, never in it:
+  their 0-shot rows are the base tasks again.
 
 A task entry is ``{task: name, metric: "acc,none" | [alternatives...], random_baseline: x}``
-or ``{match: "slm_icl_*", metric: ...}`` (a glob over the task names found in the results).
+or ``{match: "slm_*math500", metric: ...}`` (a glob over the task names found in the
+results); a domain's ``metric`` is the default of its tasks.
 """
 
 from __future__ import annotations
@@ -10,12 +23,13 @@ import fnmatch
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import yaml
 
 from slm_tasks.leaderboards.errors import BoardError
 
+T = TypeVar("T")
 SPEC_SCHEMA = "slm-suite.board-spec/1"
 COST_COLUMNS = {
     # id: (title, unit, lower is better)
@@ -38,12 +52,46 @@ class TaskSpec:
     random_baseline: float | None = None
     title: str | None = None
 
+    def pick_metric(self, reported: Callable[[str], bool]) -> str | None:
+        """The first listed metric that ``reported`` accepts: a column never mixes metrics."""
+        return next((m for m in self.metrics if reported(m)), None)
+
 
 @dataclass
 class DomainSpec:
     name: str
     title: str
     tasks: list[TaskSpec]
+
+
+@dataclass
+class IclSpec:
+    """The ICL variants (a glob) and the gain reported for them: ``high``-shot minus
+    ``low``-shot ``metric``, per task and averaged; outside the overall score."""
+
+    title: str
+    match: str
+    metric: str = "acc,none"
+    low: int = 0
+    high: int = 5
+
+    @property
+    def metrics(self) -> list[str]:
+        return [self.metric]
+
+
+def combine(task_scores: Mapping[str, T], domain_tasks: Mapping[str, Sequence[str]],
+            mean: Callable[[list[T]], T]) -> tuple[dict[str, T], T | None]:
+    """Domain scores and the overall score from task scores: the one definition.
+
+    ``domain_tasks``: each capability domain's tasks that are on the board (or in the run).
+    A domain is the plain mean of its tasks, the overall the plain mean of the domains; a
+    domain lacking one of its tasks has no score, and then the overall has none either.
+    """
+    domains = {d: mean([task_scores[t] for t in tasks]) for d, tasks in domain_tasks.items()
+               if tasks and all(t in task_scores for t in tasks)}
+    complete = bool(domain_tasks) and len(domains) == len(domain_tasks)
+    return domains, (mean(list(domains.values())) if complete else None)
 
 
 @dataclass
@@ -60,9 +108,11 @@ class Spec:
     cost_columns: list[str] = field(default_factory=lambda: list(COST_COLUMNS))
     hardware: dict[str, Any] = field(default_factory=dict)
     source: str = ""
+    icl: IclSpec | None = None
 
     def resolve(self, present: set[str]) -> list[tuple[DomainSpec, TaskSpec, str]]:
-        """(domain, entry, task name) for every declared task; globs expand over ``present``."""
+        """(domain, entry, task name) for every task of a capability domain; globs expand
+        over ``present``."""
         out = []
         for d in self.domains:
             for t in d.tasks:
@@ -72,6 +122,53 @@ class Spec:
                     for name in sorted(n for n in present if fnmatch.fnmatchcase(n, t.match)):
                         out.append((d, t, name))
         return out
+
+    def icl_tasks(self, present: set[str]) -> list[str]:
+        """The ICL variants among ``present``."""
+        if self.icl is None:
+            return []
+        return sorted(n for n in present if fnmatch.fnmatchcase(n, self.icl.match))
+
+    def score(self, results: Mapping[str, Any]) -> dict[str, Any]:
+        """Domain and overall scores of one lm-eval results dict (``results_*.json`` or
+        ``simple_evaluate``'s output), as the board scores that run on its own.
+
+        Intervals are normal ones from lm-eval's stderrs (the board uses per-doc samples
+        where it has them; the values are the same).
+        """
+        from slm_tasks.leaderboards import stats
+
+        res = results.get("results") or {}
+        scores, metrics, domain_tasks = {}, {}, {}
+        for d, entry, task in self.resolve(set(res)):
+            row = res.get(task)
+            if not isinstance(row, Mapping):
+                continue
+            metric = entry.pick_metric(lambda m: _number(row.get(m)) is not None)
+            if metric is None:
+                continue
+            name, _, flt = metric.partition(",")
+            scores[task] = stats.task_estimate(_number(row[metric]), None, _number(row.get(f"{name}_stderr,{flt}")),
+                                               self.level, 0, None)
+            metrics[task] = metric
+            domain_tasks.setdefault(d.name, []).append(task)
+        domains, overall = combine(scores, domain_tasks, lambda parts: stats.mean_estimate(parts, self.level))
+        return {
+            "spec": self.name,
+            "domains": {d.name: {"title": d.title, "value": domains[d.name].value, "se": domains[d.name].se,
+                                 "declared": len(d.tasks),
+                                 "tasks": {t: {"metric": metrics[t], "value": scores[t].value}
+                                           for t in domain_tasks[d.name]}}
+                        for d in self.domains if d.name in domains},
+            "overall": overall.value if overall else None,
+            "overall_se": overall.se if overall else None,
+            "absent_domains": [d.name for d in self.domains if d.name not in domain_tasks],
+            "missing_tasks": [t.task for d in self.domains for t in d.tasks if t.task and t.task not in scores],
+        }
+
+
+def _number(x) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
 
 
 def packaged_specs() -> list[str]:
@@ -124,18 +221,19 @@ def parse_spec(data: Any, source: str) -> Spec:
                 t = {"task": t}
             if not isinstance(t, dict) or bool(t.get("task")) == bool(t.get("match")):
                 raise bad(f"domain {d['name']}: tasks[{j}] needs exactly one of 'task' or 'match'")
-            metrics = t.get("metric", ["acc,none"])
-            metrics = [metrics] if isinstance(metrics, str) else list(metrics)
-            if not metrics or not all(isinstance(m, str) and "," in m for m in metrics):
-                raise bad(f"domain {d['name']}: metric of {t.get('task') or t.get('match')} must be "
-                          f"'metric,filter' (e.g. 'acc,none') or a list of them")
             name = t.get("task")
+            if str(name or t.get("match")).startswith("slm_icl_"):
+                raise bad(f"domain {d['name']} lists {name or t.get('match')}: ICL variants are reported "
+                          f"as a gain under 'icl:', outside the overall (their 0-shot rows are the base tasks)")
+            metrics = _metrics(t.get("metric", d.get("metric", "acc,none")),
+                               bad, f"domain {d['name']}: metric of {name or t.get('match')}")
             if name and profile == "lite" and not name.endswith("_lite"):
                 raise bad(f"profile lite lists '{name}'; lite tasks are named <task>_lite")
             tasks.append(TaskSpec(name, t.get("match"), metrics, t.get("random_baseline"), t.get("title")))
         domains.append(DomainSpec(d["name"], d.get("title", d["name"]), tasks))
     if not domains:
         raise bad("no domains declared")
+    icl = _icl(data.get("icl"), bad)
     cost = data.get("cost") or {}
     columns = cost.get("columns", list(COST_COLUMNS))
     unknown = [c for c in columns if c not in COST_COLUMNS]
@@ -158,4 +256,27 @@ def parse_spec(data: Any, source: str) -> Spec:
         cost_columns=columns,
         hardware=dict(cost.get("hardware") or {}),
         source=source,
+        icl=icl,
     )
+
+
+def _metrics(value, bad, what: str) -> list[str]:
+    metrics = [value] if isinstance(value, str) else list(value or [])
+    if not metrics or not all(isinstance(m, str) and "," in m for m in metrics):
+        raise bad(f"{what} must be 'metric,filter' (e.g. 'acc,none') or a list of them")
+    return metrics
+
+
+def _icl(data, bad) -> IclSpec | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("match"), str):
+        raise bad("icl needs 'match' (a glob over the ICL variants, e.g. 'slm_icl_*shot')")
+    metric = data.get("metric", "acc,none")
+    if not isinstance(metric, str) or "," not in metric:
+        raise bad("icl: metric is one 'metric,filter' (e.g. 'acc,none'): the gain compares one metric")
+    shots = data.get("shots", [0, 5])
+    if (not isinstance(shots, list) or len(shots) != 2 or not all(isinstance(k, int) for k in shots)
+            or not 0 <= shots[0] < shots[1]):
+        raise bad("icl: shots is [low, high], e.g. [0, 5] (the gain is high-shot minus low-shot)")
+    return IclSpec(str(data.get("title") or "In-context learning"), data["match"], metric, shots[0], shots[1])

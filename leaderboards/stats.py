@@ -1,5 +1,9 @@
-"""Intervals and tests: Wilson and bootstrap intervals, normal intervals from stderr,
-exact McNemar and paired bootstrap tests, Holm's step-down correction.
+"""The statistics of the suite: standard errors, intervals and tests.
+
+Standard errors of a mean over documents, of a plain average of task (or domain) scores and
+of an unpaired difference; Wilson and bootstrap intervals, normal intervals from stderr;
+exact McNemar and paired bootstrap tests, Holm's step-down correction. The board, the gate,
+the ICL gain (slm_tasks.icl) and the lite analysis (slm_tasks.lite_analysis) all use these.
 
 All random draws come from a seeded ``numpy.random.Generator`` so boards are reproducible.
 """
@@ -22,6 +26,32 @@ _CHUNK_CELLS = 4_000_000
 
 def z_value(level: float) -> float:
     return _NORMAL.inv_cdf(0.5 + level / 2)
+
+
+def se_mean(values) -> float | None:
+    """Standard error of a mean over documents, sd / sqrt(n) (None below 2 documents).
+
+    Documents are treated as a sample from a larger population of such items, as lm-eval
+    does; no finite-population correction.
+    """
+    x = np.asarray(values, dtype=float)
+    return float(np.std(x, ddof=1) / math.sqrt(len(x))) if len(x) > 1 else None
+
+
+def se_average(ses) -> float:
+    """Standard error of a plain average of k independent scores, sqrt(sum se^2) / k.
+
+    Tasks score disjoint documents, so task scores (and the domain scores made of them) are
+    independent.
+    """
+    ses = list(ses)
+    return math.sqrt(sum(se * se for se in ses)) / len(ses)
+
+
+def se_unpaired_diff(se_a: float, se_b: float) -> float:
+    """Standard error of a - b treated as independent, sqrt(se_a^2 + se_b^2). On the same
+    documents this overstates the error (it ignores their positive correlation)."""
+    return math.hypot(se_a, se_b)
 
 
 def is_binary(values: np.ndarray) -> bool:
@@ -92,7 +122,7 @@ def task_estimate(value: float, per_doc: np.ndarray | None, stderr: float | None
     if per_doc is not None and len(per_doc):
         n = len(per_doc)
         draws = bootstrap_means(per_doc, iters, rng)
-        se = float(np.std(per_doc, ddof=1) / math.sqrt(n)) if n > 1 else 0.0
+        se = se_mean(per_doc) or 0.0
         if is_binary(per_doc):
             lo, hi = wilson(float(per_doc.sum()), n, level)
             return Estimate(value, lo, hi, "wilson", se, draws, n)
@@ -117,7 +147,7 @@ def mean_estimate(parts: list[Estimate], level: float) -> Estimate:
         lo, hi = percentile_interval(draws, level)
         return Estimate(value, lo, hi, "bootstrap", float(np.std(draws, ddof=1)), draws)
     if all(p.se is not None for p in parts):
-        se = math.sqrt(sum(p.se ** 2 for p in parts)) / k
+        se = se_average(p.se for p in parts)
         lo, hi = normal_interval(value, se, level)
         return Estimate(value, lo, hi, "normal", se)
     return Estimate(value, None, None, "none")
@@ -189,7 +219,7 @@ def unpaired_regression(base_mean: float, base_se: float, cand_mean: float, cand
                         margin: float = 0.0) -> float:
     """One-sided two-sample z-test from the two reported stderrs, ignoring the pairing (what
     lm-eval's comparison script does): H1 is candidate - baseline < -margin."""
-    se = math.sqrt(base_se ** 2 + cand_se ** 2)
+    se = se_unpaired_diff(base_se, cand_se)
     diff = cand_mean - base_mean
     if se == 0:
         return 0.0 if diff < -margin else 1.0

@@ -35,7 +35,9 @@ def task_manager(include_defaults: bool | None = None, tasks=None, metadata: dic
 
     if include_defaults is None:
         include_defaults = not tasks or not all(str(t).startswith("slm_") for t in tasks)
-    return TaskManager(include_defaults=include_defaults, metadata=metadata)
+    # without lm-eval's own tasks, name our folder: the activation hook adds it only beside them
+    ours = None if include_defaults else str(activation.task_dir())
+    return TaskManager(include_defaults=include_defaults, include_path=ours, metadata=metadata)
 
 
 def evaluate(model, model_args=None, tasks=DEFAULT_TASKS, data_dir: str | None = None, **kwargs):
@@ -76,6 +78,7 @@ class RunOutput:
     board_dir: Path | None = None
     notes: list[str] = field(default_factory=list)
     samples: dict | None = None
+    spec: str = "default"  # the board spec the run's scores are defined by
 
 
 def run(
@@ -116,9 +119,9 @@ def run(
     if cost and results_file is not None:
         cost_file = results_file.with_suffix(".cost.json")
         _atomic_write(cost_file, json.dumps(cost, indent=2, default=str))
-    out = RunOutput(results, results_file, cost_file, samples=samples)
+    out = RunOutput(results, results_file, cost_file, samples=samples, spec=spec_for(tasks))
     if leaderboard and results_file is not None:
-        out.board_dir, note = _board(Path(output_path), tasks, limit)
+        out.board_dir, note = _board(Path(output_path), out.spec, limit)
         if note:
             out.notes.append(note)
     return out
@@ -133,11 +136,15 @@ def _results_file(tracker) -> Path | None:
     return path if path.exists() else None
 
 
-def _board(output_path: Path, tasks, limit) -> tuple[Path | None, str | None]:
+def spec_for(tasks) -> str:
+    """The packaged board spec that defines the scores of a run of ``tasks``."""
+    return "lite" if any(str(t).endswith("_lite") for t in tasks) else "default"
+
+
+def _board(output_path: Path, spec: str, limit) -> tuple[Path | None, str | None]:
     """A board of the newest run of every model under ``output_path`` (re-runs replace)."""
     from slm_tasks.leaderboards import build
 
-    spec = "lite" if any(str(t).endswith("_lite") for t in tasks) else "default"
     newest = [max(d.glob("results_*.json")) for d in sorted(output_path.iterdir())
               if d.is_dir() and any(d.glob("results_*.json"))]
     board_dir = output_path / "leaderboard"
@@ -152,21 +159,13 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-# Capability domains whose plain mean is the overall score (ICL is reported as a gain).
-DOMAINS = ("slm_commonsense", "slm_problem_solving", "slm_math", "slm_coding")
+def domain_summary(results: dict, spec: str | None = None) -> dict[str, Any]:
+    """Domain scores and the overall score of one run, as the board spec defines them.
 
+    ``spec``: a packaged board spec name or a path (default: :func:`spec_for` the run's
+    tasks). The values equal the board's for this run; see
+    :meth:`slm_tasks.leaderboards.spec.Spec.score` for the returned fields.
+    """
+    from slm_tasks.leaderboards.spec import load_spec
 
-def domain_summary(results: dict) -> dict[str, Any]:
-    """Domain scores (each domain group's aggregate metric) and their plain mean."""
-    groups = results.get("groups") or {}
-    domains = {}
-    for name, row in groups.items():
-        if name.removesuffix("_lite") not in DOMAINS:
-            continue
-        for key, value in row.items():
-            if isinstance(value, (int, float)) and "," in key and "_stderr" not in key:
-                domains[name] = {"metric": key, "value": float(value),
-                                 "stderr": row.get(key.replace(",", "_stderr,", 1))}
-                break
-    overall = sum(d["value"] for d in domains.values()) / len(domains) if domains else None
-    return {"domains": domains, "overall": overall}
+    return load_spec(spec or spec_for(results.get("results") or {})).score(results)

@@ -37,7 +37,8 @@ def _kv(text: str) -> dict:
 def cmd_run(args) -> int:
     from lm_eval.utils import make_table
 
-    from slm_tasks.api import domain_summary, run
+    from slm_tasks.api import run
+    from slm_tasks.leaderboards.spec import load_spec
 
     tasks = [t for t in args.tasks.split(",") if t]
     out = run(
@@ -51,14 +52,15 @@ def cmd_run(args) -> int:
     print(make_table(out.results))
     if out.results.get("groups"):
         print(make_table(out.results, "groups"))
-    summary = domain_summary(out.results)
-    if summary["overall"] is not None:
-        print(f"overall (plain mean of {len(summary['domains'])} domain scores): {summary['overall']:.4f}")
-    if any(name.startswith("slm_icl_") for name in out.results.get("results", {})):
+    spec = load_spec(out.spec)  # the one definition of the scores, as the board reads it
+    _print_scores(spec.score(out.results))
+    if spec.icl and spec.icl_tasks(set(out.results.get("results", {}))):
         from slm_tasks.icl import format_gain_table, icl_gain
 
-        print("in-context learning gain (5-shot minus 0-shot, metric acc):")
-        print(format_gain_table(icl_gain(out.results, out.samples)))
+        metric, _, flt = spec.icl.metric.partition(",")
+        print(f"{spec.icl.title}, metric {spec.icl.metric} (not part of the overall):")
+        print(format_gain_table(icl_gain(out.results, out.samples, low=spec.icl.low, high=spec.icl.high,
+                                         metric=metric, filter_name=flt)))
     cost = (out.results.get("config") or {}).get("slm_cost") or {}
     run_cost = cost.get("run") or {}
     if run_cost:
@@ -72,6 +74,20 @@ def cmd_run(args) -> int:
     for note in out.notes:
         print(note, file=sys.stderr)
     return 0
+
+
+def _print_scores(summary: dict) -> None:
+    """The run's domain and overall scores as its board spec defines them (= the board's)."""
+    print(f"scores (board spec '{summary['spec']}': domain = plain mean of its tasks, overall = plain "
+          f"mean of the capability domains; the ICL gain is not part of it):")
+    for name, d in summary["domains"].items():
+        print(f"  {name:<16} {d['value']:.4f}  ({len(d['tasks'])} of {d['declared']} tasks)")
+    if summary["absent_domains"]:
+        print(f"  not run: {', '.join(summary['absent_domains'])}")
+    if summary["overall"] is None:
+        print("overall: — (no task of a capability domain ran)")
+    else:
+        print(f"overall (plain mean of {len(summary['domains'])} capability domains): {summary['overall']:.4f}")
 
 
 def cmd_tasks(args) -> int:

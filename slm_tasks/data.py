@@ -32,10 +32,6 @@ FIX = (
     f"or unset it to read the Hugging Face hub"
 )
 
-# (hub_id, config, split) -> mirror root, for splits a task's few-shot examples need but
-# the mirror lacks. Read by slm_tasks.fewshot to say exactly what is missing.
-MISSING_FEWSHOT: dict[tuple[str, str | None, str], str] = {}
-
 
 class SLMDataError(SLMError):
     """Data for a task cannot be loaded; the message names the file and the fix."""
@@ -125,13 +121,35 @@ def _load_mirror(root, hub_id, hub_config, eval_split, fewshot_split, label) -> 
         _verify(path, manifest.get(rel), label)
         out[split] = datasets.Dataset.from_list(_read_jsonl(str(path), label), features=None)
     if fewshot_split and fewshot_split not in out:
-        MISSING_FEWSHOT[(hub_id, hub_config, fewshot_split)] = str(root)
         log.warning(
             "%s: the mirror %s has no '%s' split of %s (%s): 0-shot runs, few-shot is unavailable",
             label, root, fewshot_split, hub_id, hub_config or "default",
         )
         out[fewshot_split] = out[eval_split].select([]) if eval_split else datasets.Dataset.from_list([])
     return out
+
+
+def missing_fewshot(dataset_kwargs: dict, slm_data_dir: str | os.PathLike | None = None) -> str | None:
+    """What the mirror in force lacks of a task's few-shot split, in words, or None.
+
+    ``dataset_kwargs`` as a task declares them (``hub_id``, ``hub_config`` or
+    ``hub_configs``, ``fewshot_split``; ``slm_data_dir`` as lm-eval passes metadata). None
+    when the split is there, the task takes no examples from a split, or data comes from
+    the hub.
+    """
+    root = data_dir(slm_data_dir or dataset_kwargs.get("slm_data_dir"))
+    hub_id, split = dataset_kwargs.get("hub_id"), dataset_kwargs.get("fewshot_split")
+    if root is None or not hub_id or not split:
+        return None
+    repo = root / hub_id
+    for cfg in dataset_kwargs.get("hub_configs") or [dataset_kwargs.get("hub_config")]:
+        try:
+            files = mirror_files(repo, cfg) if repo.is_dir() else {}
+        except SLMDataError:
+            files = {}
+        if split not in files:
+            return f"{hub_id}{'/' + cfg if cfg else ''} has no '{split}' split in the mirror {root}"
+    return None
 
 
 def mirror_files(repo: Path, hub_config: str | None) -> dict[str, Path]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from lm_eval.api.samplers import ContextSampler, FirstNSampler
 
-from slm_tasks.data import ENV_VAR, MISSING_FEWSHOT
+from slm_tasks import data
 from slm_tasks.errors import SLMError
 
 
@@ -18,57 +18,55 @@ class FewshotUnavailable(SLMError):
     pass
 
 
-def _missing_message(n: int, dataset_kwargs: dict | None = None) -> str:
-    missing = sorted(MISSING_FEWSHOT.items(), key=str)
-    if dataset_kwargs:  # the task is known: name only its own split
-        key = (dataset_kwargs.get("hub_id"), dataset_kwargs.get("hub_config"), dataset_kwargs.get("fewshot_split"))
-        missing = [(k, v) for k, v in missing if k == key] or missing
-    where = "; ".join(
-        f"{hub}{'/' + cfg if cfg else ''} has no '{split}' split in the mirror {root}"
-        for (hub, cfg, split), root in missing
-    ) or "the task's few-shot split is empty"
+def _missing_message(n: int, source: dict | None = None) -> str:
+    """Why ``n`` examples cannot be drawn: the task's own missing split when ``source`` (its
+    dataset_kwargs) is known, else every few-shot split of our tasks the mirror in force lacks."""
+    if source is not None:
+        found = {data.missing_fewshot(source)}
+    else:
+        from slm_tasks.datacheck import task_data_specs
+
+        found = {data.missing_fewshot(kw) for kw in task_data_specs().values()}
+    missing = sorted(m for m in found if m)
+    where = "; ".join(missing) or "the task's few-shot split is empty"
+    if len(missing) > 1:
+        where = f"the mirror lacks the split they come from (one of: {where})"
     return (
         f"{n}-shot needs few-shot examples, but {where}. Run this task 0-shot, point "
-        f"{ENV_VAR} at a mirror that has the split, or unset {ENV_VAR} to use the hub."
+        f"{data.ENV_VAR} at a mirror that has the split, or unset {data.ENV_VAR} to use the hub."
     )
 
 
-class Sampler(ContextSampler):
-    def sample(self, n, eval_doc=None, df=None, **kwargs):
-        if n > 0 and not (df or self.df):
-            raise FewshotUnavailable(_missing_message(n))
-        return super().sample(n, eval_doc=eval_doc, df=df, **kwargs)
+class _Explained:
+    """A sampler that, on an empty pool, says which split is missing.
 
-
-class FirstN(FirstNSampler):
-    def sample(self, n, eval_doc=None, df=None, **kwargs):
-        if n > 0 and not (df or self.df):
-            raise FewshotUnavailable(_missing_message(n))
-        return super().sample(n, eval_doc=eval_doc, df=df, **kwargs)
-
-
-class FirstNSameSubject(ContextSampler):
-    """MMLU as one task: the first ``n`` dev examples of the eval doc's own subject.
-
-    This reproduces lm-eval's per-subject ``mmlu_<subject>`` tasks (``first_n`` over that
-    subject's dev split) while scoring all subjects in one task.
+    lm-eval builds samplers from the examples alone, so ``source`` (the task's
+    dataset_kwargs) is set where the task is known (:func:`drop_unrunnable`); without it the
+    mirror in force is checked for every task's few-shot split.
     """
 
-    key = "subject"
+    def __init__(self, df=None, *, source: dict | None = None, **kwargs):
+        super().__init__(df, **kwargs)
+        self.source = source
 
     def sample(self, n, eval_doc=None, df=None, **kwargs):
-        if n <= 0:
-            return []
-        pool = df or self.df
-        if not pool:
-            raise FewshotUnavailable(_missing_message(n))
-        subject = eval_doc[self.key] if eval_doc is not None else None
-        same = [d for d in pool if d[self.key] == subject]
-        if len(same) < n:
-            raise FewshotUnavailable(
-                f"{n}-shot needs {n} dev examples for subject '{subject}', the split has {len(same)}"
-            )
-        return same[:n]
+        if n > 0 and not (df or self.df):
+            raise FewshotUnavailable(_missing_message(n, self.source))
+        return super().sample(n, eval_doc=eval_doc, df=df, **kwargs)
+
+
+class Sampler(_Explained, ContextSampler):
+    """lm-eval's ``default`` sampler."""
+
+
+class FirstN(_Explained, FirstNSampler):
+    """lm-eval's ``first_n`` sampler."""
+
+
+def task_source(task) -> dict:
+    """Where a loaded task's few-shot examples come from: its dataset_kwargs and mirror."""
+    meta = getattr(task.config, "metadata", None) or {}
+    return dict(task.config.dataset_kwargs or {}, slm_data_dir=meta.get("slm_data_dir"))
 
 
 def drop_unrunnable(loaded: dict, requested) -> list[tuple[str, str]]:
@@ -82,11 +80,13 @@ def drop_unrunnable(loaded: dict, requested) -> list[tuple[str, str]]:
     dropped = []
     for name, task in list(loaded.get("tasks", {}).items()):
         sampler = getattr(task, "sampler", None)
-        shots = getattr(task.config, "num_fewshot", 0) or 0
-        if (name in requested or shots <= 0 or not isinstance(sampler, (Sampler, FirstN))
-                or sampler.df):
+        if not isinstance(sampler, _Explained):
             continue
-        dropped.append((name, _missing_message(shots, task.config.dataset_kwargs)))
+        sampler.source = task_source(task)
+        shots = getattr(task.config, "num_fewshot", 0) or 0
+        if name in requested or shots <= 0 or sampler.df:
+            continue
+        dropped.append((name, _missing_message(shots, sampler.source)))
         del loaded["tasks"][name]
     if dropped:
         gone = {n for n, _ in dropped}

@@ -18,7 +18,6 @@ This module:
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from slm_tasks.errors import SLMError
+from slm_tasks.leaderboards import stats
+from slm_tasks.leaderboards.samples import DocScores, doc_scores, read_rows, samples_files
 
 SHOTS = (0, 1, 5)
 TASKS = ("arc_challenge", "hellaswag", "winogrande", "mmlu", "commonsense_qa", "piqa", "openbookqa")
@@ -38,7 +39,6 @@ NOT_APPLICABLE = {
     )
 }
 NAME = re.compile(r"^slm_icl_(?P<base>.+)_(?P<shots>\d+)shot(?P<lite>_lite)?$")
-Z95 = 1.959963984540054
 
 
 class ICLError(SLMError):
@@ -73,11 +73,13 @@ class Gain:
     n: int | None = None  # documents per shot count (paired), else None
     tasks: list[str] = field(default_factory=list)  # for the average: the tasks in it
 
+    def interval(self, level: float = 0.95) -> tuple[float, float] | None:
+        """Normal interval of the gain at ``level``, or None without a stderr."""
+        return None if self.stderr is None else stats.normal_interval(self.gain, self.stderr, level)
+
     @property
     def ci95(self) -> tuple[float, float] | None:
-        if self.stderr is None:
-            return None
-        return (self.gain - Z95 * self.stderr, self.gain + Z95 * self.stderr)
+        return self.interval(0.95)
 
     def as_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -87,7 +89,7 @@ class Gain:
 
 def icl_gain(
     results: Mapping[str, Any],
-    samples: Mapping[str, list[dict]] | None = None,
+    samples: Mapping[str, list[dict] | Mapping[str, DocScores]] | None = None,
     *,
     low: int = 0,
     high: int = 5,
@@ -99,7 +101,8 @@ def icl_gain(
     ``results`` is lm-eval's output (``simple_evaluate``'s dict or a ``results_*.json``):
     its ``results`` and ``n-shot`` sections are read. ``samples`` maps task name -> the
     per-document sample dicts lm-eval logs (``--log_samples``; also taken from
-    ``results["samples"]`` when present). With samples for both shot counts of a task, the
+    ``results["samples"]`` when present), or to their per-filter
+    :class:`~slm_tasks.leaderboards.samples.DocScores` as the board reads them. With samples for both shot counts of a task, the
     stderr is that of the mean paired difference over documents, matched by ``doc_id``
     (and ``doc_hash`` when logged). Otherwise it is ``sqrt(se_low^2 + se_high^2)`` from
     lm-eval's stderrs, which ignores the (usually positive) correlation between the two
@@ -146,43 +149,46 @@ def icl_gain(
                 raise ICLError(f"{t} has no '{key}' in its results; pass metric=/filter_name=")
         a, b = float(res[t_low][key]), float(res[t_high][key])
         if samples and t_low in samples and t_high in samples:
-            diffs = _paired_diffs(samples[t_low], samples[t_high], metric, filter_name, t_low, t_high)
-            n = len(diffs)
-            se = _sd(diffs) / math.sqrt(n) if n > 1 else None
-            gains[label] = Gain(label, low, high, a, b, b - a, se, "paired", n)
+            diffs = _paired_diffs(_by_filter(samples[t_low], t_low), _by_filter(samples[t_high], t_high),
+                                  metric, filter_name, t_low, t_high)
+            gains[label] = Gain(label, low, high, a, b, b - a, stats.se_mean(diffs), "paired", len(diffs))
         else:
             se_a = _num(res[t_low].get(f"{metric}_stderr,{filter_name}"))
             se_b = _num(res[t_high].get(f"{metric}_stderr,{filter_name}"))
-            se = math.hypot(se_a, se_b) if se_a is not None and se_b is not None else None
+            se = stats.se_unpaired_diff(se_a, se_b) if se_a is not None and se_b is not None else None
             gains[label] = Gain(label, low, high, a, b, b - a, se, "unpaired")
 
     mean = _average(list(gains.values()), low, high) if gains else None
     return {"tasks": gains, "mean": mean, "skipped": skipped}
 
 
-def _paired_diffs(s_low, s_high, metric, filter_name, t_low, t_high) -> list[float]:
-    def per_doc(rows, task):
-        out = {}
-        for r in rows:
-            if r.get("filter", "none") != filter_name:
-                continue
-            if metric not in r:
-                raise ICLError(f"samples of {task} have no per-document '{metric}'")
-            out[r["doc_id"]] = (r.get("doc_hash"), float(r[metric]))
-        return out
+def _by_filter(samples: list[dict] | Mapping[str, DocScores], task: str) -> Mapping[str, DocScores]:
+    return samples if isinstance(samples, Mapping) else doc_scores(samples, task)
 
-    lo, hi = per_doc(s_low, t_low), per_doc(s_high, t_high)
+
+def _paired_diffs(s_low: Mapping[str, DocScores], s_high: Mapping[str, DocScores],
+                  metric, filter_name, t_low, t_high) -> list[float]:
+    def per_doc(by_filter, task) -> tuple[dict[int, float], DocScores | None]:
+        ds = by_filter.get(filter_name)
+        if ds is None:
+            return {}, None
+        values = ds.by_doc(metric)
+        if values is None:
+            raise ICLError(f"samples of {task} have no per-document '{metric}'")
+        return values, ds
+
+    (lo, d_lo), (hi, d_hi) = per_doc(s_low, t_low), per_doc(s_high, t_high)
     if set(lo) != set(hi):
         raise ICLError(
             f"{t_low} and {t_high} were scored on different documents ({len(lo)} vs {len(hi)}); "
             f"run both with the same --limit"
         )
     diffs = []
-    for doc_id, (h_lo, x_lo) in lo.items():
-        h_hi, x_hi = hi[doc_id]
+    for doc_id, x_lo in lo.items():
+        h_lo, h_hi = d_lo.doc_hash.get(doc_id), d_hi.doc_hash.get(doc_id)
         if h_lo and h_hi and h_lo != h_hi:
             raise ICLError(f"{t_low} and {t_high}: document {doc_id} differs (doc_hash); not comparable")
-        diffs.append(x_hi - x_lo)
+        diffs.append(hi[doc_id] - x_lo)
     if not diffs:
         raise ICLError(f"no per-document samples with filter '{filter_name}' for {t_low}")
     return diffs
@@ -191,7 +197,7 @@ def _paired_diffs(s_low, s_high, metric, filter_name, t_low, t_high) -> list[flo
 def _average(gains: list[Gain], low: int, high: int) -> Gain:
     t = len(gains)
     ses = [g.stderr for g in gains]
-    se = math.sqrt(sum(s * s for s in ses)) / t if all(s is not None for s in ses) else None
+    se = stats.se_average(ses) if all(s is not None for s in ses) else None
     methods = sorted({g.method for g in gains})
     return Gain(
         "mean", low, high,
@@ -199,11 +205,6 @@ def _average(gains: list[Gain], low: int, high: int) -> Gain:
         sum(g.gain for g in gains) / t, se, "+".join(methods),
         tasks=[g.task for g in gains],
     )
-
-
-def _sd(xs: list[float]) -> float:
-    m = sum(xs) / len(xs)
-    return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
 
 
 def _num(x) -> float | None:
@@ -234,17 +235,7 @@ def format_gain_table(gain: Mapping[str, Any]) -> str:
 
 def read_samples(folder: str | Path, tasks: Iterable[str] | None = None) -> dict[str, list[dict]]:
     """lm-eval's ``samples_<task>_<time>.jsonl`` files in ``folder`` (newest per task)."""
-    folder = Path(folder)
-    newest: dict[str, Path] = {}
-    for p in sorted(folder.glob("samples_*.jsonl")):
-        m = re.match(r"^samples_(?P<task>.+)_(?P<time>\d{4}-\d\d-\d\dT[\d.\-]+)\.jsonl$", p.name)
-        if m and (tasks is None or m["task"] in tasks):
-            newest[m["task"]] = p  # sorted by name, so the last one is the newest
-    out = {}
-    for task, p in newest.items():
-        with p.open(encoding="utf-8") as f:
-            out[task] = [json.loads(line) for line in f if line.strip()]
-    return out
+    return {task: read_rows(p) for task, p in samples_files(folder, tasks).items()}
 
 
 # --- which variants can run --------------------------------------------------------------

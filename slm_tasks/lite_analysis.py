@@ -33,6 +33,7 @@ import numpy as np
 from scipy.stats import norm
 
 from slm_tasks.data import LITE_SEED, lite_subset
+from slm_tasks.leaderboards import stats
 
 ALPHA = 0.05
 POWER = 0.80
@@ -86,7 +87,7 @@ class LiteError:
 
     @property
     def half_width95(self) -> float:
-        return float(norm.ppf(1 - ALPHA / 2)) * self.se
+        return stats.z_value(1 - ALPHA) * self.se
 
     @property
     def actual_diff(self) -> float | None:
@@ -125,7 +126,7 @@ def task_lite_error(
         indices = lite_indices(N, n, strata)
     idx = np.asarray(indices, dtype=int)
     full = float(y.mean())
-    superpop = float(y.std(ddof=1) / math.sqrt(N))
+    superpop = stats.se_mean(y)
     if strata is None:
         var = (1 - n / N) * y.var(ddof=1) / n
         return LiteError(task, N, n, full, math.sqrt(max(var, 0.0)), 0.0, float(y[idx].mean()), superpop)
@@ -159,13 +160,7 @@ class DomainError:
 
     @property
     def half_width95(self) -> float:
-        return float(norm.ppf(1 - ALPHA / 2)) * self.se
-
-
-def mean_se(ses: Iterable[float]) -> float:
-    """SE of a plain mean of task scores: tasks use disjoint docs, so ``sqrt(sum se^2) / T``."""
-    ses = list(ses)
-    return math.sqrt(sum(se * se for se in ses)) / len(ses)
+        return stats.z_value(1 - ALPHA) * self.se
 
 
 def domain_lite_error(parts: Sequence[LiteError]) -> DomainError:
@@ -174,9 +169,9 @@ def domain_lite_error(parts: Sequence[LiteError]) -> DomainError:
     return DomainError(
         [p.task for p in parts],
         sum(p.full_mean for p in parts) / t,
-        mean_se(p.se for p in parts),
+        stats.se_average(p.se for p in parts),
         None if any(x is None for x in lite) else sum(lite) / t,
-        mean_se(p.se_full_superpop for p in parts),
+        stats.se_average(p.se_full_superpop for p in parts),
         list(parts),
     )
 
@@ -312,7 +307,7 @@ class LiteEstimate:
 
     @property
     def half_width95(self) -> float:
-        return float(norm.ppf(1 - ALPHA / 2)) * self.se
+        return stats.z_value(1 - ALPHA) * self.se
 
     @property
     def mdd_unpaired(self) -> float:
@@ -341,14 +336,14 @@ def estimate_table(estimates: Sequence[LiteEstimate], domains: Mapping[str, Sequ
     for e in estimates:
         out.append(f"| {e.task} | {e.N} | {e.n} | {e.lite_mean:.3f} | {e.se:.3f} | ±{e.half_width95:.3f} | "
                    f"{e.mdd_unpaired:.3f} | {e.se_full_planned:.3f} |")
-    z = float(norm.ppf(1 - ALPHA / 2))
+    z = stats.z_value(1 - ALPHA)
     for name, members in (domains or {}).items():
         parts = [by[t] for t in members if t in by]
         if not parts:
             continue
         t = len(parts)
-        se = mean_se(p.se for p in parts)
-        full = mean_se(p.se_full_planned for p in parts)
+        se = stats.se_average(p.se for p in parts)
+        full = stats.se_average(p.se_full_planned for p in parts)
         mean = sum(p.lite_mean for p in parts) / t
         out.append(f"| **{name}** ({t}) | | | {mean:.3f} | {se:.3f} | ±{z * se:.3f} | "
                    f"{min_detectable_difference(math.sqrt(2) * se):.3f} | {full:.3f} |")

@@ -104,10 +104,33 @@ def test_missing_fewshot_split_gives_an_empty_split_and_a_clear_fewshot_error(tm
     make_mirror(tmp_path, with_train=False)
     dsd = load(tmp_path)
     assert len(dsd["train"]) == 0 and len(dsd["test"]) == 5
-    sampler = Sampler(list(dsd["train"]), rnd=1234)
+    # where the task is known, the sampler is told its dataset (slm_tasks.fewshot.task_source)
+    source = dict(hub_id="acme/toy", hub_config="main", fewshot_split="train", slm_data_dir=str(tmp_path))
+    sampler = Sampler(list(dsd["train"]), rnd=1234, source=source)
     assert sampler.sample(0) == []  # 0-shot still works
     with pytest.raises(FewshotUnavailable, match="acme/toy/main has no 'train' split"):
         sampler.sample(5)
+
+
+def test_what_is_missing_is_computed_from_the_mirror_not_remembered(tmp_path):
+    lacking, complete = tmp_path / "lacking", tmp_path / "complete"
+    make_mirror(lacking, with_train=False)
+    make_mirror(complete)
+    load(lacking)  # the loader keeps no record of what it found missing
+    kw = dict(hub_id="acme/toy", hub_config="main", fewshot_split="train")
+    assert "acme/toy/main has no 'train' split" in data.missing_fewshot(kw, lacking)
+    assert data.missing_fewshot(kw, complete) is None
+    assert data.missing_fewshot(dict(kw, fewshot_split=None), lacking) is None  # no examples asked for
+    assert not hasattr(data, "MISSING_FEWSHOT")
+
+
+def test_a_sampler_without_its_task_names_what_the_mirror_in_force_lacks(mirror_env):
+    from slm_tasks.fewshot import FewshotUnavailable, Sampler
+
+    with pytest.raises(FewshotUnavailable, match=r"one of: .*Rowan/hellaswag has no 'train' split") as err:
+        Sampler([], rnd=1234).sample(1)
+    assert "baber/piqa has no 'train' split" in str(err.value)
+    assert "cais/mmlu" not in str(err.value)  # the mirror has MMLU's dev split
 
 
 def test_lite_subset_is_seeded_sorted_and_bounded(tmp_path):

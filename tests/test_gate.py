@@ -177,6 +177,21 @@ def test_reports_markdown_json_junit(tmp_path):
     assert res.to_markdown() == md
 
 
+def test_all_means_the_tasks_of_the_overall_and_icl_variants_only_when_named(tmp_path, monkeypatch):
+    import slm_tasks.leaderboards.release_gate as g
+    from slm_tasks.leaderboards.spec import parse_spec
+
+    spec = dict(SPEC, icl={"match": "slm_icl_*shot", "metric": "acc,none"})
+    monkeypatch.setattr(g, "load_spec", lambda name: parse_spec(spec, "test spec"))
+    base, cand = paired(300, 20, 2, 78)
+    b, c = write_pair(tmp_path, {"t_a": base, "slm_icl_mmlu_5shot": base},
+                      {"t_a": base, "slm_icl_mmlu_5shot": cand})
+    assert [ch.name for ch in gate(b, c, policy()).checks] == ["t_a acc,none"]
+    named = gate(b, c, policy(tasks=["t_a", "slm_icl_mmlu_5shot"]))
+    assert [ch.name for ch in named.checks] == ["t_a acc,none", "slm_icl_mmlu_5shot acc,none"]
+    assert not named.passed and named.failures[0].margin == 0.0  # no domain: the default margin
+
+
 # ---- invalid input: exit 2 ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("setup, match", [

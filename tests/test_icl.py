@@ -117,8 +117,9 @@ def test_a_missing_fewshot_split_fails_clearly_instead_of_using_the_scored_split
     from slm_tasks.fewshot import FewshotUnavailable
 
     task = load(tm, "slm_icl_piqa_5shot")
-    with pytest.raises(FewshotUnavailable, match=r"baber/piqa has no 'train' split"):
+    with pytest.raises(FewshotUnavailable, match=r"baber/piqa has no 'train' split") as err:
         request_args(task)
+    assert "Rowan/hellaswag" not in str(err.value)  # a loaded task's sampler knows its own dataset
     assert request_args(load(tm, "slm_icl_piqa_0shot"))  # 0-shot still runs
 
 

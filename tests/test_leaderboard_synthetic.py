@@ -24,10 +24,12 @@ def sha(text: str) -> str:
 def make_run(root: Path, model: str, tasks: dict[str, list[float]], *, stamp: str = "2026-01-01T00-00-00.000000",
              version: float = 1.0, versions: dict | None = None, limit=None, samples: bool = True,
              prompt_suffix: str = "", cost: dict | None = None, cost_in_config: bool = False,
-             n_choices: int = 4, metric: str = "acc", flt: str = "none", stderr: bool = True) -> Path:
+             n_choices: int = 4, metric: str = "acc", flt: str = "none", stderr: bool = True,
+             docs_of: dict[str, str] | None = None, n_shot: dict[str, int] | None = None) -> Path:
     """Write ``root/<model>/results_<stamp>.json`` (+ samples, + cost sidecar); return its path.
 
-    ``tasks`` maps task name -> per-doc outcomes (0/1 or any floats) of ``metric``.
+    ``tasks`` maps task name -> per-doc outcomes (0/1 or any floats) of ``metric``;
+    ``docs_of`` maps a task to the task whose documents it scores (ICL variants share theirs).
     """
     template = json.loads(REAL_RUNS[0].read_text())
     base_cfg = template["configs"]["slm_arc_easy"]
@@ -51,12 +53,12 @@ def make_run(root: Path, model: str, tasks: dict[str, list[float]], *, stamp: st
         cfg["task_alias"] = task
         res["configs"][task] = cfg
         res["versions"][task] = (versions or {}).get(task, version)
-        res["n-shot"][task] = 0
+        res["n-shot"][task] = (n_shot or {}).get(task, 0)
         res["higher_is_better"][task] = {metric: True}
         res["n-samples"][task] = {"original": n, "effective": n if limit is None else min(n, int(limit))}
         lines = []
         for i, v in enumerate(outcomes):
-            doc = f"{task} document {i}"
+            doc = f"{(docs_of or {}).get(task, task)} document {i}"
             prompt = f"Question: {doc}{prompt_suffix}\nAnswer:"
             lines.append({
                 "doc_id": i, "doc": {"text": doc}, "target": "0",

@@ -159,3 +159,26 @@ def test_estimate_table_adds_domain_means():
     assert "| a | 1000 | 200 | 0.750 |" in table
     se = (a.se ** 2 + b.se ** 2) ** 0.5 / 2
     assert f"| **both** (2) | | | 0.500 | {se:.3f} |" in table
+
+
+def test_lite_precision_reads_domains_and_metrics_from_the_lite_spec():
+    """benchmarks/lite_precision.py takes the domains and metrics of the one score definition."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from slm_tasks.leaderboards.spec import load_spec
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("lite_precision", root / "benchmarks" / "lite_precision.py")
+    lp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lp)
+    domains, entries = lp.spec_domains(load_spec("lite"))
+    assert list(domains) == ["commonsense", "problem solving", "math", "coding"]
+    assert domains["math"] == ["gsm8k", "minerva_math"] and "slm_icl_mmlu_5shot_lite" not in entries
+    (results,) = (root / "tests/fixtures/results/llamacpp-limit30/smollm2-135m").glob("results_*.json")
+    samples = lp.load_samples(results)
+    assert sorted(samples) == ["slm_arc_easy_lite", "slm_boolq_lite"]
+    metric, values = lp.per_doc(samples["slm_boolq_lite"], entries["slm_boolq_lite"])
+    reported = json.loads(results.read_text())["results"]["slm_boolq_lite"]["acc,none"]
+    assert metric == "acc,none" and len(values) == 30 and np.mean(values) == pytest.approx(reported)
