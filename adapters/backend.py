@@ -9,7 +9,9 @@
 * the plan of the work (requests grouped by shared context, :mod:`scoring`) and its cost
   booking (:meth:`CostMeter.measure` with :func:`cost.task_shares`);
 * :meth:`SLMBackend._serve`: the one place every request passes through on its way to the
-  engine and back (lm-eval's cache hook is fed there);
+  engine and back: answers already in the response store (:mod:`store`, keyed by the
+  model's identity) are returned from it, the rest are computed and written to it as each
+  unit of work finishes (lm-eval's cache hook is fed there too);
 * ``get_model_info`` / ``cost_record`` / ``close``.
 
 A backend implements the engine side:
@@ -23,7 +25,9 @@ A backend implements the engine side:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from lm_eval.api.model import TemplateLM
@@ -35,13 +39,17 @@ from lm_eval.models.utils import (
 )
 from tqdm import tqdm
 
-from slm_tasks.adapters import scoring
-from slm_tasks.adapters.cost import CostMeter, Work, task_shares
+from slm_tasks.adapters import scoring, store
+from slm_tasks.adapters.cost import CostMeter, Work, software_versions, task_shares
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_GEN_TOKS = 256  # lm-eval's default
-Emit = Callable[[int, object], None]
+# Bump when a change here or in scoring.py changes the answer to the same request: stored
+# answers of older rules are then not reused.
+ANSWER_RULES = 1
+Emit = Callable[[int, object, float], None]  # (request index, answer, seconds it took)
+OFF = ("off", "no", "none", "false", "0")
 
 
 @dataclass
@@ -73,6 +81,7 @@ class SLMBackend(TemplateLM):
     backend_name = "slm"          # the lm-eval model name, for messages and progress bars
     meter: CostMeter
     max_gen_toks: int = DEFAULT_MAX_GEN_TOKS
+    store: store.ResponseStore | None = None
 
     # --- engine side (overridden by each backend) ------------------------------------
     @property
@@ -106,17 +115,56 @@ class SLMBackend(TemplateLM):
         """Release the engine."""
 
     # --- the pass-through -------------------------------------------------------------
-    def _serve(self, kind: str, requests: Sequence, compute: Callable[[Sequence, Emit], None]) -> list:
-        """Answer ``requests`` of one type: ``compute(requests, emit)`` runs the engine and
-        calls ``emit(i, answer)`` for each request as soon as its answer is known."""
-        answers: list = [None] * len(requests)
+    def _open_store(self, location, identity: Mapping) -> None:
+        """The response store for this model (model_args ``store``, else ``$SLM_SUITE_STORE``:
+        unset for the default file, a path, or off). ``identity`` names everything of the backend that can change
+        an answer; the rules and versions that build requests are added here."""
+        if location is None:
+            location = os.environ.get("SLM_SUITE_STORE")  # the default for every model of a process
+        if location is not None and (location is False or str(location).strip().lower() in OFF):
+            return
+        soft = software_versions(None, None)
+        full = {**identity, "answer_rules": ANSWER_RULES, "lm_eval": soft["lm_eval"], "slm_suite": soft["slm_suite"]}
+        path = None if location in (None, "", True) or str(location).lower() in ("on", "true", "yes") else location
+        batch = int(os.environ.get("SLM_SUITE_STORE_BATCH") or 1000)  # responses per commit, at most
+        self.store = store.ResponseStore.open(path, store.store_key(full), identity=full, commit_every_n=batch)
 
-        def emit(i: int, answer) -> None:
+    def _serve(self, kind: str, requests: Sequence, compute: Callable[[Sequence, Emit], None]) -> list:
+        """Answer ``requests`` of one type: stored answers first, then ``compute(todo, emit)``
+        runs the engine on the rest and calls ``emit(j, answer, seconds)`` for each request
+        of ``todo`` as soon as its answer is known; it is stored then."""
+        answers: list = [None] * len(requests)
+        todo = list(range(len(requests)))
+        keys = None
+        if self.store is not None and requests:
+            keys = [store.request_key(kind, r.args) for r in requests]
+            found = self.store.get_many(kind, keys)
+            todo = []
+            for i, (req, key) in enumerate(zip(requests, keys)):
+                if key in found:
+                    value, timing = found[key]
+                    answers[i] = tuple(value) if kind == "loglikelihood" else value
+                    self.meter.reused(getattr(req, "task_name", None), (timing or {}).get("s"))
+                    self.cache_hook.add_partial(kind, req.args, answers[i])
+                else:
+                    todo.append(i)
+            if found:
+                log.info("%s %s: %d of %d requests answered from the response store %s", self.backend_name,
+                         kind, len(requests) - len(todo), len(requests), self.store.path)
+
+        def emit(j: int, answer, seconds: float) -> None:
+            i = todo[j]
             answers[i] = answer
+            if keys is not None:
+                self.store.put(kind, keys[i], answer, {"s": round(seconds, 6)})
             self.cache_hook.add_partial(kind, requests[i].args, answer)
 
-        if requests:
-            compute(requests, emit)
+        if todo:
+            try:
+                compute([requests[i] for i in todo], emit)
+            finally:  # what was computed is kept, whatever stopped the run
+                if self.store is not None:
+                    self.store.flush()
         return answers
 
     def _progress(self, total: int, kind: str, disable: bool):
@@ -138,7 +186,7 @@ class SLMBackend(TemplateLM):
         pairs = [(ctx, cont) for _, ctx, cont in requests]
         results: list = [None] * len(pairs)
         self._score_pairs(pairs, [None] * len(pairs), "loglikelihood", disable_tqdm,
-                          lambda i, r: results.__setitem__(i, r))
+                          lambda i, r, _s: results.__setitem__(i, r))
         return results
 
     def _score_pairs(self, pairs, tasks, kind: str, disable_tqdm: bool, emit: Emit) -> None:
@@ -152,13 +200,15 @@ class SLMBackend(TemplateLM):
             for unit in self._score_units(plan):
                 members = [i for it in unit for i in it.members]
                 weights = [len(it.context) + len(it.continuation) for it in unit for _ in it.members]
+                t0 = time.perf_counter()
                 with self.meter.measure(task_shares([tasks[i] for i in members], weights)) as work:
                     scores = self._score_unit(unit, work)
                     work.requests = len(members)
                     work.truncated_requests = sum(i in truncated for i in members)
+                each = (time.perf_counter() - t0) / len(members)
                 for it, score in zip(unit, scores):
                     for i in it.members:
-                        emit(i, score)
+                        emit(i, score, each)
                 bar.update(len(members))
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
@@ -167,19 +217,21 @@ class SLMBackend(TemplateLM):
                                                              self.score_length)
             left = [0] * len(reqs)
             totals = [0.0] * len(reqs)
+            seconds = [0.0] * len(reqs)
             for o in owners:
                 left[o] += 1
 
-            def add(w: int, score) -> None:  # a request's answer is known once all its windows are
+            def add(w: int, score, s: float) -> None:  # a request is answered once all its windows are
                 o = owners[w]
                 totals[o] += score[0]
+                seconds[o] += s
                 left[o] -= 1
                 if left[o] == 0:
-                    emit(o, totals[o])
+                    emit(o, totals[o], seconds[o])
 
             for o, n in enumerate(left):
                 if n == 0:  # no window at all (lm-eval gives at least one; keep the sum defined)
-                    emit(o, 0.0)
+                    emit(o, 0.0, 0.0)
             self._score_pairs(windows, tasks, "loglikelihood_rolling", disable_tqdm, add)
         return self._serve("loglikelihood_rolling", requests, compute)
 
@@ -215,12 +267,14 @@ class SLMBackend(TemplateLM):
             with self._progress(len(jobs), "generate_until", disable_tqdm) as bar:
                 for unit in self._generation_units(jobs):
                     shares = task_shares([j.task for j in unit], [len(j.ids) + j.max_gen for j in unit])
+                    t0 = time.perf_counter()
                     with self.meter.measure(shares) as work:
                         texts = self._generate_unit(unit, work)
                         work.requests = len(unit)
                         work.truncated_requests = sum(j.truncated for j in unit)
+                    each = (time.perf_counter() - t0) / len(unit)
                     for job, text in zip(unit, texts):
-                        emit(job.index, postprocess_generated_text(text, job.until, None))
+                        emit(job.index, postprocess_generated_text(text, job.until, None), each)
                     bar.update(len(unit))
         return self._serve("generate_until", requests, compute)
 
@@ -233,4 +287,8 @@ class SLMBackend(TemplateLM):
         return {"slm_cost": self.cost_record()}
 
     def close(self) -> None:
-        self._close_engine()
+        try:
+            self._close_engine()
+        finally:
+            if self.store is not None:
+                self.store.close()

@@ -26,7 +26,7 @@ RUN_KEYS = (
     "wall_s", "prompt_tokens", "generated_tokens", "prefill_tok_s", "decode_ms_per_token",
     "ttft_ms", "throughput_tok_s", "peak_rss_bytes", "peak_gpu_bytes", "energy_j",
     "energy_per_token_j", "energy_source", "energy_unavailable_reason", "requests",
-    "truncated_requests",
+    "truncated_requests", "reused_requests", "reused_stored_s",
 )
 
 
@@ -57,6 +57,9 @@ class _Tally:
     requests: float = 0.0
     truncated_requests: float = 0.0
     energy_j: float = 0.0
+    reused_requests: int = 0      # answered from the response store, not computed here
+    reused_stored_s: float = 0.0  # what those answers took when they were computed
+    reused_untimed: int = 0       # reused answers stored without a timing
 
     def book(self, w: Work, wall: float, energy: float, share: float = 1.0) -> None:
         self.wall_s += wall * share
@@ -118,6 +121,15 @@ class CostMeter:
                 self.tasks.setdefault(task or "unknown", _Tally()).book(work, wall, energy, share)
             self.sample_memory()
 
+    def reused(self, task: str | None, stored_s: float | None) -> None:
+        """Book one answer taken from the response store with the seconds it took then."""
+        for t in (self.run, self.tasks.setdefault(task or "unknown", _Tally())):
+            t.reused_requests += 1
+            if stored_s is None:
+                t.reused_untimed += 1
+            else:
+                t.reused_stored_s += float(stored_s)
+
     def _summary(self, t: _Tally, peak_rss: int | None) -> dict:
         tokens = t.prompt_tokens + t.generated_tokens
         energy = t.energy_j if self._rapl is not None else None
@@ -137,6 +149,9 @@ class CostMeter:
             "energy_unavailable_reason": self._energy_reason if self._rapl is None else None,
             "requests": round(t.requests),
             "truncated_requests": round(t.truncated_requests),
+            # work reused from the response store: its stored timings, never counted in wall_s
+            "reused_requests": t.reused_requests,
+            "reused_stored_s": round(t.reused_stored_s, 6) if t.reused_requests > t.reused_untimed else None,
         }
 
     def record(self) -> dict:

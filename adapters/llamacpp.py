@@ -9,6 +9,7 @@ few-shot preambles), and greedy (or sampled) decoding on sequence 0, one prompt 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from slm_tasks.adapters import chat
+from slm_tasks.adapters import store as store_mod
 from slm_tasks.adapters.backend import DEFAULT_MAX_GEN_TOKS, GenJob, ScoreItem, SLMBackend
 from slm_tasks.adapters.cost import CostMeter, Work, software_versions
 from slm_tasks.adapters.hardware import describe as describe_hardware
@@ -34,7 +36,8 @@ class LlamaCppLM(SLMBackend):
     sequences per batch), ``prefix_cache`` (keep a shared prefix's KV cache across
     documents, default true), ``dequantise`` (f32, f16 or bf16: compute on a re-encoded
     copy of the weights, see docs/llamacpp.md; default: the stored format), ``seed``
-    (sampling seed), ``max_gen_toks`` (256). lm-eval's own
+    (sampling seed), ``max_gen_toks`` (256), ``store`` (the response store: a path, or
+    ``off``; default ``$SLM_SUITE_CACHE/responses.sqlite``, see docs/store.md). lm-eval's own
     ``device``/``batch_size`` arguments are accepted and ignored.
     """
 
@@ -43,7 +46,7 @@ class LlamaCppLM(SLMBackend):
     def __init__(self, model: str | None = None, pretrained: str | None = None, n_threads: int | None = None,
                  n_ctx: int | None = None, n_batch: int = 512, n_parallel: int = 16, prefix_cache: bool = True,
                  dequantise: str | None = None, seed: int = 1234,
-                 max_gen_toks: int = DEFAULT_MAX_GEN_TOKS, verbose: bool = False, **kwargs):
+                 max_gen_toks: int = DEFAULT_MAX_GEN_TOKS, verbose: bool = False, store=None, **kwargs):
         super().__init__()
         ignored = {k: v for k, v in kwargs.items() if k not in ("device", "batch_size", "max_batch_size")}
         if ignored:
@@ -70,6 +73,15 @@ class LlamaCppLM(SLMBackend):
             hardware=describe_hardware(threads=eng.n_threads),
             software=software_versions(eng.llama_cpp_version, eng.build()),
         )
+        template = eng.chat_template()
+        self._open_store(store, {
+            "backend": self.backend_name, "model_sha256": store_mod.model_identity(self.model_path),
+            # everything of the engine that can change an answer (threads cannot)
+            "weights": eng.dequantised_to or "stored", "max_length": eng.max_length, "n_batch": eng.n_batch,
+            "n_parallel": eng.n_parallel, "prefix_cache": eng.prefix_cache, "seed": self.seed,
+            "max_gen_toks": self.max_gen_toks, "llama_cpp": eng.llama_cpp_version,
+            "chat_template": hashlib.sha256(template.encode()).hexdigest() if template else None,
+        })
 
     # --- TemplateLM interface ------------------------------------------------------------
     @property

@@ -22,6 +22,7 @@ import psutil
 from lm_eval.models.utils import has_bos_prefix
 
 from slm_tasks.adapters import gpu, scoring
+from slm_tasks.adapters import store as store_mod
 from slm_tasks.adapters.backend import DEFAULT_MAX_GEN_TOKS, GenJob, ScoreItem, SLMBackend
 from slm_tasks.adapters.cost import CostMeter, Work, software_versions
 from slm_tasks.adapters.hardware import RaplReader, usable_cores
@@ -131,7 +132,7 @@ class VLLMLM(SLMBackend):
                  max_length: int | None = None, max_gen_toks: int = DEFAULT_MAX_GEN_TOKS, seed: int = 1234,
                  add_bos_token: bool | None = None, prefix_token_id: int | None = None,
                  tokenizer: str | None = None, trust_remote_code: bool = False, name: str | None = None,
-                 batch_size=None, max_batch_size=None, device=None, **engine_kwargs):
+                 batch_size=None, max_batch_size=None, device=None, store=None, **engine_kwargs):
         super().__init__()
         if not (pretrained or model):
             raise VLLMError("slm-vllm needs model_args pretrained=<transformers checkpoint folder or hub id>")
@@ -199,6 +200,7 @@ class VLLMLM(SLMBackend):
             energy=_energy_reader(nvml, nvml_reason),
             nvml=nvml,
         )
+        self._open_store(store, self._store_identity())
 
     def _model_info(self) -> dict:
         path = Path(self.model_name)
@@ -217,6 +219,19 @@ class VLLMLM(SLMBackend):
                 "file_bytes": sum(w.stat().st_size for w in weights) or None,
                 "quant": quant or (str(dtype) if dtype else None),
                 "n_params": _count_params(weights), "backend": "vllm"}
+
+    def _store_identity(self) -> dict:
+        """What can change an answer: the checkpoint's files, the tokenizer rules and the
+        engine arguments (memory and scheduling settings cannot)."""
+        path = Path(self.model_name)
+        engine = {k: v for k, v in self.engine_kwargs.items()
+                  if k not in ("model", "gpu_memory_utilization", "disable_log_stats", "max_num_seqs", "swap_space")}
+        return {"backend": self.backend_name,
+                "model_sha256": store_mod.model_identity(path) if path.exists() else None,
+                "model": None if path.exists() else self.model_name, "engine": engine,
+                "add_bos_token": self.add_bos_token, "prefix_token_id": self._prefix_token_id,
+                "max_gen_toks": self.max_gen_toks, "vllm": (vllm_distribution() or (None, None))[1],
+                "chat_template": getattr(self.tokenizer, "chat_template", None)}
 
     # --- TemplateLM interface ------------------------------------------------------------
     @property

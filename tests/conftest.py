@@ -7,6 +7,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 # Tests and CI read the shared offline mirror; SLM_DATA_DIR overrides the default location.
 HUB = Path(os.environ.get("SLM_DATA_DIR") or REPO.parent / "shared" / "hub").resolve()
+# Tests measure what the engines compute: no answers from a response store unless a test
+# names one (model_args store=PATH); subprocesses inherit this too.
+os.environ.setdefault("SLM_SUITE_STORE", "off")
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,511 @@
+"""Responses a backend computed, kept on disk so that an interrupted run resumes.
+
+One sqlite file (WAL mode) holds the answers of many models, keyed by (model key, request
+kind, request key). The model key digests everything that can change an answer
+(:func:`store_key` over a dict the backend builds, starting from :func:`model_identity`),
+the request key the request's exact arguments (:func:`request_key`): two models never
+share an answer, and a re-run computes only what is missing. See docs/store.md.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import numbers
+import os
+import signal
+import sqlite3
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Self
+from urllib.parse import quote
+
+from slm_tasks.errors import SLMError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x534C4D52  # "SLMR" in the sqlite header: tells a store from other sqlite files
+KINDS = {"loglikelihood": 1, "loglikelihood_rolling": 2, "generate_until": 3}
+FIX = "pass --store PATH for another file, or --no-store"
+_CHUNK = 500  # keys per SELECT ... IN (...), well under sqlite's bound-parameter limit
+_FLOAT, _STR, _PAIR_F, _PAIR_T, _JSON = range(5)  # how the ``v`` column holds a value
+# files of a checkpoint folder that can change an answer: weights, configs, tokenizers, code
+_MODEL_SUFFIXES = frozenset({".gguf", ".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack",
+                             ".json", ".jinja", ".model", ".tiktoken", ".txt", ".vocab", ".py"})
+
+
+class StoreError(SLMError):
+    """The response store cannot be used; the message names the file and the fix."""
+
+
+def cache_dir() -> Path:
+    """slm-suite's cache folder: ``$SLM_SUITE_CACHE`` or ``~/.cache/slm-suite``."""
+    return Path(os.environ.get("SLM_SUITE_CACHE") or Path.home() / ".cache" / "slm-suite")
+
+
+def default_store_path() -> Path:
+    return cache_dir() / "responses.sqlite"
+
+
+# --- keys ---------------------------------------------------------------------------------
+def _is_bool(x) -> bool:
+    # numpy's bool is neither an int subclass nor a numbers.Integral
+    return isinstance(x, bool) or getattr(getattr(x, "dtype", None), "kind", None) == "b"
+
+
+def _canon(x, where: str):
+    if x is None or isinstance(x, str) or _is_bool(x):
+        return x if x is None or isinstance(x, str) else bool(x)
+    if isinstance(x, numbers.Integral):
+        return int(x)
+    if isinstance(x, numbers.Real):
+        f = float(x)
+        if not math.isfinite(f):
+            raise StoreError(f"cannot key {where} = {f!r}: only finite numbers name a setting")
+        # 2048 and 2048.0, temperature 0 and 0.0: one setting, one key
+        return int(f) if f.is_integer() and abs(f) < 2**53 else f
+    if isinstance(x, Mapping):
+        bad = [k for k in x if not isinstance(k, str)]
+        if bad:
+            raise StoreError(f"cannot key {where}: key {bad[0]!r} is not a string")
+        return {k: _canon(v, f"{where}[{k!r}]") for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_canon(v, f"{where}[{i}]") for i, v in enumerate(x)]
+    raise StoreError(f"cannot key {where}: a {type(x).__name__} is not JSON (pass str, number, bool, list or dict)")
+
+
+def canonical_json(x, where: str = "value") -> str:
+    """Sorted keys, no spaces, ASCII, integral floats as ints: equal settings, equal text."""
+    return json.dumps(_canon(x, where), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def store_key(identity: Mapping) -> str:
+    """Digest of everything that can change an answer (the backend builds ``identity``)."""
+    if not isinstance(identity, Mapping):
+        raise StoreError(f"cannot key a {type(identity).__name__}: the model identity is a dict")
+    return hashlib.sha256(b"slm-suite.store-key/1\n" + canonical_json(identity, "identity").encode()).hexdigest()
+
+
+def request_key(kind: str, args: tuple) -> str:
+    """Digest of one request's exact ``Instance.args``."""
+    _kind(kind)
+    return hashlib.sha256(f"{kind}\n{canonical_json(list(args), f'{kind} args')}".encode()).hexdigest()
+
+
+def _kind(kind: str) -> int:
+    try:
+        return KINDS[kind]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown request kind {kind!r}: one of {', '.join(KINDS)}") from None
+
+
+# --- model identity -----------------------------------------------------------------------
+def _sha256_file(p: Path) -> bytes:
+    with open(p, "rb") as f:
+        return hashlib.file_digest(f, "sha256").digest()
+
+
+def _model_files(folder: Path) -> list[Path]:
+    return sorted((p for p in folder.iterdir()
+                   if not p.name.startswith(".") and p.suffix.lower() in _MODEL_SUFFIXES and p.is_file()),
+                  key=lambda p: p.name)
+
+
+def _signature(p: Path) -> tuple[int, int, str]:
+    """(size, mtime_ns, listing): while these hold, a cached digest holds."""
+    if not p.is_dir():
+        st = p.stat()
+        return st.st_size, st.st_mtime_ns, ""
+    stats = [(f.name, f.stat()) for f in _model_files(p)]
+    listing = json.dumps([[n, s.st_size, s.st_mtime_ns] for n, s in stats]).encode()
+    return (sum(s.st_size for _, s in stats), max((s.st_mtime_ns for _, s in stats), default=0),
+            hashlib.sha256(listing).hexdigest())
+
+
+def _digest(p: Path) -> str:
+    if not p.is_dir():
+        return _sha256_file(p).hex()
+    files = _model_files(p)
+    if not files:
+        raise StoreError(f"model folder {p} holds no weight, config or tokenizer files "
+                         "(*.safetensors, *.gguf, config.json, ...): pass the checkpoint folder itself")
+    h = hashlib.sha256(b"slm-suite.checkpoint/1\n")
+    for f in files:  # names count: two files swapping contents make another model
+        h.update(f.name.encode() + b"\0" + _sha256_file(f))
+    return h.hexdigest()
+
+
+def model_identity(path: str | os.PathLike, *, cache: str | os.PathLike | None = None) -> str:
+    """sha256 of a weights file, or of a checkpoint folder's weight/config/tokenizer files
+    (sorted, names included), cached by (resolved path, size, mtime_ns) in
+    ``<cache>/model-identity.sqlite``: a file rewritten with its size and mtime kept keeps
+    its old digest. Without a usable cache the digest is computed every time."""
+    try:
+        p = Path(path).expanduser().resolve(strict=True)
+    except OSError:
+        raise StoreError(f"model {path} does not exist: pass an existing weights file or checkpoint folder") from None
+    sig = _signature(p)
+    row, conn = (str(p), *sig), None
+    try:
+        folder = Path(cache) if cache is not None else cache_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(folder / "model-identity.sqlite", timeout=30, isolation_level=None)
+        conn.execute("CREATE TABLE IF NOT EXISTS identity(path TEXT PRIMARY KEY, size INTEGER, "
+                     "mtime_ns INTEGER, listing TEXT, sha256 TEXT NOT NULL)")
+        hit = conn.execute("SELECT sha256 FROM identity WHERE path=? AND size=? AND mtime_ns=? AND listing=?",
+                           row).fetchone()
+        if hit:
+            conn.close()
+            return hit[0]
+    except (sqlite3.Error, OSError) as exc:  # the cache only saves time: go on without it
+        log.info("model identity cache unavailable (%s); hashing %s", exc, p)
+        if conn is not None:
+            conn.close()
+            conn = None
+    try:
+        digest = _digest(p)
+    except OSError as exc:
+        if conn is not None:
+            conn.close()
+        raise StoreError(f"cannot read model {p} ({exc.strerror}): check its permissions") from None
+    if conn is not None:
+        with contextlib.closing(conn), contextlib.suppress(sqlite3.Error):
+            if _signature(p) == sig:  # changed while hashing: cache nothing
+                conn.execute("INSERT OR REPLACE INTO identity VALUES (?,?,?,?,?)", (*row, digest))
+    return digest
+
+
+# --- values -------------------------------------------------------------------------------
+def _is_real(x) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, numbers.Integral)
+
+
+def _real(x):
+    f = float(x)
+    return "NaN" if math.isnan(f) else f  # sqlite turns a NaN REAL into NULL
+
+
+def _encode(value) -> tuple[int, object]:
+    if isinstance(value, str):
+        with contextlib.suppress(UnicodeEncodeError):  # lone surrogates go through JSON escapes
+            value.encode("utf-8")
+            return _STR, value
+    elif _is_real(value):
+        return _FLOAT, _real(value)
+    elif isinstance(value, (tuple, list)) and len(value) == 2 and _is_real(value[0]) and _is_bool(value[1]):
+        return (_PAIR_T if value[1] else _PAIR_F), _real(value[0])
+    try:
+        return _JSON, json.dumps(value, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"cannot store a {type(value).__name__} response ({exc}): responses are JSON values") from None
+
+
+def _decode(t: int, v):
+    if t in (_STR, _JSON):
+        return v if t == _STR else json.loads(v)
+    f = float(v) if isinstance(v, str) else v
+    return f if t == _FLOAT else (f, t == _PAIR_T)
+
+
+def _crc(model: int, kind: int, req: bytes, t: int, v, timing: str | None) -> int:
+    """A row's checksum: sqlite keeps none, and one flipped byte in a value is a wrong answer."""
+    h = zlib.crc32(req, zlib.crc32(b"%d,%d,%d," % (model, kind, t)))
+    h = zlib.crc32(struct.pack("<d", v) if isinstance(v, float) else v.encode("utf-8"), h)
+    h = zlib.crc32(b"\0" if timing is None else timing.encode("utf-8"), h)
+    return h - (1 << 32) if h >= 1 << 31 else h  # signed: 4 bytes in sqlite, not 6
+
+
+# --- faults and signals -------------------------------------------------------------------
+def _error(path: Path, exc: BaseException) -> StoreError:
+    msg = str(exc)
+    low = msg.lower()
+    if "not a database" in low or "malformed" in low or "corrupt" in low:
+        return StoreError(f"response store {path} is corrupt ({msg}): delete it, or {FIX}")
+    if "readonly" in low or "read-only" in low:
+        return StoreError(f"response store {path} is read-only ({msg}): make it writable, or {FIX}")
+    if "full" in low or "disk i/o" in low:
+        return StoreError(f"cannot write response store {path} ({msg}): free space on its disk, or {FIX}")
+    if "unable to open" in low:
+        why = ("its folder does not exist" if not path.parent.is_dir()
+               else "its folder is not writable" if not os.access(path.parent, os.W_OK) else msg)
+        return StoreError(f"cannot open response store {path} ({why}): {FIX}")
+    if "locked" in low or "busy" in low:
+        return StoreError(f"response store {path} stayed locked by another process ({msg}): "
+                          f"wait for it to finish, or {FIX}")
+    return StoreError(f"response store {path} failed ({msg}): {FIX}")
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """SIGINT/SIGTERM wait until the commit is done: a signal never splits a batch."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+@contextlib.contextmanager
+def exit_on_sigterm() -> Iterator[None]:
+    """While active (main thread only), SIGTERM raises ``SystemExit(143)``, so ``with`` and
+    ``finally`` blocks and the exit hook close open stores, flushing them. SIGINT needs
+    nothing (KeyboardInterrupt); SIGKILL loses the batch not yet committed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+# held strongly: a store dropped without close() still has its buffer committed at exit
+_OPEN: set[ResponseStore] = set()
+
+
+@atexit.register
+def _close_all() -> None:
+    # lm-eval never closes a model: what is still buffered at exit is committed here
+    for store in list(_OPEN):
+        try:
+            store.close()
+        except StoreError as exc:
+            log.error("%s", exc)
+
+
+# --- the file -----------------------------------------------------------------------------
+_SCHEMA = (
+    "CREATE TABLE models(id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, identity TEXT)",
+    ("CREATE TABLE responses(model INTEGER NOT NULL, kind INTEGER NOT NULL, req BLOB NOT NULL, "
+     "t INTEGER NOT NULL, v, timing TEXT, crc INTEGER NOT NULL, PRIMARY KEY (model, kind, req)) WITHOUT ROWID"),
+    f"PRAGMA application_id = {APPLICATION_ID}",
+    f"PRAGMA user_version = {SCHEMA_VERSION}",
+)
+_NOT_A_STORE = "pass --store PATH naming a store or a new file, or --no-store"
+
+
+def _connect(path: Path, readonly: bool, timeout: float) -> sqlite3.Connection:
+    if not readonly:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the folder of response store {path} ({exc.strerror}): {FIX}") from None
+    if path.is_dir():
+        raise StoreError(f"response store {path} is a folder: {_NOT_A_STORE}")
+    if readonly and not path.is_file():
+        raise StoreError(f"response store {path} does not exist: pass --store PATH naming a store, or --no-store")
+    if path.is_file() and path.stat().st_size > 0:
+        with open(path, "rb") as f:  # never touch somebody's other file
+            if f.read(16) != b"SQLite format 3\0":
+                raise StoreError(f"{path} is not a response store (not an sqlite file): {_NOT_A_STORE}")
+    uri = "file:" + quote(str(path)) + ("?mode=ro" if readonly else "?mode=rwc")
+    # any thread may close it (the exit hook runs in the main one); one thread at a time uses it
+    kw = {"uri": True, "timeout": timeout, "isolation_level": None, "check_same_thread": False}
+    try:
+        conn = sqlite3.connect(uri, **kw)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            if not (readonly and "unable to open" in str(exc) and not os.access(path.parent, os.W_OK)):
+                raise
+            # a WAL file in a read-only folder has no shared-memory file; nobody can write
+            # there, so it is read as immutable
+            conn = sqlite3.connect(uri + "&immutable=1", **kw)
+        return conn
+    except sqlite3.Error as exc:
+        raise _error(path, exc) from None
+
+
+def _check_header(conn: sqlite3.Connection, path: Path) -> bool:
+    """True when the file holds our schema, False when it is empty."""
+    app, version = (conn.execute(f"PRAGMA {p}").fetchone()[0] for p in ("application_id", "user_version"))
+    if app == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+        return False
+    if app != APPLICATION_ID:
+        raise StoreError(f"{path} is an sqlite file but not a response store: {_NOT_A_STORE}")
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"response store {path} was written by a newer slm-suite (schema {version}, this one "
+                         f"reads {SCHEMA_VERSION}): upgrade slm-suite, or {FIX}")
+    return True
+
+
+def _prepare(conn: sqlite3.Connection, path: Path, model_key: str, identity: Mapping | None,
+             readonly: bool) -> int | None:
+    """Check the file, create the schema if it is new; the model's row id."""
+    ready = _check_header(conn, path)
+    problem = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+    if problem != "ok":
+        problem = " ".join(problem.replace("*** in database main ***", "").split())
+        raise StoreError(f"response store {path} is corrupt ({problem}): delete it, or {FIX}")
+    if readonly:
+        row = conn.execute("SELECT id FROM models WHERE key=?", (model_key,)).fetchone() if ready else None
+        return row[0] if row else None
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: a crash loses no commit, a power cut may
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if not _check_header(conn, path):  # again under the lock: another process may have made it
+            for stmt in _SCHEMA:
+                conn.execute(stmt)
+        conn.execute("INSERT OR IGNORE INTO models(key, identity) VALUES (?, ?)",
+                     (model_key, None if identity is None else canonical_json(identity, "identity")))
+        model_id = conn.execute("SELECT id FROM models WHERE key=?", (model_key,)).fetchone()[0]
+        conn.execute("COMMIT")
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+    return model_id
+
+
+# --- the store ----------------------------------------------------------------------------
+class ResponseStore:
+    """One model's view of a response store file (one thread at a time). Use :meth:`open`."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, model_key: str, model_id: int | None,
+                 readonly: bool, commit_every_s: float, commit_every_n: int):
+        self._conn, self.path, self.model_key, self._model_id = conn, path, model_key, model_id
+        self.readonly, self.commit_every_s, self.commit_every_n = readonly, commit_every_s, commit_every_n
+        self.hits = 0      # responses returned by get_many
+        self.written = 0   # new rows committed through this object
+        self._pending: dict[tuple[int, bytes], tuple] = {}
+        self._last_commit = time.monotonic()
+        self._closed = False
+        _OPEN.add(self)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike | None, model_key: str, *, readonly: bool = False,
+             identity: Mapping | None = None, commit_every_s: float = 2.0, commit_every_n: int = 1000,
+             busy_timeout_s: float = 30.0) -> ResponseStore:
+        """The store at ``path`` (None: :func:`default_store_path`; created if missing unless
+        ``readonly``) for ``model_key``. ``identity`` is recorded next to the key for people
+        reading the file. Runs ``PRAGMA quick_check``: a corrupt file fails here."""
+        path = Path(path if path is not None else default_store_path()).expanduser().absolute()
+        conn = _connect(path, readonly, busy_timeout_s)
+        try:
+            model_id = _prepare(conn, path, model_key, identity, readonly)
+        except BaseException as exc:
+            conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise _error(path, exc) from None
+            raise
+        return cls(conn, path, model_key, model_id, readonly, commit_every_s, commit_every_n)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def get_many(self, kind: str, keys: Iterable[str]) -> dict[str, tuple[object, dict | None]]:
+        """{key: (value, timing)} for the keys this model has an answer for."""
+        k = _kind(kind)
+        out: dict[str, tuple[object, dict | None]] = {}
+        want: dict[bytes, str] = {}
+        for key in keys:
+            req = bytes.fromhex(key)
+            row = self._pending.get((k, req))  # put but not yet committed
+            if row is not None:
+                out[key] = self._row(row)
+            else:
+                want[req] = key
+        reqs = list(want) if self._model_id is not None else []
+        try:
+            for i in range(0, len(reqs), _CHUNK):
+                chunk = reqs[i:i + _CHUNK]
+                sql = ("SELECT model, kind, req, t, v, timing, crc FROM responses "
+                       f"WHERE model=? AND kind=? AND req IN ({','.join('?' * len(chunk))})")
+                for row in self._conn.execute(sql, (self._model_id, k, *chunk)):
+                    out[want[row[2]]] = self._row(row)
+        except sqlite3.Error as exc:
+            raise _error(self.path, exc) from None
+        self.hits += len(out)
+        return out
+
+    def _row(self, row: tuple) -> tuple[object, dict | None]:
+        model, kind, req, t, v, timing, crc = row
+        if v is None or _crc(model, kind, req, t, v, timing) != crc:
+            raise StoreError(f"response store {self.path} is corrupt (a stored response fails its checksum): "
+                             f"delete it, or {FIX}")
+        return _decode(t, v), (None if timing is None else json.loads(timing))
+
+    def put(self, kind: str, key: str, value, timing: Mapping | None = None) -> None:
+        """Buffer one response; committed within ``commit_every_s`` / ``commit_every_n``
+        (checked at each put: no background thread)."""
+        if self.readonly or self._closed:
+            raise StoreError(f"response store {self.path} was opened read-only or is closed: "
+                             "open it writable to add responses")
+        k, req = _kind(kind), bytes.fromhex(key)
+        t, v = _encode(value)
+        tj = None if timing is None else json.dumps(timing, separators=(",", ":"))
+        self._pending[(k, req)] = (self._model_id, k, req, t, v, tj, _crc(self._model_id, k, req, t, v, tj))
+        if len(self._pending) >= self.commit_every_n or time.monotonic() - self._last_commit >= self.commit_every_s:
+            self.flush()
+
+    def flush(self) -> int:
+        """Commit the buffered responses in one transaction; the rows added."""
+        if not self._pending or self.readonly:
+            self._last_commit = time.monotonic()
+            return 0
+        if self._closed:
+            raise StoreError(f"response store {self.path} was closed with {len(self._pending)} responses "
+                             f"not written: {FIX}")
+        with _signals_deferred():
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                added = self._conn.executemany("INSERT OR IGNORE INTO responses VALUES (?,?,?,?,?,?,?)",
+                                               list(self._pending.values())).rowcount
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._conn.execute("ROLLBACK")
+                raise _error(self.path, exc) from None  # the buffer stays: a later flush retries
+            self._pending.clear()
+            self.written += added
+            self._last_commit = time.monotonic()
+        return added
+
+    def count(self, kind: str | None = None) -> int:
+        """Committed responses of this model (of one kind, if given)."""
+        if self._model_id is None:
+            return 0
+        sql, args = "SELECT count(*) FROM responses WHERE model=?", (self._model_id,)
+        if kind is not None:
+            sql, args = sql + " AND kind=?", (*args, _kind(kind))
+        try:
+            return self._conn.execute(sql, args).fetchone()[0]
+        except sqlite3.Error as exc:
+            raise _error(self.path, exc) from None
+
+    def close(self) -> None:
+        """Flush, then close; closing twice is fine."""
+        if self._closed:
+            return
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+            _OPEN.discard(self)
+            try:
+                self._conn.close()
+            except sqlite3.Error as exc:
+                raise _error(self.path, exc) from None
