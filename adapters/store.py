@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 APPLICATION_ID = 0x534C4D52  # "SLMR" in the sqlite header: tells a store from other sqlite files
 KINDS = {"loglikelihood": 1, "loglikelihood_rolling": 2, "generate_until": 3}
-FIX = "pass --store PATH for another file, or --no-store"
+FIX = "pass --store PATH for another file, or --no-store (model_args store=PATH / store=off)"
 _CHUNK = 500  # keys per SELECT ... IN (...), well under sqlite's bound-parameter limit
 _FLOAT, _STR, _PAIR_F, _PAIR_T, _JSON = range(5)  # how the ``v`` column holds a value
 # files of a checkpoint folder that can change an answer: weights, configs, tokenizers, code

@@ -11,7 +11,6 @@ import importlib
 import json
 import logging
 import sys
-from pathlib import Path
 
 from slm_tasks import __version__
 from slm_tasks.errors import SLMError
@@ -41,9 +40,12 @@ def cmd_run(args) -> int:
     from slm_tasks.leaderboards.spec import load_spec
 
     tasks = [t for t in args.tasks.split(",") if t]
+    model_args = _kv(args.model_args)
+    if args.no_store or args.store:
+        model_args["store"] = "off" if args.no_store else args.store
     out = run(
         model=args.model, backend=args.backend, tasks=tasks, output_path=args.output_path,
-        model_args=_kv(args.model_args), limit=args.limit, num_fewshot=args.num_fewshot,
+        model_args=model_args, limit=args.limit, num_fewshot=args.num_fewshot,
         data_dir=args.data_dir, log_samples=not args.no_log_samples,
         leaderboard=not args.no_leaderboard, confirm_run_unsafe_code=args.confirm_run_unsafe_code,
     )
@@ -67,6 +69,10 @@ def cmd_run(args) -> int:
         shown = {k: run_cost.get(k) for k in ("wall_s", "prefill_tok_s", "decode_ms_per_token",
                                                "ttft_ms", "peak_rss_bytes", "energy_j")}
         print("cost:", json.dumps(shown))
+        if run_cost.get("reused_requests"):
+            stored = run_cost.get("reused_stored_s")
+            print(f"response store: {run_cost['reused_requests']} of {run_cost['reused_requests'] + run_cost['requests']} "
+                  "requests answered from it" + (f" (they took {stored:.1f} s when computed)" if stored else ""))
     for label, path in (("results", out.results_file), ("cost record", out.cost_file),
                         ("leaderboard", out.board_dir)):
         if path:
@@ -131,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data-dir", default=None, help="offline mirror root (default: $SLM_DATA_DIR, else the hub)")
     r.add_argument("--no-log-samples", action="store_true", help="skip per-doc sample files")
     r.add_argument("--no-leaderboard", action="store_true")
+    r.add_argument("--store", default=None, metavar="PATH",
+                   help="response store file: an interrupted run resumes from it, a repeated run reuses it "
+                        "(default: $SLM_SUITE_CACHE/responses.sqlite, see docs/store.md)")
+    r.add_argument("--no-store", action="store_true", help="compute every request, store nothing")
     r.add_argument("--confirm-run-unsafe-code", action="store_true",
                    help="allow the coding tasks to execute model-written code (in the sandbox)")
     r.set_defaults(func=cmd_run)
@@ -165,14 +175,21 @@ def main(argv=None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:
         logging.getLogger("lm_eval").setLevel(logging.WARNING)
+    from slm_tasks.adapters.store import exit_on_sigterm
+
     try:
-        return int(args.func(args) or 0)
+        with exit_on_sigterm():  # SIGTERM unwinds like Ctrl-C: the response store keeps what was computed
+            return int(args.func(args) or 0)
     except SLMError as exc:
         print(f"slm-suite: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("slm-suite: interrupted; no result file was written for this run", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, SystemExit) as exc:
+        if isinstance(exc, SystemExit) and exc.code != 143:
+            raise
+        kept = (" What was computed is in the response store: the same command resumes from it."
+                if getattr(args, "store", None) is not None or not getattr(args, "no_store", True) else "")
+        print(f"slm-suite: interrupted; no result file was written for this run.{kept}", file=sys.stderr)
+        return 130 if isinstance(exc, KeyboardInterrupt) else 143
 
 
 if __name__ == "__main__":

@@ -230,3 +230,37 @@ def test_ctrl_c_and_sigterm_lose_at_most_one_batch(tmp_path, mirror, sig):
                                   lambda p: p.reached("loglikelihood", 0.5), sig)
     assert rc != 0, err[-2000:]
     assert stored(store) >= answered - BATCH
+
+
+def slm_suite_cmd(out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "slm_tasks.cli", "run", "--tasks", "slm_arc_easy_lite", "--limit", "12",
+            "--model-args", "n_threads=1", "--output-path", str(out), "--no-leaderboard", *extra]
+
+
+@pytest.mark.slow
+def test_slm_suite_run_keeps_everything_on_sigterm_and_says_how_much_it_reused(tmp_path, mirror):
+    store = tmp_path / "store.sqlite"
+    answered, rc, err = run_until(slm_suite_cmd(tmp_path / "a", "--store", str(store)),
+                                  lambda p: p.reached("loglikelihood", 0.4), signal.SIGTERM)
+    assert rc == 143, err[-2000:]
+    assert "interrupted; no result file was written" in err and "resumes from it" in err
+    assert "Traceback" not in err
+    assert stored(store) >= answered  # flushed on the way out: nothing computed is lost
+    proc = subprocess.run(slm_suite_cmd(tmp_path / "b", "--store", str(store)), env=env(), capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    m = re.search(r"response store: (\d+) of (\d+) requests answered from it", proc.stdout)
+    assert m, proc.stdout
+    assert int(m.group(1)) >= answered and int(m.group(2)) == 48  # 12 docs x 4 choices
+
+
+def test_a_corrupt_store_is_one_line_and_a_clean_exit(tmp_path, mirror):
+    store = tmp_path / "store.sqlite"
+    store.write_bytes(b"SQLite format 3\x00" + b"\x13" * 5000)
+    proc = subprocess.run(slm_suite_cmd(tmp_path / "a", "--store", str(store)), env=env(), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("slm-suite: error:")]
+    assert len(errors) == 1 and str(store) in errors[0] and "--no-store" in errors[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert not list((tmp_path / "a").rglob("results_*.json"))
