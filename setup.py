@@ -1,6 +1,7 @@
-"""Adds slm_suite.pth to the wheel (and to editable installs): lm-eval 0.4.13 has no plugin
-mechanism, so a tiny import hook (slm_tasks/activation.py) is how `lm_eval --tasks
-slm_suite` finds us. The .pth only appends a meta-path finder; see activation.py."""
+"""Adds slm_suite.pth to the wheel (and to editable installs): lm-eval 0.4.13 reads no plugin
+entry points, so a tiny import hook (slm_tasks/activation.py) is how `lm_eval --tasks
+slm_suite` and `--model slm-llamacpp` find us. The .pth only appends a meta-path finder; see
+activation.py."""
 import os
 
 from setuptools import setup

@@ -28,9 +28,9 @@ import time
 
 
 def suite_requests(spec: dict) -> list:
-    from lm_eval.tasks import TaskManager
+    from slm_tasks.api import task_manager
 
-    tasks = TaskManager(include_defaults=False).load(list(spec))["tasks"]
+    tasks = task_manager(include_defaults=False).load(list(spec))["tasks"]
     out = []
     for name, task in tasks.items():
         limit, shots = spec[name]

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from slm_tasks import code_eval
+from slm_tasks.activation import task_dir
 
 HUB = Path(os.environ.get("SLM_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "hub").resolve()
 
@@ -48,7 +49,7 @@ def no_hub_metric(monkeypatch):
 def ours(name):
     from lm_eval.tasks import TaskManager
 
-    return TaskManager(include_defaults=False).load([name])["tasks"][name]
+    return TaskManager(include_path=task_dir(), include_defaults=False).load([name])["tasks"][name]
 
 
 def builtin(yaml_rel, hub_dir, monkeypatch):
@@ -175,7 +176,7 @@ def test_reference_answers_score_one_and_the_group_is_a_plain_average(mirror):
     out = simple_evaluate(
         model=Scripted(mirror, right).lm(),
         tasks=["slm_coding"],
-        task_manager=TaskManager(include_defaults=False),
+        task_manager=TaskManager(include_path=task_dir(), include_defaults=False),
         samples={"slm_humaneval": [0, 1], "slm_mbpp": [0, 1, 2, 3]},
         confirm_run_unsafe_code=True,
         bootstrap_iters=0,
@@ -194,7 +195,7 @@ def test_unsafe_code_still_needs_the_confirmation_flag(mirror):
 
     with pytest.raises(ValueError, match="unsafe"):
         simple_evaluate(model="dummy", tasks=["slm_humaneval"], limit=1,
-                        task_manager=TaskManager(include_defaults=False))
+                        task_manager=TaskManager(include_path=task_dir(), include_defaults=False))
 
 
 def test_lm_eval_cli_runs_the_coding_tasks_offline(mirror, tmp_path):

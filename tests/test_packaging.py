@@ -80,6 +80,23 @@ def test_models_resolve_alongside_the_builtins(fresh):
     assert lines[2] == "['slm-llamacpp', 'slm-vllm']"
 
 
+def test_entry_points_have_the_shape_lm_evals_next_release_reads(fresh):
+    code = (
+        "import importlib, json\n"
+        "from importlib.metadata import entry_points\n"
+        "models = {e.name: e.value for e in entry_points(group='lm_eval.models')}\n"
+        "tasks = {e.name: e.value for e in entry_points(group='lm_eval.tasks')}\n"
+        "folders = list(importlib.import_module(tasks['slm_suite']).__path__)\n"
+        "print(json.dumps([models, tasks, folders]))\n"
+    )
+    models, tasks, folders = json.loads(sh(fresh / "bin" / "python", "-c", code).stdout)
+    assert models == {"slm-llamacpp": "slm_tasks.adapters.llamacpp:LlamaCppLM",
+                      "slm-vllm": "slm_tasks.adapters.vllm:VLLMLM"}
+    assert tasks == {"slm_suite": "slm_tasks.task_configs"}  # a package whose folder holds the YAML
+    site = next(fresh.glob("lib/python*/site-packages"))
+    assert [Path(f) for f in folders] == [site / "slm_tasks" / "task_configs"]
+
+
 def test_console_script_and_python_api(fresh, hub):
     out = sh(fresh / "bin" / "slm-suite", "tasks").stdout
     assert "slm_suite_lite" in out and "slm_mmlu" in out

@@ -123,10 +123,11 @@ def test_prefix_cache_reads_save_work_and_keep_the_numbers(lm, requests):
 @needs_hub
 def test_lm_eval_run_reports_scores_and_cost(suite, lm, requests, reference, monkeypatch):
     from lm_eval import simple_evaluate
-    from lm_eval.tasks import TaskManager
+
+    from slm_tasks.api import task_manager
 
     monkeypatch.setenv("SLM_DATA_DIR", str(HUB))
-    out = simple_evaluate(model=lm, tasks=["slm_arc_easy"], limit=10, task_manager=TaskManager(include_defaults=False))
+    out = simple_evaluate(model=lm, tasks=["slm_arc_easy"], limit=10, task_manager=task_manager(include_defaults=False))
     arc = [(r, s) for r, s in zip(requests, reference) if r.task_name == "slm_arc_easy"]
     truth = {r.doc_id: r.doc["choices"]["label"].index(r.doc["answerKey"]) for r, _ in arc}
     picks = suite.choices([r for r, _ in arc], [s for _, s in arc])
@@ -154,7 +155,7 @@ def test_answers_agree_with_llamacpp_on_the_q4_file(suite, lm, requests):
     pytest.importorskip("llama_cpp")
     from slm_tasks.adapters.llamacpp import LlamaCppLM
 
-    q4 = LlamaCppLM(model="smollm2-135m", n_ctx=2048)
+    q4 = LlamaCppLM(model="smollm2-135m", n_ctx=2048, dequantise="stored")
     try:
         theirs = q4.loglikelihood(requests, disable_tqdm=True)
     finally:
