@@ -39,7 +39,7 @@ from lm_eval.models.utils import (
 )
 from tqdm import tqdm
 
-from slm_tasks.adapters import scoring, store
+from slm_tasks.adapters import progress, scoring, store
 from slm_tasks.adapters.cost import CostMeter, Work, software_versions, task_shares
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,24 @@ class SLMBackend(TemplateLM):
     meter: CostMeter
     max_gen_toks: int = DEFAULT_MAX_GEN_TOKS
     store: store.ResponseStore | None = None
+
+    # --- model_args ray=ADDRESS: the engine work runs on a Ray cluster (docs/cluster.md) --
+    @classmethod
+    def create_from_arg_obj(cls, arg_dict, additional_config=None):
+        args = {**arg_dict, **{k: v for k, v in (additional_config or {}).items() if v is not None}}
+        if "ray" not in args:
+            return cls(**args)
+        from slm_tasks.adapters import cluster
+
+        if cluster.wanted(args["ray"]) is None:
+            return cls(**{k: v for k, v in args.items() if k not in ("ray", "ray_workers")})
+        return cluster.ClusterLM(cls, args)
+
+    @classmethod
+    def create_from_arg_string(cls, arg_string, additional_config=None):
+        from lm_eval.utils import simple_parse_args_string
+
+        return cls.create_from_arg_obj(simple_parse_args_string(arg_string), additional_config)
 
     # --- engine side (overridden by each backend) ------------------------------------
     @property
@@ -129,45 +147,56 @@ class SLMBackend(TemplateLM):
         batch = int(os.environ.get("SLM_SUITE_STORE_BATCH") or 1000)  # responses per commit, at most
         self.store = store.ResponseStore.open(path, store.store_key(full), identity=full, commit_every_n=batch)
 
-    def _serve(self, kind: str, requests: Sequence, compute: Callable[[Sequence, Emit], None]) -> list:
-        """Answer ``requests`` of one type: stored answers first, then ``compute(todo, emit)``
-        runs the engine on the rest and calls ``emit(j, answer, seconds)`` for each request
-        of ``todo`` as soon as its answer is known; it is stored then."""
+    def _serve(self, kind: str, requests: Sequence, compute: Callable[[Sequence, Emit, set], None]) -> list:
+        """Answer ``requests`` of one type: stored answers first, then
+        ``compute(requests, emit, stored)`` runs the engine on the requests not in ``stored``
+        (indices answered from the store) and calls ``emit(i, answer, seconds)`` for each as
+        soon as its answer is known; it is stored then. ``compute`` sees every request, so
+        that the work is planned as in a run that stored nothing."""
         answers: list = [None] * len(requests)
-        todo = list(range(len(requests)))
+        stored: set[int] = set()
         keys = None
         if self.store is not None and requests:
             keys = [store.request_key(kind, r.args) for r in requests]
             found = self.store.get_many(kind, keys)
-            todo = []
             for i, (req, key) in enumerate(zip(requests, keys)):
                 if key in found:
                     value, timing = found[key]
                     answers[i] = tuple(value) if kind == "loglikelihood" else value
+                    stored.add(i)
                     self.meter.reused(getattr(req, "task_name", None), (timing or {}).get("s"))
                     self.cache_hook.add_partial(kind, req.args, answers[i])
-                else:
-                    todo.append(i)
-            if found:
+            if stored:
+                run = progress.current()
+                if run is not None:
+                    run.skip(kind, len(stored))
                 log.info("%s %s: %d of %d requests answered from the response store %s", self.backend_name,
-                         kind, len(requests) - len(todo), len(requests), self.store.path)
+                         kind, len(stored), len(requests), self.store.path)
 
-        def emit(j: int, answer, seconds: float) -> None:
-            i = todo[j]
+        def emit(i: int, answer, seconds: float) -> None:
             answers[i] = answer
             if keys is not None:
                 self.store.put(kind, keys[i], answer, {"s": round(seconds, 6)})
             self.cache_hook.add_partial(kind, requests[i].args, answer)
 
-        if todo:
+        if len(stored) < len(requests):
             try:
-                compute([requests[i] for i in todo], emit)
+                compute(requests, emit, stored)
             finally:  # what was computed is kept, whatever stopped the run
                 if self.store is not None:
                     self.store.flush()
         return answers
 
+    def _resume_at(self, units: list, index: int) -> None:
+        """Called before ``units[index]`` when the units before it were answered from the
+        store: an engine whose numbers depend on what its cache holds restores the state a
+        run that stored nothing would have had here."""
+
     def _progress(self, total: int, kind: str, disable: bool):
+        """The run's one bar when ``slm-suite run`` planned it, else a bar for this call."""
+        run = progress.current()
+        if run is not None:
+            return run.phase(kind, total)
         return tqdm(total=total, disable=disable, desc=f"{self.backend_name} {kind}")
 
     # --- loglikelihood ------------------------------------------------------------------
@@ -175,10 +204,10 @@ class SLMBackend(TemplateLM):
         return scoring.encode_request(context, continuation, self.tok_encode, self.prefix_token_id)
 
     def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
-        def compute(reqs, emit):
+        def compute(reqs, emit, stored):
             pairs = [self.encode_request(*r.args) for r in reqs]
             self._score_pairs(pairs, [getattr(r, "task_name", None) for r in reqs], "loglikelihood",
-                              disable_tqdm, emit)
+                              disable_tqdm, emit, stored)
         return self._serve("loglikelihood", requests, compute)
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs):
@@ -189,16 +218,25 @@ class SLMBackend(TemplateLM):
                           lambda i, r, _s: results.__setitem__(i, r))
         return results
 
-    def _score_pairs(self, pairs, tasks, kind: str, disable_tqdm: bool, emit: Emit) -> None:
+    def _score_pairs(self, pairs, tasks, kind: str, disable_tqdm: bool, emit: Emit, stored=frozenset()) -> None:
+        """Score ``pairs`` unit by unit; a unit whose requests are all in ``stored`` is skipped."""
         plan = scoring.plan_groups(pairs, max_length=self.score_length)
         if plan.truncated:
             log.warning("%d of %d requests are longer than the model's %d tokens: their contexts were truncated "
                         "from the left", len(plan.truncated), len(pairs), self.score_length)
         truncated = set(plan.truncated)
         self._start(kind)
-        with self._progress(len(pairs), kind, disable_tqdm) as bar:
-            for unit in self._score_units(plan):
+        units = self._score_units(plan)
+        skipped = False
+        with self._progress(len(pairs) - len(stored), kind, disable_tqdm) as bar:
+            for u, unit in enumerate(units):
                 members = [i for it in unit for i in it.members]
+                if stored and all(i in stored for i in members):
+                    skipped = True
+                    continue
+                if skipped:
+                    self._resume_at(units, u)
+                    skipped = False
                 weights = [len(it.context) + len(it.continuation) for it in unit for _ in it.members]
                 t0 = time.perf_counter()
                 with self.meter.measure(task_shares([tasks[i] for i in members], weights)) as work:
@@ -206,13 +244,16 @@ class SLMBackend(TemplateLM):
                     work.requests = len(members)
                     work.truncated_requests = sum(i in truncated for i in members)
                 each = (time.perf_counter() - t0) / len(members)
+                new = 0
                 for it, score in zip(unit, scores):
                     for i in it.members:
-                        emit(i, score, each)
-                bar.update(len(members))
+                        if i not in stored:  # a unit cut by an interruption: its stored half stays as stored
+                            emit(i, score, each)
+                            new += 1
+                bar.update(new)
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
-        def compute(reqs, emit):
+        def compute(reqs, emit, stored):
             windows, owners, tasks = scoring.rolling_windows(reqs, self.tok_encode, self.prefix_token_id,
                                                              self.score_length)
             left = [0] * len(reqs)
@@ -230,9 +271,10 @@ class SLMBackend(TemplateLM):
                     emit(o, totals[o], seconds[o])
 
             for o, n in enumerate(left):
-                if n == 0:  # no window at all (lm-eval gives at least one; keep the sum defined)
+                if n == 0 and o not in stored:  # no window at all (lm-eval gives at least one)
                     emit(o, 0.0, 0.0)
-            self._score_pairs(windows, tasks, "loglikelihood_rolling", disable_tqdm, add)
+            done = {w for w, o in enumerate(owners) if o in stored}
+            self._score_pairs(windows, tasks, "loglikelihood_rolling", disable_tqdm, add, done)
         return self._serve("loglikelihood_rolling", requests, compute)
 
     # --- generation ---------------------------------------------------------------------
@@ -261,11 +303,19 @@ class SLMBackend(TemplateLM):
         return jobs
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
-        def compute(reqs, emit):
+        def compute(reqs, emit, stored):
             jobs = self._generation_jobs(reqs)
             self._start("generate_until")
-            with self._progress(len(jobs), "generate_until", disable_tqdm) as bar:
-                for unit in self._generation_units(jobs):
+            units = self._generation_units(jobs)
+            skipped = False
+            with self._progress(len(jobs) - len(stored), "generate_until", disable_tqdm) as bar:
+                for u, unit in enumerate(units):
+                    if stored and all(j.index in stored for j in unit):
+                        skipped = True
+                        continue
+                    if skipped:
+                        self._resume_at(units, u)
+                        skipped = False
                     shares = task_shares([j.task for j in unit], [len(j.ids) + j.max_gen for j in unit])
                     t0 = time.perf_counter()
                     with self.meter.measure(shares) as work:
@@ -273,9 +323,10 @@ class SLMBackend(TemplateLM):
                         work.requests = len(unit)
                         work.truncated_requests = sum(j.truncated for j in unit)
                     each = (time.perf_counter() - t0) / len(unit)
-                    for job, text in zip(unit, texts):
+                    new = [(job, text) for job, text in zip(unit, texts) if job.index not in stored]
+                    for job, text in new:
                         emit(job.index, postprocess_generated_text(text, job.until, None), each)
-                    bar.update(len(unit))
+                    bar.update(len(new))
         return self._serve("generate_until", requests, compute)
 
     # --- cost ---------------------------------------------------------------------------

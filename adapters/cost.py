@@ -14,7 +14,7 @@ import platform
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import psutil
 
@@ -73,6 +73,11 @@ class _Tally:
         self.ttft_n += len(w.ttft_s) * share
         self.requests += w.requests * share
         self.truncated_requests += w.truncated_requests * share
+
+    def add(self, other: Mapping) -> None:
+        """Add a tally taken from another meter (:meth:`CostMeter.take`)."""
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + other.get(f.name, 0))
 
 
 def _ratio(num: float, den: float, scale: float = 1.0) -> float | None:
@@ -167,6 +172,20 @@ class CostMeter:
             "tasks": {name: self._summary(t, None) for name, t in sorted(self.tasks.items())},
             "bench": self.bench,
         }
+
+    # --- cluster runs: each worker's meter books its shards, the driver's adds them up -------
+    def take(self) -> dict:
+        """The run and per-task tallies booked since the last take (plain dicts that travel
+        between processes), then start again from zero."""
+        taken = {"run": asdict(self.run), "tasks": {name: asdict(t) for name, t in self.tasks.items()}}
+        self.run, self.tasks = _Tally(), {}
+        return taken
+
+    def add(self, taken: Mapping) -> None:
+        """Book tallies another meter took (:meth:`take`) as if measured here."""
+        self.run.add(taken["run"])
+        for name, t in taken["tasks"].items():
+            self.tasks.setdefault(name, _Tally()).add(t)
 
 
 def task_shares(tasks: Sequence[str | None], weights: Sequence[int]) -> dict[str | None, float]:

@@ -16,12 +16,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from slm_tasks.adapters import chat
+from slm_tasks.adapters import chat, scoring
 from slm_tasks.adapters import store as store_mod
 from slm_tasks.adapters.backend import DEFAULT_MAX_GEN_TOKS, GenJob, ScoreItem, SLMBackend
 from slm_tasks.adapters.cost import CostMeter, Work, software_versions
 from slm_tasks.adapters.hardware import describe as describe_hardware
-from slm_tasks.adapters.llamacpp_engine import LlamaCppError, LlamaEngine
+from slm_tasks.adapters.llamacpp_engine import DEFAULT_DEQUANTISE, LlamaCppError, LlamaEngine
 from slm_tasks.adapters.models import display_name, resolve_model
 
 log = logging.getLogger(__name__)
@@ -34,8 +34,9 @@ class LlamaCppLM(SLMBackend):
     ``n_threads`` (default: all usable cores), ``n_ctx`` (longest sequence, default the
     model's training context capped at 8192), ``n_batch`` (512), ``n_parallel`` (16
     sequences per batch), ``prefix_cache`` (keep a shared prefix's KV cache across
-    documents, default true), ``dequantise`` (f32, f16 or bf16: compute on a re-encoded
-    copy of the weights, see docs/llamacpp.md; default: the stored format), ``seed``
+    documents, default true), ``dequantise`` (f32, f16 or bf16: compute on a copy of the
+    weights re-encoded once, see docs/llamacpp.md; default f16; ``stored`` computes in the
+    stored format's own kernels), ``seed``
     (sampling seed), ``max_gen_toks`` (256), ``store`` (the response store: a path, or
     ``off``; default ``$SLM_SUITE_CACHE/responses.sqlite``, see docs/store.md). lm-eval's own
     ``device``/``batch_size`` arguments are accepted and ignored.
@@ -45,7 +46,7 @@ class LlamaCppLM(SLMBackend):
 
     def __init__(self, model: str | None = None, pretrained: str | None = None, n_threads: int | None = None,
                  n_ctx: int | None = None, n_batch: int = 512, n_parallel: int = 16, prefix_cache: bool = True,
-                 dequantise: str | None = None, seed: int = 1234,
+                 dequantise: str | None = DEFAULT_DEQUANTISE, seed: int = 1234,
                  max_gen_toks: int = DEFAULT_MAX_GEN_TOKS, verbose: bool = False, store=None, **kwargs):
         super().__init__()
         ignored = {k: v for k, v in kwargs.items() if k not in ("device", "batch_size", "max_batch_size")}
@@ -147,6 +148,15 @@ class LlamaCppLM(SLMBackend):
     def _start(self, kind: str) -> None:
         # start from an empty cache: answers depend only on this call's requests
         self.engine.clear()
+
+    def _resume_at(self, units: list, index: int) -> None:
+        # the prefix cache's numbers depend on how its tokens were batched: rebuild exactly
+        # the cache a run that stored nothing holds here (a few contexts, not the task)
+        if not self.engine.prefix_cache:
+            return
+        prefixes = [u[0].context if isinstance(u[0], ScoreItem) else u[0].ids for u in units]
+        for i in scoring.replay_chain(prefixes, index):
+            self.engine.set_prefix(prefixes[i])
 
     @contextlib.contextmanager
     def _prompt_counters(self, work: Work):

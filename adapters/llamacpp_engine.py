@@ -84,10 +84,14 @@ def _ftype_name(lib, ftype: int) -> str | None:
 
 
 DEQUANTISE = {"f32": "LLAMA_FTYPE_ALL_F32", "f16": "LLAMA_FTYPE_MOSTLY_F16", "bf16": "LLAMA_FTYPE_MOSTLY_BF16"}
+# Scores are computed on an f16 copy unless asked otherwise: the quantised kernels round
+# activations to 8 bits and agreed with lm-eval's hf fp32 model on fewer documents, more
+# slowly (benchmarks/RESULTS-llamacpp.md); an evaluation reports the weights, not a kernel.
+DEFAULT_DEQUANTISE = "f16"
 
 
 def _dequantise_kind(value) -> str | None:
-    if value in (None, "", False) or str(value).lower() in ("none", "no", "false", "native"):
+    if value in (None, "", False) or str(value).lower() in ("none", "no", "false", "native", "stored"):
         return None
     kind = str(value).lower()
     if kind not in DEQUANTISE:

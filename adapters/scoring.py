@@ -184,3 +184,34 @@ def rolling_windows(requests, tok_encode, prefix_token: int, max_len: int):
             owners.append(idx)
             tasks.append(getattr(req, "task_name", None))
     return windows, owners, tasks
+
+
+def kept_prefix(previous: Sequence[int], tokens: Sequence[int]) -> int:
+    """How much of ``tokens`` a prefix cache holding ``previous`` keeps: the common prefix,
+    but never the last token (its logits are needed)."""
+    return min(common_prefix_len(previous, tokens), len(tokens) - 1)
+
+
+def replay_chain(prefixes: Sequence[Sequence[int]], index: int) -> list[int]:
+    """Which earlier prefixes an engine that keeps its previous prefix's cache must evaluate
+    again, in order, to hold before ``prefixes[index]`` exactly the cache it would hold had
+    it evaluated every prefix before it (each prefix evaluated after its predecessor).
+
+    Position p of that cache was computed by the last prefix before ``index`` that did not
+    keep it from its own predecessor; evaluating just those, oldest first, computes every
+    position in the same batch as the full sequence of evaluations did (each keeps from the
+    previous one in this list exactly what it kept then), so the numbers are identical
+    where an engine's arithmetic depends on how tokens were batched.
+    """
+    if index <= 0:
+        return []
+    level = kept_prefix(prefixes[index - 1], prefixes[index])
+    chain = []
+    i = index - 1
+    while level > 0 and i >= 0:
+        keep = kept_prefix(prefixes[i - 1], prefixes[i]) if i > 0 else 0
+        if keep < level:  # prefixes[i] computed positions [keep, level) that are still held
+            chain.append(i)
+            level = keep
+        i -= 1
+    return chain[::-1]

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -40,8 +41,11 @@ def task_manager(include_defaults: bool | None = None, tasks=None, metadata: dic
     return TaskManager(include_defaults=include_defaults, include_path=ours, metadata=metadata)
 
 
-def evaluate(model, model_args=None, tasks=DEFAULT_TASKS, data_dir: str | None = None, **kwargs):
-    """``lm_eval.simple_evaluate`` with the slm tasks available and the mirror in force."""
+def evaluate(model, model_args=None, tasks=DEFAULT_TASKS, data_dir: str | None = None, on_plan=None, **kwargs):
+    """``lm_eval.simple_evaluate`` with the slm tasks available and the mirror in force.
+
+    ``on_plan(lines)``: when given, the tasks are loaded first and counted, ``on_plan`` gets
+    the run's header lines, and the backend reports into one progress bar for the run."""
     from lm_eval import simple_evaluate
 
     tasks = list(tasks)
@@ -56,10 +60,11 @@ def evaluate(model, model_args=None, tasks=DEFAULT_TASKS, data_dir: str | None =
             f"built-in lm-eval tasks are listed by `lm_eval ls tasks`"
         )
     try:
-        return simple_evaluate(
-            model=model, model_args=model_args, tasks=tasks, task_manager=tm,
-            metadata=metadata or None, **kwargs,
-        )
+        with _planned_run(tm, tasks, model, model_args, data_dir, kwargs.get("limit"), on_plan):
+            return simple_evaluate(
+                model=model, model_args=model_args, tasks=tasks, task_manager=tm,
+                metadata=metadata or None, **kwargs,
+            )
     except ValueError as exc:
         if "marked as unsafe" not in str(exc):
             raise
@@ -68,6 +73,21 @@ def evaluate(model, model_args=None, tasks=DEFAULT_TASKS, data_dir: str | None =
             "pass --confirm-run-unsafe-code (slm-suite runs it in its sandbox, docs/sandbox.md), "
             "or leave the coding tasks out"
         ) from None
+
+
+@contextlib.contextmanager
+def _planned_run(tm, tasks, model, model_args, data_dir, limit, on_plan):
+    if on_plan is None:
+        yield
+        return
+    from slm_tasks import run_plan
+    from slm_tasks.adapters import progress
+
+    plan = run_plan.count(run_plan.preload(tm, tasks), limit)
+    args = model_args if isinstance(model_args, dict) else {}
+    on_plan(run_plan.header(plan, model, str(args.get("model") or args.get("pretrained") or ""), args, data_dir))
+    with progress.planned(plan.requests):
+        yield
 
 
 @dataclass
@@ -93,21 +113,42 @@ def run(
     log_samples: bool = True,
     leaderboard: bool = True,
     confirm_run_unsafe_code: bool = False,
+    on_plan=None,
+    bench_runs: int = 3,
+    ray: str | None = None,
 ) -> RunOutput:
-    """Evaluate, save lm-eval's result files + the cost sidecar, and build a leaderboard."""
+    """Evaluate, save lm-eval's result files + the cost sidecar, and build a leaderboard.
+
+    ``on_plan(lines)`` receives the run's header before the first request (and the run gets
+    one progress bar); ``bench_runs`` repetitions of the survey's runtime protocol on the
+    model as stored (llama.cpp; 0 to skip) go into the cost record's ``bench``, so every
+    board row has deployment figures beside the evaluation's own throughput.
+
+    ``ray``: run the requests on a Ray cluster (its address, ``auto`` or ``local``; see
+    docs/cluster.md); the results are a single machine's."""
     from lm_eval.loggers import EvaluationTracker
 
     if backend not in BACKENDS:
         raise SLMError(f"unknown backend '{backend}': choose one of {', '.join(BACKENDS)}")
     margs = {"model": model, **(model_args or {})}
+    if ray:
+        margs["ray"] = ray
     tracker = EvaluationTracker(output_path=str(output_path))
     results = evaluate(
         BACKENDS[backend], margs, tasks=tasks, data_dir=data_dir, limit=limit,
         num_fewshot=num_fewshot, log_samples=log_samples, evaluation_tracker=tracker,
-        confirm_run_unsafe_code=confirm_run_unsafe_code,
+        confirm_run_unsafe_code=confirm_run_unsafe_code, on_plan=on_plan,
     )
     if results is None:  # non-zero rank in distributed runs
         return RunOutput({}, None, None)
+    cost = (results.get("config") or {}).get("slm_cost")
+    # a cluster run's figures are its workers'; a bench here would measure the driver's machine
+    if cost and backend == "llamacpp" and bench_runs > 0 and not cost.get("bench") and not cost.get("cluster"):
+        from slm_tasks.adapters.bench import bench
+
+        threads = margs.get("n_threads")
+        cost["bench"] = bench(model, runs=bench_runs, pause_s=1.0, n_threads=int(threads) if threads else None,
+                              protocols=("survey",), progress=False)["bench"]
     samples = results.pop("samples", None) if log_samples else None
     tracker.save_results_aggregated(results=results, samples=samples)
     if samples:
@@ -115,7 +156,6 @@ def run(
             tracker.save_results_samples(task_name=name, samples=samples[name])
     results_file = _results_file(tracker)
     cost_file = None
-    cost = (results.get("config") or {}).get("slm_cost")
     if cost and results_file is not None:
         cost_file = results_file.with_suffix(".cost.json")
         _atomic_write(cost_file, json.dumps(cost, indent=2, default=str))

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import sys
 
 from slm_tasks import __version__
@@ -48,6 +49,7 @@ def cmd_run(args) -> int:
         model_args=model_args, limit=args.limit, num_fewshot=args.num_fewshot,
         data_dir=args.data_dir, log_samples=not args.no_log_samples,
         leaderboard=not args.no_leaderboard, confirm_run_unsafe_code=args.confirm_run_unsafe_code,
+        on_plan=lambda lines: print("\n".join(lines), flush=True), ray=args.ray,
     )
     if not out.results:
         return 0
@@ -69,6 +71,17 @@ def cmd_run(args) -> int:
         shown = {k: run_cost.get(k) for k in ("wall_s", "prefill_tok_s", "decode_ms_per_token",
                                                "ttft_ms", "peak_rss_bytes", "energy_j")}
         print("cost:", json.dumps(shown))
+        cluster = cost.get("cluster")
+        if cluster:
+            print(f"cluster: {len(cluster['workers'])} workers on {cluster['nodes']} nodes for {cluster['wall_s']:.0f} s, "
+                  f"{cluster['machine_s']:.0f} machine-seconds ({cluster['busy_s']:.0f} of them computing)")
+        bench = cost.get("bench") or {}
+        if bench.get("protocol"):
+            med = {k: (bench.get(k) or {}).get("median") for k in ("ttft_ms", "tg_ms_per_token", "pp_tok_s")}
+            if all(v is not None for v in med.values()):
+                print(f"runtime ({bench['protocol']}, model as stored, median of {bench['runs']}): first token "
+                      f"{med['ttft_ms']:.0f} ms, decode {med['tg_ms_per_token']:.1f} ms/token, "
+                      f"prefill {med['pp_tok_s']:.0f} tok/s")
         if run_cost.get("reused_requests"):
             stored = run_cost.get("reused_stored_s")
             print(f"response store: {run_cost['reused_requests']} of {run_cost['reused_requests'] + run_cost['requests']} "
@@ -141,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="response store file: an interrupted run resumes from it, a repeated run reuses it "
                         "(default: $SLM_SUITE_CACHE/responses.sqlite, see docs/store.md)")
     r.add_argument("--no-store", action="store_true", help="compute every request, store nothing")
+    r.add_argument("--ray", nargs="?", const="auto", default=None, metavar="ADDRESS",
+                   help="run the requests on a Ray cluster: its head's ADDRESS (host:port), auto (default: the "
+                        "cluster this machine belongs to) or local (start one here for this run); docs/cluster.md")
     r.add_argument("--confirm-run-unsafe-code", action="store_true",
                    help="allow the coding tasks to execute model-written code (in the sandbox)")
     r.set_defaults(func=cmd_run)
@@ -170,11 +186,15 @@ def main(argv=None) -> int:
     from slm_tasks import activation
 
     activation.install()
+    if not {"-v", "--verbose"} & set(sys.argv[1:] if argv is None else argv):
+        # lm-eval draws a bar per task; only the run's own bar (disable=False) stays. tqdm
+        # reads this when it is first imported, which building the parser does.
+        os.environ.setdefault("TQDM_DISABLE", "1")
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    if not args.verbose:
-        logging.getLogger("lm_eval").setLevel(logging.WARNING)
+    if not args.verbose:  # lm-eval repeats notices and bars per task; -v shows them
+        logging.getLogger("lm_eval").setLevel(logging.ERROR)
     from slm_tasks.adapters.store import exit_on_sigterm
 
     try:

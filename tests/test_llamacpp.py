@@ -103,7 +103,7 @@ class NaiveLlama(TemplateLM):
 
 @pytest.fixture(scope="module")
 def lm():
-    model = LlamaCppLM(model="smollm2-135m", n_threads=1, n_ctx=2048)
+    model = LlamaCppLM(model="smollm2-135m", n_threads=1, n_ctx=2048, dequantise="stored")
     yield model
     model.close()
 

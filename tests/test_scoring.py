@@ -141,3 +141,31 @@ def test_score_tokens_is_float64_log_softmax():
     rows = scoring.logprob_rows(logits)
     assert rows.dtype == np.float64
     np.testing.assert_allclose(np.exp(rows).sum(1), 1.0, rtol=1e-12)
+
+
+def _batches(prefixes, order):
+    """For each position of the last prefix evaluated: (which prefix's evaluation computed
+    it, from which position that batch started) — what decides its numbers in llama.cpp."""
+    cached, origin = [], []
+    for i in order:
+        keep = scoring.kept_prefix(cached, prefixes[i]) if cached else 0
+        origin = origin[:keep] + [(i, keep)] * (len(prefixes[i]) - keep)
+        cached = list(prefixes[i])
+    return origin
+
+
+def test_replay_chain_rebuilds_the_cache_of_an_uninterrupted_run():
+    rng = np.random.default_rng(7)
+    for _ in range(2000):
+        prefixes = sorted(tuple(rng.integers(0, 2, size=rng.integers(1, 7))) for _ in range(rng.integers(2, 10)))
+        index = int(rng.integers(1, len(prefixes)))
+        chain = scoring.replay_chain(prefixes, index)
+        assert chain == sorted(set(chain)) and all(i < index for i in chain)
+        assert _batches(prefixes, chain + [index]) == _batches(prefixes, range(index + 1))
+
+
+def test_replay_chain_of_a_shared_preamble_is_short():
+    preamble = tuple(range(100))
+    prefixes = [preamble + (200 + i, 300 + i) for i in range(50)]
+    # every document after the first keeps the preamble: only the first one computed it
+    assert scoring.replay_chain(prefixes, 30) == [0]

@@ -129,6 +129,8 @@ class Progress:
     """Follows tqdm's counters on a child's stderr: requests answered so far."""
 
     PATTERN = re.compile(r"slm-llamacpp (\w+):\s+\d+%\|[^|]*\|\s*(\d+)/(\d+)")
+    RUN_BAR = re.compile(r"slm-suite\s+\d+%\|[^|]*\|\s*(\d+)/(\d+) \[[^,\]]*, (scoring|generation)")  # slm-suite run
+    PHASES = {"scoring": "loglikelihood", "generation": "generate_until"}
 
     def __init__(self, proc: subprocess.Popen):
         self.done: dict[str, int] = {}
@@ -143,6 +145,10 @@ class Progress:
             buf += chunk
             self.text.append(chunk)
             for kind, n, total in self.PATTERN.findall(buf[-4000:]):
+                self.done[kind] = max(self.done.get(kind, 0), int(n))
+                self.total[kind] = int(total)
+            for n, total, phase in self.RUN_BAR.findall(buf[-4000:]):  # one bar over all phases
+                kind = self.PHASES[phase]
                 self.done[kind] = max(self.done.get(kind, 0), int(n))
                 self.total[kind] = int(total)
 
@@ -233,7 +239,7 @@ def test_ctrl_c_and_sigterm_lose_at_most_one_batch(tmp_path, mirror, sig):
 
 
 def slm_suite_cmd(out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "slm_tasks.cli", "run", "--tasks", "slm_arc_easy_lite", "--limit", "12",
+    return [sys.executable, "-m", "slm_tasks.cli", "run", "--tasks", "slm_arc_easy_lite", "--limit", "40",
             "--model-args", "n_threads=1", "--output-path", str(out), "--no-leaderboard", *extra]
 
 
@@ -251,7 +257,8 @@ def test_slm_suite_run_keeps_everything_on_sigterm_and_says_how_much_it_reused(t
     assert proc.returncode == 0, proc.stderr[-2000:]
     m = re.search(r"response store: (\d+) of (\d+) requests answered from it", proc.stdout)
     assert m, proc.stdout
-    assert int(m.group(1)) >= answered and int(m.group(2)) == 48  # 12 docs x 4 choices
+    planned = int(re.search(r"([\d,]+) loglikelihood", proc.stdout).group(1).replace(",", ""))  # the header
+    assert int(m.group(1)) >= answered and int(m.group(2)) == planned
 
 
 def test_a_corrupt_store_is_one_line_and_a_clean_exit(tmp_path, mirror):
