@@ -93,10 +93,12 @@ class SuiteDocs:
 
     def requests(self, spec):
         """``spec``: task -> (docs, few-shot count or None); the requests of those docs."""
-        from lm_eval.tasks import TaskManager, get_task_dict
+        from lm_eval.tasks import get_task_dict
+
+        from slm_tasks.api import task_manager
 
         os.environ["SLM_DATA_DIR"] = str(self.hub)
-        tasks = get_task_dict(list(spec), TaskManager(include_defaults=False))
+        tasks = get_task_dict(list(spec), task_manager(include_defaults=False))
         out = []
         for name, task in tasks.items():
             limit, shots = spec[name]
