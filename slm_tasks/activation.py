@@ -171,8 +171,14 @@ def _patch_task_manager(mod) -> None:
         from slm_tasks.fewshot import drop_unrunnable
 
         names = task_list if isinstance(task_list, (list, tuple)) else [task_list]
-        for name, reason in drop_unrunnable(loaded, names):
-            print(f"slm-suite: skipping {name}: {reason}", file=sys.stderr)
+        dropped = drop_unrunnable(loaded, names)
+        if dropped:
+            import logging
+
+            # slm-suite run names them in its header and keeps this logger quiet
+            for name, reason in dropped:
+                logging.getLogger("slm_tasks.fewshot").warning("slm-suite: skipping %s: %s", name, reason)
+            loaded["slm_skipped"] = dropped  # lm-eval reads only "tasks" and "groups"
         return loaded
 
     cls.load = load

@@ -17,6 +17,7 @@ class Plan:
     tasks: dict[str, int] = field(default_factory=dict)       # task -> documents to evaluate
     requests: dict[str, int] = field(default_factory=dict)    # lm-eval request type -> count
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (task, why)
+    lacks: set[str] = field(default_factory=set)  # "<dataset> '<split>'" the mirror has not
 
     @property
     def documents(self) -> int:
@@ -41,8 +42,14 @@ def count(loaded: dict, limit: float | None) -> Plan:
     """Documents per task and requests per type, as lm-eval's evaluator will build them."""
     from lm_eval.evaluator_utils import get_sample_size
 
+    from slm_tasks.data import missing_fewshot
+
     plan = Plan(skipped=list(loaded.get("slm_skipped", [])))
     for name, task in loaded.get("tasks", {}).items():
+        why = missing_fewshot(dict(task.config.dataset_kwargs or {}), (task.config.metadata or {}).get("slm_data_dir"))
+        if why:
+            dataset, _, rest = why.partition(" has no ")
+            plan.lacks.add(f"{dataset} ({rest.split(' split in ')[0]})")
         docs = task.eval_docs
         n = get_sample_size(task, limit)
         n = len(docs) if n is None else min(n, len(docs))
@@ -77,8 +84,9 @@ def header(plan: Plan, backend: str, model: str, model_args: dict, data_dir: str
     lines = [f"model: {model} ({scoring}); backend {backend}" + (f", {threads} threads" if threads else ""),
              f"tasks: {len(plan.tasks)} tasks, {plan.documents:,} documents, {reqs}",
              f"data: {'offline mirror ' + str(root) + ' (sha256-checked)' if root else 'the Hugging Face hub'}"]
+    if plan.lacks:
+        lines.append(f"  no few-shot split in the mirror for {', '.join(sorted(plan.lacks))}: those tasks run 0-shot")
     if plan.skipped:
-        lines.append(f"  skipped {len(plan.skipped)} task(s) the data cannot feed: "
-                     + "; ".join(f"{t} ({why})" for t, why in plan.skipped[:3])
-                     + (f"; and {len(plan.skipped) - 3} more" if len(plan.skipped) > 3 else ""))
+        lines.append(f"  skipped {len(plan.skipped)} few-shot variant(s) that need them: "
+                     + ", ".join(t for t, _ in plan.skipped))
     return lines
