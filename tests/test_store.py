@@ -376,7 +376,7 @@ def read_all(path: Path) -> int:
 def test_truncated_store_is_refused(filled):
     os.truncate(filled, filled.stat().st_size // 2)
     with pytest.raises(StoreError, match=f"response store {filled} is corrupt .*: delete it, or "
-                                         "pass --store PATH for another file, or --no-store") as e:
+                                         "pass --store PATH for another file, or --no-store \\(model_args store=PATH / store=off\\)") as e:
         read_all(filled)
     assert "\n" not in str(e.value)
 
@@ -467,9 +467,9 @@ def test_read_only_folder(tmp_path):
     """.replace("sys.argv[1]", repr(ll_key(0))))
     for msg, name in zip(out[:2], ["responses.sqlite", "new.sqlite"]):
         assert msg == (f"cannot open response store {folder / name} (its folder is not writable): "
-                       "pass --store PATH for another file, or --no-store")
+                       "pass --store PATH for another file, or --no-store (model_args store=PATH / store=off)")
     assert out[2] == (f"cannot create the folder of response store {folder / 'sub/new.sqlite'} "
-                      "(Read-only file system): pass --store PATH for another file, or --no-store")
+                      "(Read-only file system): pass --store PATH for another file, or --no-store (model_args store=PATH / store=off)")
     assert out[3] == [[list(ll_value(0)), None]]  # read-only use still reads it
 
 
@@ -488,7 +488,7 @@ def test_read_only_file_in_a_writable_folder(tmp_path):
         print(json.dumps(out))
     """)
     refused = (f"response store {path} is read-only (attempt to write a readonly database): make it "
-               "writable, or pass --store PATH for another file, or --no-store")
+               "writable, or pass --store PATH for another file, or --no-store (model_args store=PATH / store=off)")
     assert out == [refused, 1]
 
 
@@ -516,7 +516,7 @@ def test_full_disk(tmp_path):
     assert 0 < written < 10**5 and readable == written and ok
     assert errors and all(e == (f"cannot write response store {tmp_path / 'small/responses.sqlite'} "
                                 "(database or disk is full): free space on its disk, or pass --store PATH "
-                                "for another file, or --no-store") for e in errors)
+                                "for another file, or --no-store (model_args store=PATH / store=off)") for e in errors)
 
 
 # --- model identity ---------------------------------------------------------------------------
