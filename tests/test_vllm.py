@@ -281,3 +281,32 @@ def test_data_parallel_ranks_match_transformers_and_persist(suite, smollm2_fp32,
         assert all(proc.is_alive() for proc, _ in lm2.engine.ranks)
     finally:
         lm2.close()
+
+
+@pytest.mark.vllm
+@needs_vllm
+@needs_hub
+def test_the_response_store_serves_a_repeated_call_and_never_another_backend(smollm2_fp32, suite, requests, tmp_path):
+    from slm_tasks.adapters.vllm import VLLMLM
+
+    store = tmp_path / "store.sqlite"
+    model = VLLMLM(pretrained=str(smollm2_fp32), dtype="float32", max_model_len=2048, enforce_eager=True,
+                   store=str(store))
+    try:
+        first = model.loglikelihood(requests, disable_tqdm=True)
+        computed = model.cost_record()["run"]["prompt_tokens"]
+        again = model.loglikelihood(requests, disable_tqdm=True)
+        run = model.cost_record()["run"]
+    finally:
+        model.close()
+    assert again == first
+    assert run["reused_requests"] == len(requests) and run["prompt_tokens"] == computed  # nothing recomputed
+    pytest.importorskip("llama_cpp")
+    from slm_tasks.adapters.llamacpp import LlamaCppLM
+
+    other = LlamaCppLM(model="smollm2-135m", n_ctx=2048, store=str(store))  # the same weights, another engine
+    try:
+        other.loglikelihood(requests[:4], disable_tqdm=True)
+        assert other.cost_record()["run"]["reused_requests"] == 0
+    finally:
+        other.close()
