@@ -175,9 +175,10 @@ def _patch_task_manager(mod) -> None:
         if dropped:
             import logging
 
-            # slm-suite run names them in its header and keeps this logger quiet
-            for name, reason in dropped:
-                logging.getLogger("slm_tasks.fewshot").warning("slm-suite: skipping %s: %s", name, reason)
+            # slm-suite run names them once in its header and sets this logger quiet
+            if logging.getLogger("slm_tasks.fewshot").isEnabledFor(logging.WARNING):
+                for name, reason in dropped:
+                    print(f"slm-suite: skipping {name}: {reason}", file=sys.stderr)
             loaded["slm_skipped"] = dropped  # lm-eval reads only "tasks" and "groups"
         return loaded
 

@@ -46,7 +46,13 @@ def child(tmp_path: Path, body: str, *args, **kw) -> subprocess.Popen:
     script = tmp_path / f"child_{abs(hash(body))}.py"
     script.write_text("import sys, time\nfrom slm_tasks.adapters import store as S\n" + textwrap.dedent(body))
     return subprocess.Popen([sys.executable, str(script), *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=default_signals, **kw)
+
+
+def default_signals() -> None:
+    """Children get Ctrl-C's default action even when the test run itself ignores SIGINT
+    (a shell's background job does): Python then turns it into KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 # --- keys ----------------------------------------------------------------------------------

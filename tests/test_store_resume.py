@@ -163,7 +163,9 @@ class Progress:
 def run_until(cmd, when, sig) -> tuple[int, int, str]:
     """Start ``cmd``; send ``sig`` once ``when(progress)`` holds. Returns (answered before
     the signal, the exit code, stderr)."""
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env())
+    # Ctrl-C's default action even when this test run ignores SIGINT (a shell's background job)
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env(),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     prog = Progress(proc)
     deadline = time.monotonic() + 600
     while proc.poll() is None and not when(prog) and time.monotonic() < deadline:
