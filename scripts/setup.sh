@@ -7,5 +7,5 @@ VENV="${1:-.venv}"
 python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
 CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}" \
-  "$VENV/bin/python" -m pip install --disable-pip-version-check -e ".[cpu,plot,test]"
+  "$VENV/bin/python" -m pip install --disable-pip-version-check -e ".[cpu,plot,cluster,test]"
 echo "ready: . $VENV/bin/activate"

@@ -268,7 +268,8 @@ def test_data_parallel_ranks_match_transformers_and_persist(suite, smollm2_fp32,
                  data_parallel_size=2)
     try:
         assert isinstance(lm2.engine, DataParallelEngine) and len(lm2.engine.ranks) == 2
-        pids = {proc.pid for proc, _ in lm2.engine.ranks}
+        pids = set(lm2.engine.rank_pids())  # Ray actors or processes: one process per rank
+        assert len(pids) == 2
         ours = lm2.loglikelihood(requests, disable_tqdm=True)
         delta = np.abs([a[0] - b[0] for a, b in zip(ours, reference)])
         assert delta.max() <= FP32_TOL, f"max |delta| {delta.max():.3g} nats"
@@ -277,8 +278,7 @@ def test_data_parallel_ranks_match_transformers_and_persist(suite, smollm2_fp32,
                                                                 {"until": ["."], "max_gen_toks": 8})]),
                                   disable_tqdm=True)[0]
         assert text.strip()
-        assert {proc.pid for proc, _ in lm2.engine.ranks} == pids  # no engine was re-created
-        assert all(proc.is_alive() for proc, _ in lm2.engine.ranks)
+        assert set(lm2.engine.rank_pids()) == pids  # no engine was re-created, none died
     finally:
         lm2.close()
 

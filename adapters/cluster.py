@@ -1,0 +1,492 @@
+"""Scale-out past one machine on Ray: model_args ``ray=ADDRESS`` (``slm-suite run --ray``).
+
+The driver (the process lm-eval runs in) keeps everything a plain run has: lm-eval, the
+response store, the cost record, one progress bar. Only the engine work moves: lm-eval
+hands the model each request type's requests, :meth:`SLMBackend._serve` takes out what the
+store already holds, the workers plan the call as one machine would, and the plan is cut
+into shards (:func:`cluster_worker.plan_shards`), each answered by a Ray actor that holds the model once (:class:`cluster_worker.ShardWorker`:
+one per node with the node's cores for CPU engines, one per ``tensor_parallel_size`` GPUs
+for vLLM). Answers come back to the driver, which stores them and hands them to lm-eval, so
+metrics are computed once over the whole run, as on one machine.
+
+Faults: a worker process that dies mid-shard is restarted by Ray and its shards are retried
+(``max_restarts`` / ``max_task_retries``); a worker that stays dead has its shards given to
+the others. Each request is answered and booked once, whatever arrives twice; the store
+keeps one answer per request key. A killed driver resumes from the store. See
+docs/cluster.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import time
+import uuid
+from collections import deque
+from types import SimpleNamespace
+
+from slm_tasks.adapters.backend import OFF, SLMBackend
+from slm_tasks.adapters.cluster_worker import ShardWorker, plan_shards
+from slm_tasks.adapters.cost import CostMeter, software_versions
+from slm_tasks.adapters.hardware import usable_cores
+from slm_tasks.errors import SLMError
+
+log = logging.getLogger(__name__)
+
+PIP = "pip install 'slm-suite[cluster]'"
+RESTARTS = 3          # per worker: Ray restarts a dead worker process this often, retrying its shards
+IN_FLIGHT = 2         # shards queued per worker: the next one is there when the current one ends
+START_TIMEOUT_S = 900.0
+LOCAL_OBJECT_STORE = 256 * 2**20  # requests and answers are text: a small object store is plenty
+GPU_BACKENDS = {"slm-vllm"}
+
+
+class ClusterError(SLMError):
+    """The Ray cluster cannot be reached or cannot run the workers."""
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise ClusterError(f"model_args ray= (--ray) needs Ray, which is not installed: {PIP}") from None
+    return ray
+
+
+def wanted(value) -> str | None:
+    """The address model_args ``ray`` names (True: ``auto``), or None for a plain run."""
+    if value is None or value is False or str(value).strip().lower() in OFF + ("",):
+        return None
+    return "auto" if value is True or str(value).strip().lower() in ("on", "true", "yes") else str(value).strip()
+
+
+def connect(address: str) -> str:
+    """Join the cluster at ``address`` (``auto``: the one this machine belongs to or
+    ``$RAY_ADDRESS``; ``local``: start one on this machine for this run)."""
+    if address == "local" and "ray" not in sys.modules:
+        # a cluster for this run only: keep it on the loopback interface
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    ray = import_ray()
+    if not ray.is_initialized():
+        _probe(address)
+        kw = {"logging_level": logging.WARNING}
+        if address == "local":
+            kw.update(num_cpus=usable_cores(), object_store_memory=LOCAL_OBJECT_STORE, include_dashboard=False)
+        try:
+            ray.init(address=address, **kw)
+        except (ConnectionError, ValueError) as exc:
+            raise ClusterError(f"no Ray cluster at {address} ({str(exc).splitlines()[0][:200]}): start one with "
+                               "`ray start --head` (docs/cluster.md), or pass --ray local to start one for this "
+                               "run") from None
+    return ray.get_runtime_context().gcs_address
+
+
+def _probe(address: str) -> None:
+    """Fail fast on a head that does not answer (Ray itself keeps retrying for minutes)."""
+    if address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterError(f"ray address {address!r} is not a cluster address: pass the head's HOST:PORT (the one "
+                           "`ray start --head` prints, default port 6379), auto or local")
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as exc:
+        raise ClusterError(f"no Ray cluster answers at {address} ({exc.strerror or exc}): check the address "
+                           "`ray start --head` printed and that the head is up (`ray status`), or pass --ray local "
+                           "to start one for this run") from None
+
+
+def placements(nodes: list[dict], gpu: bool, tp: int, workers: int | None) -> list[dict]:
+    """Where the workers go: per node, one with all its cores (CPU engines), or one per
+    ``tp`` GPUs; ``workers`` caps the count, or splits nodes' cores when it exceeds them."""
+    alive = sorted((n for n in nodes if n.get("Alive")), key=lambda n: -n["Resources"].get("CPU", 0))
+    if gpu:
+        slots = [(n, 1, tp) for n in alive for _ in range(int(n["Resources"].get("GPU", 0)) // tp)]
+        if not slots:
+            raise ClusterError(f"no node of the cluster has {tp} free GPU(s) for a vLLM worker: add GPU nodes, "
+                               "or lower tensor_parallel_size")
+        return [{"node": n["NodeID"], "host": n.get("NodeManagerHostname"), "cpus": c, "gpus": g}
+                for n, c, g in slots[:workers or len(slots)]]
+    cpus = [int(n["Resources"].get("CPU", 0)) for n in alive]
+    if not workers:
+        per_node = [int(c > 0) for c in cpus]
+    elif workers > sum(cpus):
+        raise ClusterError(f"ray_workers={workers} does not fit the cluster's {sum(cpus)} CPUs on {len(alive)} "
+                           "nodes: pass ray_workers=N with N at most the CPU count, or add nodes")
+    else:
+        per_node = [0] * len(alive)
+        for _ in range(workers):  # each to the node that gives it the most cores, then the least used
+            i = max(range(len(alive)), key=lambda j: (cpus[j] // (per_node[j] + 1), -per_node[j], -j))
+            per_node[i] += 1
+    if not any(per_node):
+        raise ClusterError("the Ray cluster has no node with CPUs for a worker: add a node (`ray start "
+                           "--address=HEAD:6379`, docs/cluster.md)")
+    return [{"node": n["NodeID"], "host": n.get("NodeManagerHostname"), "cpus": cpus[i] // k, "gpus": 0}
+            for i, (n, k) in enumerate(zip(alive, per_node)) for _ in range(k)]
+
+
+class _Summed:
+    """Stands in for the driver's energy reader: the workers measured, the driver adds up."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def joules(self) -> float:
+        return 0.0
+
+
+class _Worker:
+    """The driver's view of one worker: its actor, where it runs, and what it did."""
+
+    def __init__(self, index: int, actor, place: dict):
+        self.index, self.actor, self.place = index, actor, place
+        self.created = time.time()
+        self.info: dict = {}
+        self.incarnations: set[str] = set()
+        self.shards = 0
+        self.busy_s = 0.0
+        self.alive = True
+        self.in_flight = 0
+        self.meter: CostMeter | None = None
+        self.peak_gpu: int | None = None
+
+    @property
+    def name(self) -> str:
+        return f"worker {self.index} on {self.info.get('host') or self.place.get('host')}"
+
+    def start(self, info: dict) -> None:
+        self.info = info
+        self.incarnations.add(info["incarnation"])
+        energy = info.get("energy_source")
+        self.meter = _WorkerMeter(info["model"], info["hardware"], info["software"],
+                                  energy=(_Summed(energy), None) if energy else (None, info.get(
+                                      "energy_unavailable_reason")))
+        self.meter.peak_rss = 0
+
+    def book(self, out: dict) -> None:
+        self.incarnations.add(out["incarnation"])
+        self.shards += 1
+        self.busy_s += out["busy_s"]
+        self.meter.add(out["cost"])
+        self.meter.peak_rss = max(self.meter.peak_rss, out["peak_rss_bytes"] or 0)
+        if out.get("peak_gpu_bytes") is not None:
+            self.peak_gpu = max(self.peak_gpu or 0, out["peak_gpu_bytes"])
+
+    def record(self, now: float) -> dict:
+        rec = self.meter.record()
+        rec["run"]["peak_gpu_bytes"] = self.peak_gpu
+        return {"worker": self.index, "host": self.info.get("host"), "address": self.info.get("ip"),
+                "node_id": self.info.get("node_id"), "resources": {"CPU": self.place["cpus"], "GPU": self.place["gpus"]},
+                "hardware": rec["hardware"], "run": rec["run"], "shards": self.shards,
+                "restarts": len(self.incarnations) - 1, "load_s": round(self.info.get("load_s", 0.0), 3),
+                "busy_s": round(self.busy_s, 6), "machine_s": round(now - self.created, 3)}
+
+
+class _WorkerMeter(CostMeter):
+    """One worker's figures, from the tallies its shards brought back."""
+
+    def sample_memory(self) -> int:
+        return self.peak_rss
+
+
+class WorkerPool:
+    """The run's workers: started once, fed shards, given back at the end."""
+
+    def __init__(self, backend: type[SLMBackend], model_args: dict, address: str, workers: int | None):
+        ray = import_ray()
+        self.address = connect(address)
+        self.started = time.time()
+        self.last_answer: float | None = None
+        gpu = backend.backend_name in GPU_BACKENDS and ray.cluster_resources().get("GPU", 0) > 0
+        tp = int(model_args.get("tensor_parallel_size") or 1)
+        where = placements(ray.nodes(), gpu, tp, workers)
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        remote = ray.remote(ShardWorker)
+        path = f"{backend.__module__}:{backend.__qualname__}"
+        self.workers = []
+        for i, place in enumerate(where):
+            args = dict(model_args)
+            if not gpu and backend.backend_name == "slm-llamacpp":
+                args.setdefault("n_threads", place["cpus"])
+            actor = remote.options(
+                num_cpus=place["cpus"], num_gpus=place["gpus"], max_restarts=RESTARTS, max_task_retries=RESTARTS,
+                # pinned: a restarted worker comes back on its node, never on top of another worker
+                scheduling_strategy=NodeAffinitySchedulingStrategy(place["node"], soft=False),
+            ).remote(path, args)
+            self.workers.append(_Worker(i, actor, place))
+        self._start(ray)
+
+    def _start(self, ray) -> None:
+        refs = {w.actor.describe.remote(): w for w in self.workers}
+        ready, waiting = ray.wait(list(refs), num_returns=len(refs), timeout=START_TIMEOUT_S)
+        if waiting:
+            raise ClusterError(f"{len(waiting)} of {len(refs)} workers did not start within {START_TIMEOUT_S:.0f} s "
+                               "(the cluster may lack the CPUs/GPUs they ask for; `ray status` shows them): "
+                               "free them, or pass ray_workers=N for fewer workers")
+        for ref in ready:
+            w = refs[ref]
+            try:
+                info = ray.get(ref)
+            except ray.exceptions.RayError as exc:
+                raise ClusterError(f"{w.name} did not start: {str(exc).splitlines()[0][:300]}") from None
+            if info["error"]:
+                raise ClusterError(f"{w.name}: {info['error']}")
+            w.start(info)
+        first = self.workers[0].info
+        for w in self.workers[1:]:
+            if w.info["identity"] != first["identity"]:
+                diff = sorted(k for k in set(first["identity"]) | set(w.info["identity"])
+                              if first["identity"].get(k) != w.info["identity"].get(k))
+                raise ClusterError(f"{w.name} computes another model than {self.workers[0].name} ({', '.join(diff)} "
+                                   "differ): install the same model file and software on every node")
+
+    @property
+    def info(self) -> dict:
+        return self.workers[0].info
+
+    def _alive(self) -> list[_Worker]:
+        return [w for w in self.workers if w.alive]
+
+    def call(self, name: str, *args, **kwargs):
+        """One model call (chat template, tokenizer) answered by a live worker."""
+        ray = import_ray()
+        for w in self._alive():
+            try:
+                return ray.get(w.actor.call.remote(name, *args, **kwargs))
+            except ray.exceptions.RayActorError:
+                w.alive = False
+            except ray.exceptions.RayTaskError as exc:
+                raise _worker_error(w, exc) from None
+        raise self._all_dead()
+
+    def _plan(self, kind: str, call_id: str, ref) -> list:
+        """The call's plan, made by every live worker at once (each keeps its encodings for
+        the shards to come); they must agree."""
+        ray = import_ray()
+        refs = {w.actor.plan.remote(kind, call_id, [ref]): w for w in self._alive()}
+        plans = []
+        for r, w in refs.items():
+            try:
+                plans.append((w, ray.get(r)))
+            except ray.exceptions.RayActorError:
+                w.alive = False
+            except ray.exceptions.RayTaskError as exc:
+                raise _worker_error(w, exc) from None
+        if not plans:
+            raise self._all_dead()
+        for w, plan in plans[1:]:
+            if plan != plans[0][1]:
+                raise ClusterError(f"{w.name} plans the requests differently from {plans[0][0].name}: install the "
+                                   "same model file and software on every node")
+        return plans[0][1]
+
+    def _all_dead(self) -> ClusterError:
+        return ClusterError("every worker of the run has died: see `ray logs` on their nodes (out of memory?), "
+                            "then run the same command again: answers so far are in the response store")
+
+    def run(self, kind: str, requests, stored, emit, bar, flush, book) -> None:
+        """Answer the requests not in ``stored`` on the workers: ``emit(i, answer, seconds)``
+        once per request, ``book(tallies)`` once per shard, ``flush()`` after each shard."""
+        ray = import_ray()
+        # every request travels (once, through the object store): a worker plans them all, as
+        # a plain run does, and computes its shard
+        ref = ray.put([(tuple(r.args), getattr(r, "task_name", None), getattr(r, "doc_id", None))
+                       for r in requests])
+        call_id = uuid.uuid4().hex
+        shards = plan_shards(self._plan(kind, call_id, ref), len(self._alive()), done=stored)
+        pending = deque(sorted(range(len(shards)), key=lambda s: -len(shards[s])))
+        in_flight: dict = {}
+        failures: dict[int, int] = {}
+        answered: set[int] = set()
+
+        def feed(w: _Worker) -> None:
+            while w.alive and w.in_flight < IN_FLIGHT and pending:
+                s = pending.popleft()
+                in_flight[w.actor.run.remote(kind, call_id, [ref], shards[s])] = (s, w)
+                w.in_flight += 1
+
+        for w in self._alive():
+            feed(w)
+        while in_flight:
+            (done,), _ = ray.wait(list(in_flight), num_returns=1)
+            s, w = in_flight.pop(done)
+            w.in_flight -= 1
+            try:
+                out = ray.get(done)
+            except ray.exceptions.RayActorError as exc:  # Ray's restarts are used up: the others take over
+                w.alive = False
+                failures[s] = failures.get(s, 0) + 1
+                why = str(exc).splitlines()[0][:300]
+                if failures[s] > 1:
+                    raise ClusterError(f"{w.name} died on a shard of {len(shards[s])} {kind} requests ({why}), "
+                                       "as another worker did before: see `ray logs` on their nodes (out of "
+                                       "memory?); answers so far are in the response store, the same command "
+                                       "resumes") from None
+                if not self._alive():
+                    raise self._all_dead() from None
+                log.warning("%s died (%s); its shards go to the other workers", w.name, why)
+                pending.appendleft(s)
+                for v in self._alive():
+                    feed(v)
+                continue
+            except ray.exceptions.RayTaskError as exc:
+                raise _worker_error(w, exc) from None
+            fresh = 0
+            flush()  # one commit per shard: the store never holds part of a unit, so a resumed run recomputes none
+            for i, answer, seconds in zip(shards[s], out["answers"], out["seconds"]):
+                if i not in answered:  # a shard that arrives twice is taken once
+                    answered.add(i)
+                    emit(i, answer, seconds)
+                    fresh += 1
+            if fresh:
+                w.book(out)
+                book(out["cost"])
+            self.last_answer = time.time()
+            flush()
+            bar.update(fresh)
+            feed(w)
+
+    def record(self, now: float | None = None) -> dict:
+        import ray
+
+        now = time.time() if now is None else now
+        workers = [w.record(now) for w in self.workers]
+        return {"address": self.address, "ray": ray.__version__,
+                "nodes": len({w["node_id"] for w in workers}), "workers": workers,
+                # the cluster was held from its first worker's start to this record
+                "wall_s": round(now - min(w.created for w in self.workers), 3),
+                "machine_s": round(sum(w["machine_s"] for w in workers), 3),
+                "busy_s": round(sum(w["busy_s"] for w in workers), 6),
+                "shards": sum(w["shards"] for w in workers),
+                "restarts": sum(w["restarts"] for w in workers)}
+
+    def close(self) -> None:
+        ray = import_ray()
+        for w in self.workers:
+            try:
+                ray.get(w.actor.close.remote(), timeout=60)
+                ray.kill(w.actor, no_restart=True)
+            except ray.exceptions.RayError:
+                pass
+
+
+def _worker_error(w: _Worker, exc) -> SLMError | BaseException:
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, SLMError):
+        return SLMError(f"{w.name}: {cause}")
+    return exc
+
+
+class ClusterMeter(CostMeter):
+    """The driver's record: the workers' tallies added up, the cluster beside them."""
+
+    def __init__(self, pool: WorkerPool):
+        self.pool = pool
+        infos = [w.info for w in pool.workers]
+        missing = [(w, i) for w, i in zip(pool.workers, infos) if not i.get("energy_source")]
+        energy = ((None, f"{missing[0][0].name}: {missing[0][1].get('energy_unavailable_reason')}") if missing
+                  else (_Summed("sum over workers: " + "; ".join(sorted({i['energy_source'] for i in infos}))), None))
+        hardware = dict(infos[0]["hardware"])
+        for key in hardware:  # what differs between the workers is in cluster.workers[].hardware
+            if any(i["hardware"].get(key) != hardware[key] for i in infos):
+                hardware[key] = None
+        super().__init__(infos[0]["model"], hardware, infos[0]["software"], energy=energy)
+
+    def sample_memory(self) -> int:
+        self.peak_rss = max((w.meter.peak_rss for w in self.pool.workers), default=0)
+        return self.peak_rss
+
+    def record(self) -> dict:
+        rec = super().record()
+        gpus = [w.peak_gpu for w in self.pool.workers if w.peak_gpu is not None]
+        rec["run"]["peak_gpu_bytes"] = max(gpus) if gpus else None
+        rec["cluster"] = self.pool.record()
+        return rec
+
+
+class ClusterLM(SLMBackend):
+    """The driver's model: a backend whose engine work runs on the cluster's workers."""
+
+    def __init__(self, backend: type[SLMBackend], model_args: dict):
+        super().__init__()
+        args = dict(model_args)
+        address = wanted(args.pop("ray", None))
+        workers = args.pop("ray_workers", None)
+        location = args.pop("store", None)
+        if backend.backend_name in GPU_BACKENDS and int(args.get("data_parallel_size") or 1) > 1:
+            raise ClusterError("ray= already runs one vLLM engine per GPU (per tensor_parallel_size GPUs) of the "
+                               "cluster: leave data_parallel_size out, or pass ray_workers=N")
+        self.backend_name = backend.backend_name
+        self.pool = WorkerPool(backend, args, address, int(workers) if workers else None)
+        info = self.pool.info
+        mine = software_versions(None, None)
+        theirs = info["software"]
+        if (mine["slm_suite"], mine["lm_eval"]) != (theirs.get("slm_suite"), theirs.get("lm_eval")):
+            raise ClusterError(f"{self.pool.workers[0].name} runs slm-suite {theirs.get('slm_suite')} / lm-eval "
+                               f"{theirs.get('lm_eval')}, this driver slm-suite {mine['slm_suite']} / lm-eval "
+                               f"{mine['lm_eval']}: install the same versions on every node")
+        self.meter = ClusterMeter(self.pool)
+        self._open_store(location, info["identity"])
+
+    # --- what lm-eval reads from a model -------------------------------------------------
+    @property
+    def eot_token_id(self) -> int:
+        return self.pool.info["eot_token_id"]
+
+    @property
+    def prefix_token_id(self) -> int:
+        return self.pool.info["prefix_token_id"]
+
+    @property
+    def max_length(self) -> int:
+        return self.pool.info["max_length"]
+
+    @property
+    def tokenizer_name(self) -> str:
+        return self.pool.info["tokenizer_name"]
+
+    @property
+    def tokenizer(self):
+        tok = self.pool.info.get("tokenizer")
+        if tok is None:
+            raise AttributeError("tokenizer")
+        return SimpleNamespace(**tok)
+
+    def tok_encode(self, string: str, **kwargs) -> list[int]:
+        return self.pool.call("tok_encode", string, **kwargs)
+
+    def tok_decode(self, tokens, **kwargs) -> str:
+        return self.pool.call("tok_decode", list(tokens), **kwargs)
+
+    def chat_template(self, chat_template=False):
+        return self.pool.call("chat_template", chat_template)
+
+    def apply_chat_template(self, chat_history, add_generation_prompt: bool = True) -> str:
+        return self.pool.call("apply_chat_template", chat_history, add_generation_prompt)
+
+    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs):
+        return self.pool.call("_loglikelihood_tokens", list(requests), True)
+
+    # --- the requests ----------------------------------------------------------------------
+    def _dispatch(self, kind: str, disable_tqdm: bool):
+        def compute(reqs, emit, stored):
+            with self._progress(len(reqs) - len(stored), kind, disable_tqdm) as bar:
+                self.pool.run(kind, reqs, stored, emit, bar,
+                              self.store.flush if self.store is not None else lambda: 0, self.meter.add)
+        return compute
+
+    def loglikelihood(self, requests, disable_tqdm: bool = False):
+        return self._serve("loglikelihood", requests, self._dispatch("loglikelihood", disable_tqdm))
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+        return self._serve("loglikelihood_rolling", requests, self._dispatch("loglikelihood_rolling", disable_tqdm))
+
+    def generate_until(self, requests, disable_tqdm: bool = False):
+        return self._serve("generate_until", requests, self._dispatch("generate_until", disable_tqdm))
+
+    def _close_engine(self) -> None:
+        self.pool.close()
