@@ -186,6 +186,20 @@ def main(argv=None) -> int:
     from slm_tasks import activation
 
     activation.install()
+    # what a run quiets is put back afterwards: main() is also called in process (tests, scripts)
+    quiet = ("lm_eval", "slm_tasks.data", "slm_tasks.fewshot")
+    levels = {name: logging.getLogger(name).level for name in quiet}
+    tqdm_env = os.environ.get("TQDM_DISABLE")
+    try:
+        return _main(argv)
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+        if tqdm_env is None:
+            os.environ.pop("TQDM_DISABLE", None)
+
+
+def _main(argv) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     if not {"-v", "--verbose"} & set(words) and "vllm" not in words:
         # lm-eval draws a bar per task; only the run's own bar (disable=False) stays. tqdm
