@@ -199,8 +199,11 @@ def _connect(path: Path, readonly: bool, timeout: float) -> sqlite3.Connection:
 
 def _check_header(conn: sqlite3.Connection, path: Path) -> bool:
     """True when the file holds our schema, False when it is empty."""
-    app, version = (conn.execute(f"PRAGMA {p}").fetchone()[0] for p in ("application_id", "user_version"))
-    if app == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+    # one statement, one snapshot: another process may be creating the schema meanwhile
+    app, version, tables = conn.execute(
+        "SELECT (SELECT application_id FROM pragma_application_id), "
+        "(SELECT user_version FROM pragma_user_version), (SELECT count(*) FROM sqlite_master)").fetchone()
+    if app == 0 and tables == 0:
         return False
     if app != APPLICATION_ID:
         raise StoreError(f"{path} is an sqlite file but not a response store: {_NOT_A_STORE}")
@@ -210,8 +213,24 @@ def _check_header(conn: sqlite3.Connection, path: Path) -> bool:
     return True
 
 
+def _use_wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Switch the file to WAL. sqlite answers a switch that races another connection with
+    "database is locked" at once, without its busy handler, so the wait is done here."""
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL").fetchone()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc).lower() or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
 def _prepare(conn: sqlite3.Connection, path: Path, model_key: str, identity: Mapping | None,
-             readonly: bool) -> int | None:
+             readonly: bool, timeout: float) -> int | None:
     """Check the file, create the schema if it is new; the model's row id."""
     ready = _check_header(conn, path)
     problem = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
@@ -221,7 +240,7 @@ def _prepare(conn: sqlite3.Connection, path: Path, model_key: str, identity: Map
     if readonly:
         row = conn.execute("SELECT id FROM models WHERE key=?", (model_key,)).fetchone() if ready else None
         return row[0] if row else None
-    conn.execute("PRAGMA journal_mode=WAL")
+    _use_wal(conn, timeout)
     conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: a crash loses no commit, a power cut may
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -263,7 +282,7 @@ class ResponseStore:
         path = Path(path if path is not None else default_store_path()).expanduser().absolute()
         conn = _connect(path, readonly, busy_timeout_s)
         try:
-            model_id = _prepare(conn, path, model_key, identity, readonly)
+            model_id = _prepare(conn, path, model_key, identity, readonly, busy_timeout_s)
         except BaseException as exc:
             conn.close()
             if isinstance(exc, sqlite3.Error):

@@ -44,7 +44,8 @@ def bits(x: float) -> bytes:
 
 def child(tmp_path: Path, body: str, *args, **kw) -> subprocess.Popen:
     script = tmp_path / f"child_{abs(hash(body))}.py"
-    script.write_text("import sys, time\nfrom slm_tasks.adapters import store as S\n" + textwrap.dedent(body))
+    if not script.exists():  # never rewritten: a child started a moment ago may be reading it
+        script.write_text("import sys, time\nfrom slm_tasks.adapters import store as S\n" + textwrap.dedent(body))
     return subprocess.Popen([sys.executable, str(script), *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, preexec_fn=default_signals, **kw)
 
@@ -319,7 +320,8 @@ def test_a_store_never_closed_is_committed_at_exit(tmp_path):
 WRITER = """
     path, lo, hi, barrier = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     open(f"{barrier}.{lo}", "w").close()
-    while len([p for p in __import__("glob").glob(barrier + ".*")]) < 2:
+    deadline = time.monotonic() + 60
+    while len(__import__("glob").glob(barrier + ".*")) < 2 and time.monotonic() < deadline:
         time.sleep(0.001)
     t0 = time.time()
     st = S.ResponseStore.open(path, "m", commit_every_n=50)
@@ -351,6 +353,36 @@ def test_two_processes_write_one_store_at_once(tmp_path):
         got = st.get_many("generate_until", keys)
         assert len(got) == 9000 and st.count() == 9000
         assert all(got[k] == (f"answer {i} " * (i % 7), {"tokens": i % 7}) for k, i in keys.items())
+
+
+OPENER = """
+    import glob
+    folder = sys.argv[1]
+    open(f"{folder}/ready.{sys.argv[2]}", "w").close()
+    deadline = time.monotonic() + 60
+    while len(glob.glob(folder + "/ready.*")) < int(sys.argv[3]) and time.monotonic() < deadline:
+        time.sleep(0.0005)
+    S.ResponseStore.open(f"{folder}/responses.sqlite", "m").close()
+"""
+
+
+def test_processes_racing_to_create_a_store_all_open_it(tmp_path):
+    # sqlite refuses a journal switch that meets another connection at once, without waiting;
+    # four processes starting together on a new file hit that in most rounds
+    for round_ in range(4):
+        folder = tmp_path / f"round{round_}"
+        folder.mkdir()
+        procs = [child(tmp_path, OPENER, folder, i, 4) for i in range(4)]
+        try:
+            errs = [p.communicate(timeout=120)[1] for p in procs]
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.communicate()
+        assert [p.returncode for p in procs] == [0] * 4, "\n".join(errs)
+        with ResponseStore.open(folder / "responses.sqlite", "m") as st:
+            assert st.count() == 0
 
 
 # --- damaged files ----------------------------------------------------------------------------
