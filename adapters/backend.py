@@ -37,7 +37,6 @@ from lm_eval.models.utils import (
     normalize_gen_kwargs,
     postprocess_generated_text,
 )
-from tqdm import tqdm
 
 from slm_tasks.adapters import progress, scoring, store
 from slm_tasks.adapters.cost import CostMeter, Work, software_versions, task_shares
@@ -192,12 +191,12 @@ class SLMBackend(TemplateLM):
         store: an engine whose numbers depend on what its cache holds restores the state a
         run that stored nothing would have had here."""
 
-    def _progress(self, total: int, kind: str, disable: bool):
+    def _progress(self, total: int, kind: str, disable: bool, plan: list[progress.Job] | None = None):
         """The run's one bar when ``slm-suite run`` planned it, else a bar for this call."""
         run = progress.current()
         if run is not None:
-            return run.phase(kind, total)
-        return tqdm(total=total, disable=disable, desc=f"{self.backend_name} {kind}")
+            return run.phase(kind, total, plan)
+        return progress.CallBar(total, disable, f"{self.backend_name} {kind}")
 
     # --- loglikelihood ------------------------------------------------------------------
     def encode_request(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
@@ -250,7 +249,7 @@ class SLMBackend(TemplateLM):
                         if i not in stored:  # a unit cut by an interruption: its stored half stays as stored
                             emit(i, score, each)
                             new += 1
-                bar.update(new)
+                bar.update(new, prompt_tokens=work.prompt_tokens)
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
         def compute(reqs, emit, stored):
@@ -308,7 +307,8 @@ class SLMBackend(TemplateLM):
             self._start("generate_until")
             units = self._generation_units(jobs)
             skipped = False
-            with self._progress(len(jobs) - len(stored), "generate_until", disable_tqdm) as bar:
+            with self._progress(len(jobs) - len(stored), "generate_until", disable_tqdm,
+                                _generation_plan(units, stored)) as bar:
                 for u, unit in enumerate(units):
                     if stored and all(j.index in stored for j in unit):
                         skipped = True
@@ -326,7 +326,7 @@ class SLMBackend(TemplateLM):
                     new = [(job, text) for job, text in zip(unit, texts) if job.index not in stored]
                     for job, text in new:
                         emit(job.index, postprocess_generated_text(text, job.until, None), each)
-                    bar.update(len(new))
+                    bar.update(len(new), prompt_tokens=work.prompt_tokens, out_tokens=work.generated_tokens)
         return self._serve("generate_until", requests, compute)
 
     # --- cost ---------------------------------------------------------------------------
@@ -343,3 +343,16 @@ class SLMBackend(TemplateLM):
         finally:
             if self.store is not None:
                 self.store.close()
+
+
+def _generation_plan(units: list[list[GenJob]], stored: set[int]) -> list[progress.Job]:
+    """The jobs still to compute, in order, each with the prompt tokens past the prefix it
+    shares with the job before it (what an engine keeping its cached prefix evaluates)."""
+    plan, prev = [], ()
+    for unit in units:
+        for job in unit:
+            if job.index not in stored:
+                plan.append(progress.Job(job.task, len(job.ids) - scoring.common_prefix_len(prev, job.ids),
+                                         job.max_gen))
+            prev = job.ids
+    return plan

@@ -14,7 +14,6 @@ multi-sequence context (see docs/llamacpp.md for the measurements behind these c
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import logging
 import os
 import sys
@@ -28,6 +27,7 @@ import numpy as np
 from slm_tasks.adapters import scoring
 from slm_tasks.adapters.hardware import usable_cores
 from slm_tasks.adapters.models import PIP_EXTRA
+from slm_tasks.adapters.store_keys import cache_dir, model_identity
 from slm_tasks.errors import SLMError
 
 log = logging.getLogger(__name__)
@@ -102,11 +102,11 @@ def _dequantise_kind(value) -> str | None:
 
 def dequantised_copy(lib, path: Path, kind: str) -> Path:
     """``path`` re-encoded as ``kind`` (f32 is exact; f16/bf16 round each weight once), made
-    with llama.cpp's own quantiser and cached next to other slm-suite files; reused while
-    the source file's size and mtime are unchanged."""
-    st = path.stat()
-    tag = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:12]
-    cache = Path(os.environ.get("SLM_SUITE_CACHE") or Path.home() / ".cache" / "slm-suite") / "dequantised"
+    with llama.cpp's own quantiser and cached next to other slm-suite files, named by the
+    source's content: every install of the same weights (each venv has its own path) shares
+    one copy."""
+    tag = model_identity(path)[:12]
+    cache = cache_dir() / "dequantised"
     out = cache / f"{path.stem}-{tag}-{kind}.gguf"
     if out.is_file():
         return out

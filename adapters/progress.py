@@ -7,6 +7,13 @@ plan current for the run (:func:`planned`); the backends then report into one ba
 remaining time adds up every phase: the phase running now at its measured rate, phases
 already timed at theirs, and a phase not yet timed is named as such (the time shown is then
 a lower bound), never guessed.
+
+Generation requests differ too much for a rate per request (a 1,000-token gsm8k prompt that
+stops after 50 tokens next to a short HumanEval prompt allowed 1,024), so a backend that
+hands the phase its plan (prompt tokens to evaluate and the token limit of each request, in
+order) gets a token model: time = prompt tokens x the run's measured seconds per prompt
+token + generated tokens x the measured seconds per generated token, the tokens still to
+come estimated from each task's outputs so far.
 """
 
 from __future__ import annotations
@@ -25,15 +32,43 @@ PHASE_NAMES = {"loglikelihood": "scoring", "loglikelihood_rolling": "scoring (ro
                "generate_until": "generation"}
 
 
+@dataclass(frozen=True)
+class Job:
+    """One planned generation request: its task, the prompt tokens the engine will evaluate
+    for it (after any prefix it keeps) and its token limit."""
+
+    task: str | None
+    prompt_tokens: int
+    max_new: int
+
+
 @dataclass
 class _Phase:
     total: int
     done: int = 0
     seconds: float = 0.0  # time spent on the ``done`` requests
+    prompt_tokens: int = 0  # evaluated for the ``done`` requests, when the backend says
+    out_tokens: int = 0
+    plan: list[Job] = field(default_factory=list)  # the requests not yet done, in order
+    out_by_task: dict = field(default_factory=dict)  # task -> [outputs, tokens]
 
     def rate(self) -> float | None:
         """Seconds per request, once a few have been timed."""
         return self.seconds / self.done if self.done >= min(3, self.total) and self.seconds > 0 else None
+
+    def left_by_tokens(self, s_per_prompt_token: float | None) -> float | None:
+        """Seconds left by the token model, or None without a plan and a few timed requests."""
+        if not self.plan or self.done < 3 or self.out_tokens == 0 or s_per_prompt_token is None:
+            return None
+        p = s_per_prompt_token
+        d = max(self.seconds - p * self.prompt_tokens, 0.0) / self.out_tokens
+        mean_out = self.out_tokens / self.done  # a task not yet seen: like the requests so far
+        left = 0.0
+        for job in self.plan:
+            n, tokens = self.out_by_task.get(job.task, (0, 0))
+            expect = tokens / n if n >= 3 else mean_out
+            left += p * job.prompt_tokens + d * min(expect, job.max_new)
+        return left
 
 
 @dataclass
@@ -50,14 +85,23 @@ class RunProgress:
                          desc="slm-suite", unit="req", dynamic_ncols=True,
                          bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
 
+    def s_per_prompt_token(self) -> float | None:
+        """The run's measured seconds per evaluated prompt token, from its scoring phases."""
+        timed = [p for k, p in self.phases.items() if k != "generate_until" and p.prompt_tokens]
+        tokens = sum(p.prompt_tokens for p in timed)
+        return sum(p.seconds for p in timed) / tokens if tokens >= 1000 else None
+
     def eta(self) -> tuple[float, list[str]]:
         """(seconds left for the timed phases, names of phases left that are not yet timed)."""
         left, untimed = 0.0, []
         for kind, p in self.phases.items():
             if p.done >= p.total:
                 continue
+            by_tokens = p.left_by_tokens(self.s_per_prompt_token()) if p.plan else None
             rate = p.rate()
-            if rate is None:
+            if by_tokens is not None:
+                left += by_tokens
+            elif rate is None:
                 untimed.append(PHASE_NAMES.get(kind, kind))
             else:
                 left += rate * (p.total - p.done)
@@ -76,14 +120,17 @@ class RunProgress:
         return f"{name}, left {clock}"
 
     @contextlib.contextmanager
-    def phase(self, kind: str, n: int) -> Iterator[_PhaseBar]:
+    def phase(self, kind: str, n: int, plan: list[Job] | None = None) -> Iterator[_PhaseBar]:
         """The bar for ``n`` requests of ``kind`` (a call may carry fewer than planned, e.g.
-        when the response store answers some: the plan shrinks to what is computed)."""
+        when the response store answers some: the plan shrinks to what is computed).
+        ``plan``: the ``n`` requests as :class:`Job`, in the order they will be done."""
         p = self.phases.setdefault(kind, _Phase(0))
         grow = n - (p.total - p.done)
         if grow:
             p.total += grow
             self._bar.total += grow
+        if plan is not None and len(plan) == n:
+            p.plan = list(plan)
         handle = _PhaseBar(self, kind)
         self._bar.set_postfix_str(self._postfix(kind), refresh=True)
         yield handle
@@ -98,10 +145,17 @@ class RunProgress:
         self._bar.total -= n
         self._bar.refresh()
 
-    def _advance(self, kind: str, n: int, seconds: float) -> None:
+    def _advance(self, kind: str, n: int, seconds: float, prompt_tokens: int = 0, out_tokens: int = 0) -> None:
         p = self.phases[kind]
         p.done += n
         p.seconds += seconds
+        p.prompt_tokens += prompt_tokens
+        p.out_tokens += out_tokens
+        if p.plan:
+            jobs, p.plan = p.plan[:n], p.plan[n:]
+            for j in jobs:  # a unit's tokens are shared evenly among its requests
+                count, tokens = p.out_by_task.get(j.task, (0, 0))
+                p.out_by_task[j.task] = (count + 1, tokens + out_tokens / len(jobs))
         self._bar.set_postfix_str(self._postfix(kind), refresh=False)
         self._bar.update(n)
 
@@ -110,16 +164,33 @@ class RunProgress:
 
 
 class _PhaseBar:
-    """What a backend holds while it answers one call: ``update(n)`` like a tqdm bar."""
+    """What a backend holds while it answers one call: ``update(n)`` like a tqdm bar, plus the
+    tokens those ``n`` requests evaluated and generated."""
 
     def __init__(self, run: RunProgress, kind: str):
         self.run, self.kind = run, kind
         self._last = time.perf_counter()
 
-    def update(self, n: int) -> None:
+    def update(self, n: int, prompt_tokens: int = 0, out_tokens: int = 0) -> None:
         now = time.perf_counter()
-        self.run._advance(self.kind, n, now - self._last)
+        self.run._advance(self.kind, n, now - self._last, prompt_tokens, out_tokens)
         self._last = now
+
+
+class CallBar:
+    """A tqdm bar for one call outside ``slm-suite run``, with :class:`_PhaseBar`'s ``update``."""
+
+    def __init__(self, total: int, disable: bool, desc: str):
+        self._bar = tqdm(total=total, disable=disable, desc=desc)
+
+    def __enter__(self) -> CallBar:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._bar.close()
+
+    def update(self, n: int, prompt_tokens: int = 0, out_tokens: int = 0) -> None:
+        self._bar.update(n)
 
 
 def current() -> RunProgress | None:

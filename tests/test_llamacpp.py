@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -404,5 +405,11 @@ def test_dequantise_scores_the_same_weights_in_another_format(suite, lm, request
     again = LlamaCppLM(model="smollm2-135m", n_threads=1, n_ctx=256, dequantise="f32")
     again.close()
     assert list((tmp_path / "dequantised").glob("*")) == copies  # reused, no temp files left
+    # the same weights installed elsewhere (another venv) share the copy: it is named by content
+    elsewhere = tmp_path / "other-venv" / Path(again.engine.path).name
+    elsewhere.parent.mkdir()
+    shutil.copyfile(again.engine.path, elsewhere)
+    LlamaCppLM(model=str(elsewhere), n_threads=1, n_ctx=256, dequantise="f32").close()
+    assert list((tmp_path / "dequantised").glob("*")) == copies
     with pytest.raises(Exception, match="dequantise='q3'.*f32, f16, bf16"):
         LlamaCppLM(model="smollm2-135m", dequantise="q3")
