@@ -50,7 +50,7 @@ class _Phase:
     prompt_tokens: int = 0  # evaluated for the ``done`` requests, when the backend says
     out_tokens: int = 0
     plan: list[Job] = field(default_factory=list)  # the requests not yet done, in order
-    out_by_task: dict = field(default_factory=dict)  # task -> [outputs, tokens]
+    out_by_task: dict = field(default_factory=dict)  # task -> (requests done, their output tokens)
 
     def rate(self) -> float | None:
         """Seconds per request, once a few have been timed."""
