@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import itertools
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -49,7 +50,8 @@ class _Phase:
     seconds: float = 0.0  # time spent on the ``done`` requests
     prompt_tokens: int = 0  # evaluated for the ``done`` requests, when the backend says
     out_tokens: int = 0
-    plan: list[Job] = field(default_factory=list)  # the requests not yet done, in order
+    plan: list[Job] = field(default_factory=list)  # the call's requests, in order
+    at: int = 0  # plan[at:] are not done yet
     out_by_task: dict = field(default_factory=dict)  # task -> (requests done, their output tokens)
 
     def rate(self) -> float | None:
@@ -58,13 +60,13 @@ class _Phase:
 
     def left_by_tokens(self, s_per_prompt_token: float | None) -> float | None:
         """Seconds left by the token model, or None without a plan and a few timed requests."""
-        if not self.plan or self.done < 3 or self.out_tokens == 0 or s_per_prompt_token is None:
+        if self.at >= len(self.plan) or self.done < 3 or self.out_tokens == 0 or s_per_prompt_token is None:
             return None
         p = s_per_prompt_token
         d = max(self.seconds - p * self.prompt_tokens, 0.0) / self.out_tokens
         mean_out = self.out_tokens / self.done  # a task not yet seen: like the requests so far
         left = 0.0
-        for job in self.plan:
+        for job in itertools.islice(self.plan, self.at, None):
             n, tokens = self.out_by_task.get(job.task, (0, 0))
             expect = tokens / n if n >= 3 else mean_out
             left += p * job.prompt_tokens + d * min(expect, job.max_new)
@@ -80,6 +82,7 @@ class RunProgress:
     phases: dict[str, _Phase] = field(init=False)
 
     def __post_init__(self):
+        self._shown = 0.0
         self.phases = {k: _Phase(int(n)) for k, n in self.totals.items() if n}
         self._bar = tqdm(total=sum(p.total for p in self.phases.values()), disable=self.disable, file=sys.stderr,
                          desc="slm-suite", unit="req", dynamic_ncols=True,
@@ -97,7 +100,7 @@ class RunProgress:
         for kind, p in self.phases.items():
             if p.done >= p.total:
                 continue
-            by_tokens = p.left_by_tokens(self.s_per_prompt_token()) if p.plan else None
+            by_tokens = p.left_by_tokens(self.s_per_prompt_token())
             rate = p.rate()
             if by_tokens is not None:
                 left += by_tokens
@@ -130,7 +133,7 @@ class RunProgress:
             p.total += grow
             self._bar.total += grow
         if plan is not None and len(plan) == n:
-            p.plan = list(plan)
+            p.plan, p.at = list(plan), 0
         handle = _PhaseBar(self, kind)
         self._bar.set_postfix_str(self._postfix(kind), refresh=True)
         yield handle
@@ -151,12 +154,16 @@ class RunProgress:
         p.seconds += seconds
         p.prompt_tokens += prompt_tokens
         p.out_tokens += out_tokens
-        if p.plan:
-            jobs, p.plan = p.plan[:n], p.plan[n:]
+        if p.at < len(p.plan):
+            jobs = p.plan[p.at:p.at + n]
+            p.at += n
             for j in jobs:  # a unit's tokens are shared evenly among its requests
                 count, tokens = p.out_by_task.get(j.task, (0, 0))
                 p.out_by_task[j.task] = (count + 1, tokens + out_tokens / len(jobs))
-        self._bar.set_postfix_str(self._postfix(kind), refresh=False)
+        now = time.monotonic()
+        if now - self._shown >= 0.5 or p.done >= p.total:  # the estimate walks the plan: not per request
+            self._shown = now
+            self._bar.set_postfix_str(self._postfix(kind), refresh=False)
         self._bar.update(n)
 
     def close(self) -> None:
