@@ -30,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 
+LITE_GEN_TASKS = ["slm_gsm8k_lite", "slm_minerva_math_lite", "slm_humaneval_lite", "slm_mbpp_lite"]
 LITE_MC_TASKS = [
     "slm_arc_easy_lite", "slm_arc_challenge_lite", "slm_mmlu_lite", "slm_hellaswag_lite",
     "slm_winogrande_lite", "slm_piqa_lite", "slm_social_iqa_lite", "slm_commonsense_qa_lite",
@@ -80,9 +81,12 @@ def _results(out_dir: Path) -> tuple[dict | None, dict]:
             s = json.loads(line)
             lls = [r[0] if isinstance(r, (list, tuple)) else r for r in s["filtered_resps"]]
             lls = [x[0] if isinstance(x, (list, tuple)) else x for x in lls]
-            n_requests += len(lls)
+            n_requests += len(s["arguments"])
             task = Path(f).name.removeprefix("samples_").rsplit("_", 1)[0]
-            chosen[(task, s["doc_id"])] = max(range(len(lls)), key=lambda i: float(lls[i]))
+            if all(isinstance(x, (int, float)) for x in lls):  # multiple choice: the chosen answer
+                chosen[(task, s["doc_id"])] = max(range(len(lls)), key=lambda i: float(lls[i]))
+            else:  # generation: the (filtered) text
+                chosen[(task, s["doc_id"])] = lls[0] if len(lls) == 1 else tuple(lls)
     return results, chosen, n_requests
 
 
@@ -109,10 +113,14 @@ def _hf_tokens(out_dir: Path, model: str) -> int:
 
 
 def _acc(results: dict | None, task: str) -> float | None:
+    """The task's accuracy, or for a generation task its first metric (exact_match, pass@1)."""
     if not results:
         return None
     r = results["results"].get(task, {})
-    return r.get("acc,none")
+    if "acc,none" in r:
+        return r["acc,none"]
+    metrics = [k for k, v in r.items() if "," in k and "_stderr" not in k and isinstance(v, (int, float))]
+    return r[metrics[0]] if metrics else None
 
 
 def _wait_port(port: int, timeout: float) -> bool:
@@ -166,6 +174,10 @@ def main(argv=None) -> int:
     ap.add_argument("--gguf", help="export-hf: the GGUF file")
     ap.add_argument("--tasks", default=",".join(LITE_MC_TASKS))
     ap.add_argument("--limit", type=int, default=20, help="documents per task")
+    ap.add_argument("--gen-tasks", default="", help="comma-separated generation tasks, run by (a) and (b) as "
+                    f"a second invocation each (the lite profile's: {','.join(LITE_GEN_TASKS)})")
+    ap.add_argument("--gen-limit", type=int, default=10, help="prompts per generation task")
+    ap.add_argument("--hf-batch", default="16", help="lm-eval --batch_size for (b)")
     ap.add_argument("--gguf-limit", type=int, default=5, help="documents per task for (c); 0: only the probe")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--hf-python", help="a Python with torch, transformers, gguf, lm-eval[hf,api], llama-cpp-python[server]")
@@ -191,8 +203,10 @@ def main(argv=None) -> int:
                HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
     lm_eval = lambda py: [py, "-m", "lm_eval"]  # noqa: E731
     common = ["--tasks", ",".join(tasks), "--limit", str(args.limit), "--log_samples"]
+    gen_tasks = list(filter(None, args.gen_tasks.split(",")))
+    gen = ["--tasks", ",".join(gen_tasks), "--limit", str(args.gen_limit), "--log_samples", "--confirm_run_unsafe_code"]
     report: dict = {"model": args.model, "gguf": str(gguf), "limit": args.limit, "tasks": tasks,
-                    "threads": args.threads, "runs": {}}
+                    "gen_tasks": gen_tasks, "gen_limit": args.gen_limit, "threads": args.threads, "runs": {}}
     previous = out / "report.json"
     if skip and previous.is_file():  # a partial re-run keeps the skipped runs of the same settings
         old = json.loads(previous.read_text())
@@ -217,6 +231,10 @@ def main(argv=None) -> int:
                                          "--output_path", str(out / "a")] + common
         rc, wall = _run(cmd, env, out / "a.log")
         report["runs"]["a"] = {"rc": rc, "process_wall_s": wall, "at": time.strftime("%Y-%m-%d %H:%M")}
+        if gen_tasks:
+            rc, wall = _run(cmd[:cmd.index("--tasks")] + ["--output_path", str(out / "a-gen")] + gen, env,
+                            out / "a-gen.log")
+            report["runs"]["a-gen"] = {"rc": rc, "process_wall_s": wall, "at": time.strftime("%Y-%m-%d %H:%M")}
 
     for kind in filter(None, args.dequantise.split(",")):
         key = f"a-{kind}"
@@ -234,10 +252,12 @@ def main(argv=None) -> int:
                             env, out / "export.log")
             report["export"] = {"rc": rc, "wall_s": wall}
         cmd = lm_eval(args.hf_python) + ["--model", "hf", "--model_args", f"pretrained={hf_dir},dtype=float32",
-                                         "--device", "cpu", "--batch_size", "16",
-                                         "--output_path", str(out / "b")] + common
-        rc, wall = _run(cmd, env, out / "b.log")
+                                         "--device", "cpu", "--batch_size", args.hf_batch]
+        rc, wall = _run(cmd + ["--output_path", str(out / "b")] + common, env, out / "b.log")
         report["runs"]["b"] = {"rc": rc, "process_wall_s": wall, "at": time.strftime("%Y-%m-%d %H:%M")}
+        if gen_tasks:
+            rc, wall = _run(cmd + ["--output_path", str(out / "b-gen")] + gen, env, out / "b-gen.log")
+            report["runs"]["b-gen"] = {"rc": rc, "process_wall_s": wall, "at": time.strftime("%Y-%m-%d %H:%M")}
 
     if "c" not in skip and args.hf_python:
         port = 8765
@@ -263,7 +283,7 @@ def main(argv=None) -> int:
     for k, (res, chosen, n_requests) in parsed.items():
         run = report["runs"][k]
         run["eval_s"] = float(res["total_evaluation_time_seconds"]) if res else None
-        run["acc"] = {t: _acc(res, t) for t in tasks}
+        run["acc"] = {t: _acc(res, t) for t in (gen_tasks if k.endswith("-gen") else tasks)}
         run["n_docs"] = len(chosen)
         run["requests"] = n_requests
         if res and "slm_cost" in res.get("config", {}):
@@ -271,8 +291,9 @@ def main(argv=None) -> int:
             run["tokens"] = run["cost"]["prompt_tokens"]
         elif k == "b" and res:
             run["tokens"] = _hf_tokens(out / "b", args.model)
-        if "b" in parsed and parsed["b"][1] and k != "b":
-            ref = parsed["b"][1]
+        b_key = "b-gen" if k.endswith("-gen") else "b"
+        if b_key in parsed and parsed[b_key][1] and k != b_key:
+            ref = parsed[b_key][1]
             both = [key for key in chosen if key in ref]
             run["agreement_with_b"] = (sum(chosen[key] == ref[key] for key in both) / len(both)) if both else None
             run["agreement_docs"] = len(both)
@@ -291,8 +312,10 @@ def render(report: dict) -> str:
     runs = report["runs"]
     names = {"a": "(a) slm-llamacpp", "b": "(b) hf fp32 (dequantised GGUF)", "c": "(c) gguf via llama_cpp.server"}
     names.update({k: f"(a') slm-llamacpp dequantise={r['dequantise']}" for k, r in runs.items() if r.get("dequantise")})
+    names.update({"a-gen": "(a) slm-llamacpp, generation tasks", "b-gen": "(b) hf fp32, generation tasks"})
     lines = [f"model `{report['model']}`, {len(report['tasks'])} tasks, --limit {report['limit']} per task, "
-             f"{report['threads']} threads", ""]
+             + (f"{len(report['gen_tasks'])} generation tasks, --limit {report['gen_limit']} each, "
+                if report.get("gen_tasks") else "") + f"{report['threads']} threads", ""]
     lines += ["| backend | docs | requests | tokens evaluated | eval wall s | process wall s | requests/s "
               "| tokens/s (evaluated) | mean acc | agreement with (b) |",
               "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -308,12 +331,19 @@ def render(report: dict) -> str:
                      f"{_f(agree * 100 if agree is not None else None, '{:.1f}%')} |")
     lines.append("")
     lines += ["| task | " + " | ".join(names[k] for k in runs) + " |", "|---|" + "---:|" * len(runs)]
-    for t in report["tasks"]:
+    for t in report["tasks"] + report.get("gen_tasks", []):
         lines.append(f"| {t} | " + " | ".join(_f(runs[k].get("acc", {}).get(t), "{:.3f}") for k in runs) + " |")
     b = runs.get("b", {})
     for k in [k for k in runs if k.startswith("a")]:
-        if runs[k].get("eval_s") and b.get("eval_s"):
-            lines += ["", f"speed-up {names[k]} over (b), lm-eval evaluation time: {b['eval_s'] / runs[k]['eval_s']:.2f}x"]
+        ref = runs.get("b-gen", {}) if k.endswith("-gen") else b
+        if runs[k].get("eval_s") and ref.get("eval_s"):
+            lines += ["", f"speed-up {names[k]} over {'(b) on the same tasks' if k.endswith('-gen') else '(b)'}, "
+                      f"lm-eval evaluation time: {ref['eval_s'] / runs[k]['eval_s']:.2f}x"]
+    whole = [runs.get(k, {}).get("eval_s") for k in ("a", "a-gen", "b", "b-gen")]
+    if all(whole):
+        lines += ["", f"whole profile (multiple choice + generation), lm-eval evaluation time: (a) "
+                  f"{whole[0] + whole[1]:.1f} s, (b) {whole[2] + whole[3]:.1f} s: "
+                  f"{(whole[2] + whole[3]) / (whole[0] + whole[1]):.2f}x"]
     for p in report.get("gguf_probe", []):
         lines.append(f"(c) probe {p['context']!r} + {p['continuation']!r}: gguf {p['gguf']:.4f}, "
                      f"slm-llamacpp {p['slm_llamacpp']:.4f}")

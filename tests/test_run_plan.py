@@ -28,3 +28,42 @@ def test_the_header_names_what_the_mirror_lacks(tm, hub):
     assert "Rowan/hellaswag ('train')" in text and "slm_icl_hellaswag_5shot_lite" in text
     stored = run_plan.header(plan, "slm-llamacpp", "smollm2-135m", {"dequantise": "stored"}, str(hub))[0]
     assert "weights as stored)" in stored
+
+
+def test_a_run_compiles_each_prompt_template_once_and_builds_the_same_requests(tm):
+    """slm-suite's run keeps lm-eval's compiled Jinja templates (lm-eval compiles one per
+    document and use); the requests built are those lm-eval builds without it."""
+    from jinja2 import Environment
+    from lm_eval import utils
+
+    from slm_tasks.api import _compiled_templates
+
+    tasks = ["slm_arc_easy_lite", "slm_mmlu_lite", "slm_gsm8k_lite"]
+
+    def build():
+        loaded = tm.load(tasks)
+        for task in loaded["tasks"].values():
+            task.set_fewshot_seed(seed=1234)  # the same few-shot draw both times
+            task.build_all_requests(limit=8, rank=0, world_size=1)
+        return {name: [(i.request_type, i.doc_id, i.idx, i.args) for i in task.instances]
+                for name, task in loaded["tasks"].items()}
+
+    compiles = Counter()
+    real = Environment.compile
+
+    def counting(self, source, *args, **kwargs):
+        compiles[source] += 1
+        return real(self, source, *args, **kwargs)
+
+    Environment.compile = counting
+    try:
+        plain = build()
+        plain_compiles = sum(compiles.values())
+        compiles.clear()
+        with _compiled_templates():
+            cached = build()
+        assert "from_string" not in vars(utils.env)  # the environment is lm-eval's again afterwards
+    finally:
+        Environment.compile = real
+    assert cached == plain and sum(len(v) for v in plain.values()) > 50
+    assert max(compiles.values()) == 1 and sum(compiles.values()) < plain_compiles / 10, (compiles, plain_compiles)
