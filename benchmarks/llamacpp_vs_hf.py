@@ -83,7 +83,7 @@ def _results(out_dir: Path) -> tuple[dict | None, dict]:
             lls = [x[0] if isinstance(x, (list, tuple)) else x for x in lls]
             n_requests += len(s["arguments"])
             task = Path(f).name.removeprefix("samples_").rsplit("_", 1)[0]
-            if all(isinstance(x, (int, float)) for x in lls):  # multiple choice: the chosen answer
+            if not isinstance(next(iter(s["arguments"].values())).get("arg_1"), dict):  # multiple choice
                 chosen[(task, s["doc_id"])] = max(range(len(lls)), key=lambda i: float(lls[i]))
             else:  # generation: the (filtered) text
                 chosen[(task, s["doc_id"])] = lls[0] if len(lls) == 1 else tuple(lls)
