@@ -60,14 +60,15 @@ def export_hf(gguf: str, out: str) -> None:
     print(f"exported {gguf} -> {out}")
 
 
-def _run(cmd, env, log: Path, timeout: float | None = None) -> tuple[int | None, float]:
-    t0 = time.perf_counter()
+def _run(cmd, env, log: Path, timeout: float | None = None, **facts) -> dict:
+    """Run ``cmd`` with its output in ``log``; the run's record (exit code, wall, when, ``facts``)."""
+    t0, at = time.perf_counter(), time.strftime("%Y-%m-%d %H:%M")
     with open(log, "w") as f:
         try:
             rc = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, timeout=timeout).returncode
         except subprocess.TimeoutExpired:
             rc = None
-    return rc, time.perf_counter() - t0
+    return {"rc": rc, "process_wall_s": time.perf_counter() - t0, "at": at, **facts}
 
 
 def _results(out_dir: Path) -> tuple[dict | None, dict]:
@@ -112,15 +113,15 @@ def _hf_tokens(out_dir: Path, model: str) -> int:
     return total
 
 
-def _acc(results: dict | None, task: str) -> float | None:
-    """The task's accuracy, or for a generation task its first metric (exact_match, pass@1)."""
+def _scores(results: dict | None, tasks: list[str]) -> dict[str, float | None]:
+    """Each task's score as the lite board defines it (exact_match for math, pass@1 for
+    coding); a task outside its domains (the ICL variants) by its accuracy."""
     if not results:
-        return None
-    r = results["results"].get(task, {})
-    if "acc,none" in r:
-        return r["acc,none"]
-    metrics = [k for k, v in r.items() if "," in k and "_stderr" not in k and isinstance(v, (int, float))]
-    return r[metrics[0]] if metrics else None
+        return {t: None for t in tasks}
+    from slm_tasks.leaderboards.spec import load_spec
+
+    board = {t: v["value"] for d in load_spec("lite").score(results)["domains"].values() for t, v in d["tasks"].items()}
+    return {t: board.get(t, results["results"].get(t, {}).get("acc,none")) for t in tasks}
 
 
 def _wait_port(port: int, timeout: float) -> bool:
@@ -225,39 +226,32 @@ def main(argv=None) -> int:
         report["bench"] = rec["bench"]
         (out / "bench.json").write_text(json.dumps(rec, indent=2))
 
+    ours = lambda extra="": lm_eval(sys.executable) + ["--model", "slm-llamacpp", "--model_args",  # noqa: E731
+                                                       f"model={args.model},n_threads={args.threads}{extra}"]
+    mc = {"tasks": tasks, "ref": "b"}
+    gen_facts = {"tasks": gen_tasks, "ref": "b-gen"}
     if "a" not in skip:
-        cmd = lm_eval(sys.executable) + ["--model", "slm-llamacpp", "--model_args",
-                                         f"model={args.model},n_threads={args.threads}",
-                                         "--output_path", str(out / "a")] + common
-        rc, wall = _run(cmd, env, out / "a.log")
-        report["runs"]["a"] = {"rc": rc, "process_wall_s": wall, "at": time.strftime("%Y-%m-%d %H:%M")}
+        report["runs"]["a"] = _run(ours() + ["--output_path", str(out / "a")] + common, env, out / "a.log", **mc)
         if gen_tasks:
-            rc, wall = _run(cmd[:cmd.index("--tasks")] + ["--output_path", str(out / "a-gen")] + gen, env,
-                            out / "a-gen.log")
-            report["runs"]["a-gen"] = {"rc": rc, "process_wall_s": wall, "at": time.strftime("%Y-%m-%d %H:%M")}
+            report["runs"]["a-gen"] = _run(ours() + ["--output_path", str(out / "a-gen")] + gen, env,
+                                           out / "a-gen.log", **gen_facts)
 
     for kind in filter(None, args.dequantise.split(",")):
         key = f"a-{kind}"
-        cmd = lm_eval(sys.executable) + ["--model", "slm-llamacpp", "--model_args",
-                                         f"model={args.model},n_threads={args.threads},dequantise={kind}",
-                                         "--output_path", str(out / key)] + common
-        rc, wall = _run(cmd, env, out / f"{key}.log")
-        report["runs"][key] = {"rc": rc, "process_wall_s": wall, "dequantise": kind,
-                               "at": time.strftime("%Y-%m-%d %H:%M")}
+        report["runs"][key] = _run(ours(f",dequantise={kind}") + ["--output_path", str(out / key)] + common, env,
+                                   out / f"{key}.log", dequantise=kind, **mc)
 
     if "b" not in skip and args.hf_python:
         hf_dir = out / "hf-model"
         if not (hf_dir / "config.json").exists():
-            rc, wall = _run([args.hf_python, __file__, "export-hf", "--gguf", str(gguf), "--out", str(hf_dir)],
-                            env, out / "export.log")
-            report["export"] = {"rc": rc, "wall_s": wall}
+            report["export"] = _run([args.hf_python, __file__, "export-hf", "--gguf", str(gguf), "--out", str(hf_dir)],
+                                    env, out / "export.log")
         cmd = lm_eval(args.hf_python) + ["--model", "hf", "--model_args", f"pretrained={hf_dir},dtype=float32",
                                          "--device", "cpu", "--batch_size", args.hf_batch]
-        rc, wall = _run(cmd + ["--output_path", str(out / "b")] + common, env, out / "b.log")
-        report["runs"]["b"] = {"rc": rc, "process_wall_s": wall, "at": time.strftime("%Y-%m-%d %H:%M")}
+        report["runs"]["b"] = _run(cmd + ["--output_path", str(out / "b")] + common, env, out / "b.log", tasks=tasks)
         if gen_tasks:
-            rc, wall = _run(cmd + ["--output_path", str(out / "b-gen")] + gen, env, out / "b-gen.log")
-            report["runs"]["b-gen"] = {"rc": rc, "process_wall_s": wall, "at": time.strftime("%Y-%m-%d %H:%M")}
+            report["runs"]["b-gen"] = _run(cmd + ["--output_path", str(out / "b-gen")] + gen, env, out / "b-gen.log",
+                                           tasks=gen_tasks)
 
     if "c" not in skip and args.hf_python:
         port = 8765
@@ -271,10 +265,10 @@ def main(argv=None) -> int:
                 cmd = lm_eval(args.hf_python) + ["--model", "gguf", "--model_args", f"base_url=http://127.0.0.1:{port}",
                                                  "--tasks", ",".join(tasks), "--limit", str(args.gguf_limit),
                                                  "--log_samples", "--output_path", str(out / "c")]
-                rc, wall = _run(cmd, env, out / "c.log", timeout=args.gguf_timeout)
-                report["runs"]["c"] = {"rc": rc, "process_wall_s": wall, "limit": args.gguf_limit}
+                report["runs"]["c"] = _run(cmd, env, out / "c.log", timeout=args.gguf_timeout,
+                                           limit=args.gguf_limit, **mc)
             elif "gguf_probe" not in report:
-                report["runs"]["c"] = {"rc": None, "error": "server did not start (see server.log)"}
+                report["runs"]["c"] = {"rc": None, "error": "server did not start (see server.log)", **mc}
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -283,7 +277,7 @@ def main(argv=None) -> int:
     for k, (res, chosen, n_requests) in parsed.items():
         run = report["runs"][k]
         run["eval_s"] = float(res["total_evaluation_time_seconds"]) if res else None
-        run["acc"] = {t: _acc(res, t) for t in (gen_tasks if k.endswith("-gen") else tasks)}
+        run["acc"] = _scores(res, run["tasks"])
         run["n_docs"] = len(chosen)
         run["requests"] = n_requests
         if res and "slm_cost" in res.get("config", {}):
@@ -291,9 +285,8 @@ def main(argv=None) -> int:
             run["tokens"] = run["cost"]["prompt_tokens"]
         elif k == "b" and res:
             run["tokens"] = _hf_tokens(out / "b", args.model)
-        b_key = "b-gen" if k.endswith("-gen") else "b"
-        if b_key in parsed and parsed[b_key][1] and k != b_key:
-            ref = parsed[b_key][1]
+        if run.get("ref") in parsed and parsed[run["ref"]][1]:
+            ref = parsed[run["ref"]][1]
             both = [key for key in chosen if key in ref]
             run["agreement_with_b"] = (sum(chosen[key] == ref[key] for key in both) / len(both)) if both else None
             run["agreement_docs"] = len(both)
@@ -333,11 +326,10 @@ def render(report: dict) -> str:
     lines += ["| task | " + " | ".join(names[k] for k in runs) + " |", "|---|" + "---:|" * len(runs)]
     for t in report["tasks"] + report.get("gen_tasks", []):
         lines.append(f"| {t} | " + " | ".join(_f(runs[k].get("acc", {}).get(t), "{:.3f}") for k in runs) + " |")
-    b = runs.get("b", {})
     for k in [k for k in runs if k.startswith("a")]:
-        ref = runs.get("b-gen", {}) if k.endswith("-gen") else b
+        ref = runs.get(runs[k].get("ref"), {})
         if runs[k].get("eval_s") and ref.get("eval_s"):
-            lines += ["", f"speed-up {names[k]} over {'(b) on the same tasks' if k.endswith('-gen') else '(b)'}, "
+            lines += ["", f"speed-up {names[k]} over {names[runs[k]['ref']]}, "
                       f"lm-eval evaluation time: {ref['eval_s'] / runs[k]['eval_s']:.2f}x"]
     whole = [runs.get(k, {}).get("eval_s") for k in ("a", "a-gen", "b", "b-gen")]
     if all(whole):
