@@ -34,6 +34,9 @@ def build(suite: str, requests: bool):
     tasks = task_manager(tasks=[suite]).load([suite])["tasks"]
     if requests:
         for task in tasks.values():
+            # lm-eval's simple_evaluate seeds every task's few-shot sampler (fewshot_random_seed
+            # 1234); without it the draws, and so the token counts, change from process to process.
+            task.set_fewshot_seed(seed=1234)
             task.build_all_requests(limit=None, rank=0, world_size=1)
     return tasks
 
