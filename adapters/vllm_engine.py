@@ -309,7 +309,7 @@ class DataParallelEngine:
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        from slm_tasks.adapters.cluster import connect
+        from slm_tasks.adapters.cluster_connect import connect
 
         connect("auto" if ray.is_initialized() or os.environ.get("RAY_ADDRESS") else "local")
         if cpu:  # disjoint cores of this machine, as without Ray

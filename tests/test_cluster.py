@@ -304,7 +304,7 @@ def test_no_cluster_at_the_address_is_one_line(tmp_path, mirror):
 
 def test_without_ray_the_message_names_the_extra():
     code = ("import sys; sys.modules['ray'] = None\n"
-            "from slm_tasks.adapters.cluster import ClusterError, import_ray\n"
+            "from slm_tasks.adapters.cluster_connect import ClusterError, import_ray\n"
             "try:\n    import_ray()\nexcept ClusterError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "pip install 'slm-suite[cluster]'" in out.stdout, out.stderr
