@@ -30,12 +30,18 @@ import sys
 import time
 from pathlib import Path
 
-LITE_GEN_TASKS = ["slm_gsm8k_lite", "slm_minerva_math_lite", "slm_humaneval_lite", "slm_mbpp_lite"]
-LITE_MC_TASKS = [
-    "slm_arc_easy_lite", "slm_arc_challenge_lite", "slm_mmlu_lite", "slm_hellaswag_lite",
-    "slm_winogrande_lite", "slm_piqa_lite", "slm_social_iqa_lite", "slm_commonsense_qa_lite",
-    "slm_openbookqa_lite", "slm_boolq_lite", "slm_truthfulqa_mc2_lite",
-]
+
+def lite_tasks() -> tuple[list[str], list[str]]:
+    """The lite board's tasks (leaderboards/lite.yaml): (scored by accuracy, i.e. multiple
+    choice; the rest, i.e. generation)."""
+    from slm_tasks.leaderboards.spec import load_spec
+
+    mc, gen = [], []
+    for domain in load_spec("lite").domains:
+        for t in domain.tasks:
+            if t.task:
+                (mc if any(m.startswith("acc,") for m in t.metrics) else gen).append(t.task)
+    return mc, gen
 
 
 def export_hf(gguf: str, out: str) -> None:
@@ -173,10 +179,10 @@ def main(argv=None) -> int:
     ap.add_argument("command", nargs="?", default="run", choices=["run", "export-hf"])
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--gguf", help="export-hf: the GGUF file")
-    ap.add_argument("--tasks", default=",".join(LITE_MC_TASKS))
+    ap.add_argument("--tasks", help="comma-separated multiple-choice tasks (default: the lite board's)")
     ap.add_argument("--limit", type=int, default=20, help="documents per task")
     ap.add_argument("--gen-tasks", default="", help="comma-separated generation tasks, run by (a) and (b) as "
-                    f"a second invocation each (the lite profile's: {','.join(LITE_GEN_TASKS)})")
+                    "a second invocation each (lite: the lite board's)")
     ap.add_argument("--gen-limit", type=int, default=10, help="prompts per generation task")
     ap.add_argument("--hf-batch", default="16", help="lm-eval --batch_size for (b)")
     ap.add_argument("--gguf-limit", type=int, default=5, help="documents per task for (c); 0: only the probe")
@@ -199,22 +205,26 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     skip = set(filter(None, args.skip.split(",")))
     gguf = resolve_model(args.model)
-    tasks = args.tasks.split(",")
+    lite_mc, lite_gen = lite_tasks()
+    tasks = args.tasks.split(",") if args.tasks else lite_mc
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), TOKENIZERS_PARALLELISM="false",
                HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
     lm_eval = lambda py: [py, "-m", "lm_eval"]  # noqa: E731
     common = ["--tasks", ",".join(tasks), "--limit", str(args.limit), "--log_samples"]
-    gen_tasks = list(filter(None, args.gen_tasks.split(",")))
+    gen_tasks = lite_gen if args.gen_tasks == "lite" else list(filter(None, args.gen_tasks.split(",")))
     gen = ["--tasks", ",".join(gen_tasks), "--limit", str(args.gen_limit), "--log_samples", "--confirm_run_unsafe_code"]
     report: dict = {"model": args.model, "gguf": str(gguf), "limit": args.limit, "tasks": tasks,
                     "gen_tasks": gen_tasks, "gen_limit": args.gen_limit, "threads": args.threads, "runs": {}}
     previous = out / "report.json"
     if skip and previous.is_file():  # a partial re-run keeps the skipped runs of the same settings
         old = json.loads(previous.read_text())
-        same = all(old.get(k) == report[k] for k in ("model", "limit", "tasks", "threads"))
+        keys = ("model", "limit", "threads") + (("gen_tasks", "gen_limit") if gen_tasks else ())
+        same = all(old.get(k) == report[k] for k in keys) and sorted(old["tasks"]) == sorted(tasks)
         if not same:
             raise SystemExit(f"{previous} was made with other settings: use another --out")
-        report["runs"] = {k: v for k, v in old["runs"].items() if k in skip}
+        # a skipped backend keeps its generation run too, when generation is asked for again
+        report["runs"] = {k: v for k, v in old["runs"].items()
+                          if k.removesuffix("-gen") in skip and (gen_tasks or not k.endswith("-gen"))}
         if "bench" in skip and old.get("bench"):
             report["bench"] = old["bench"]
 

@@ -30,7 +30,7 @@ def test_the_header_names_what_the_mirror_lacks(tm, hub):
     assert "weights as stored)" in stored
 
 
-def test_a_run_compiles_each_prompt_template_once_and_builds_the_same_requests(tm):
+def test_a_run_compiles_each_prompt_template_once_and_builds_the_same_requests(tm, monkeypatch):
     """slm-suite's run keeps lm-eval's compiled Jinja templates (lm-eval compiles one per
     document and use); the requests built are those lm-eval builds without it."""
     from jinja2 import Environment
@@ -55,15 +55,12 @@ def test_a_run_compiles_each_prompt_template_once_and_builds_the_same_requests(t
         compiles[source] += 1
         return real(self, source, *args, **kwargs)
 
-    Environment.compile = counting
-    try:
-        plain = build()
-        plain_compiles = sum(compiles.values())
-        compiles.clear()
-        with _compiled_templates():
-            cached = build()
-        assert "from_string" not in vars(utils.env)  # the environment is lm-eval's again afterwards
-    finally:
-        Environment.compile = real
+    monkeypatch.setattr(Environment, "compile", counting)
+    plain = build()
+    plain_compiles = sum(compiles.values())
+    compiles.clear()
+    with _compiled_templates():
+        cached = build()
+    assert "from_string" not in vars(utils.env)  # the environment is lm-eval's again afterwards
     assert cached == plain and sum(len(v) for v in plain.values()) > 50
     assert max(compiles.values()) == 1 and sum(compiles.values()) < plain_compiles / 10, (compiles, plain_compiles)
