@@ -191,3 +191,64 @@ def pytest_sessionfinish(session):
             if tr is not None:
                 tr.write_line(msg, red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# --- hostile tests: the user's files are byte-identical after any command ----------------
+class UserFiles:
+    """Every file and link under ``root`` with its bytes (or link target), to prove that a
+    command left what it did not write exactly as it was."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.before = self.take()
+
+    def take(self) -> dict[str, object]:
+        out: dict[str, object] = {}
+        for p in sorted(self.root.rglob("*")):
+            rel = str(p.relative_to(self.root))
+            if p.is_symlink():
+                out[rel] = ("link", os.readlink(p))
+            elif p.is_file():
+                out[rel] = p.read_bytes()
+            elif p.is_dir():
+                out[rel] = "dir"
+            else:  # FIFOs and other special files: their kind, never their content
+                out[rel] = ("special", p.stat().st_mode)
+        return out
+
+    def assert_kept(self, written: set[str] | frozenset[str] = frozenset()) -> None:
+        """Everything that was there is still there, unchanged, except ``written`` (paths
+        relative to the root that the command may create or replace)."""
+        now = self.take()
+        lost = [k for k in self.before if k not in now and k not in written]
+        changed = [k for k in self.before if k in now and now[k] != self.before[k] and k not in written]
+        assert not lost and not changed, f"user files lost {lost}, changed {changed}"
+
+
+@pytest.fixture()
+def user_files():
+    """``user_files(root)`` snapshots ``root``; ``.assert_kept()`` checks it afterwards."""
+    return UserFiles
+
+
+class CLIResult:
+    def __init__(self, code: int, out: str, err: str):
+        self.code, self.out, self.err = code, out, err
+
+    @property
+    def error_lines(self) -> list[str]:
+        return [line for line in self.err.splitlines() if line.strip()]
+
+
+@pytest.fixture()
+def slm_cli(capsys):
+    """Run ``slm-suite ARGS`` in process: exit code, stdout and stderr."""
+    from slm_tasks.cli import main
+
+    def run(*args: str) -> CLIResult:
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        cap = capsys.readouterr()
+        return CLIResult(code, cap.out, cap.err)
+
+    return run
