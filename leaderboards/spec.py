@@ -37,7 +37,8 @@ COST_COLUMNS = {
     "decode_ms_per_token": ("decode", "ms/token", True),
     "prefill_tok_s": ("prefill", "tokens/s", False),
     "throughput_tok_s": ("throughput", "tokens/s", False),
-    "peak_memory_bytes": ("peak memory", "GB", True),
+    # the bench's load of the stored model when there is one (cost_columns.cost_values)
+    "peak_memory_bytes": ("peak memory (bench, else run)", "GB", True),
     "energy_per_token_j": ("energy", "J/token", True),
     "wall_s": ("eval wall time", "s", True),
     "model_bytes": ("model size", "GB", True),

@@ -197,9 +197,14 @@ def test_extremes_ties_and_missing_samples(tmp_path):
     assert bottom["value"] == 0.0 and bottom["low"] == 0.0 and 0.0 < bottom["high"] < 0.15
     assert rows["tie-1"]["overall"]["value"] == rows["tie-2"]["overall"]["value"] == 0.5
     assert rows["tie-2"]["tasks"]["t_a"]["method"] == "stderr"  # no samples file
-    assert rows["tie-2"]["overall"]["method"] == "normal"
-    assert rows["tie-1"]["overall"]["method"] == "bootstrap"
+    assert rows["tie-1"]["overall"]["method"] == rows["tie-2"]["overall"]["method"] == "mover"
+    # a one-task domain is its task; the all-wrong model's domains keep an upper end above 0
+    assert rows["tie-1"]["domains"]["problem_solving"] == rows["tie-1"]["tasks"]["t_c"]
+    wrong = rows["all-wrong"]
+    assert wrong["domains"]["commonsense"]["low"] == 0.0 and wrong["domains"]["commonsense"]["high"] > 0.04
+    assert wrong["overall"]["high"] > 0.04 and rows["all-right"]["overall"]["low"] < 0.96
     assert [r["model"] for r in board["rows"]] == ["all-right", "tie-1", "tie-2", "all-wrong"]
+    assert [(r["rank"], r["tied"]) for r in board["rows"]] == [(1, False), (2, True), (2, True), (4, False)]
     assert any("prompts not verified" in n and "tie-2" in n for n in board["notes"])
 
 
