@@ -65,7 +65,8 @@ def _env() -> jinja2.Environment:
         autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
     )
     env.filters.update(score=fmt_score, interval=fmt_interval, cost=fmt_cost, gain=fmt_gain,
-                       gain_interval=fmt_gain_interval, rank=rank_text, pareto_title=pareto_title, extract_gain=lambda task, gains: gains.get(task),
+                       gain_interval=fmt_gain_interval, rank=rank_text, pareto_title=pareto_title,
+                       extract_gain=lambda task, gains: gains.get(task),
                        dash=lambda x: MISSING if x is None or x == "" else x,
                        tojson_compact=lambda x: json.dumps(x, sort_keys=True, default=str))
     return env

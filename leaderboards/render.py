@@ -61,7 +61,7 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", 
 def csv_cell(value: Any) -> Any:
     """A text cell that a spreadsheet would read as a formula gets a leading single quote;
     numbers stay numbers (a negative score difference is not text)."""
-    if isinstance(value, str) and (value.startswith(_FORMULA_START) or value.lstrip().startswith(_FORMULA_START)):
+    if isinstance(value, str) and (value[:1] in ("\t", "\r") or value.lstrip()[:1] in _FORMULA_START):
         return "'" + value
     return value
 
@@ -173,7 +173,8 @@ def to_markdown(board: dict[str, Any]) -> str:
                    f"{e(_s(c['split']))} | {e(_s(c['version']))} | {e(', '.join(methods))} | "
                    f"{c['random_baseline']:.3f} |")
     if board["missing_tasks"]:
-        out += ["", "Declared but not in the results: " + ", ".join(e(t) for t in board["missing_tasks"]) + "."]
+        missing = ", ".join(e(t) for t in board["missing_tasks"])
+        out += ["", f"Declared but not in the results: {missing}."]
     if board["notes"]:
         out += ["", "Notes:", ""] + [f"- {e(n)}" for n in board["notes"]]
     return "\n".join(out) + "\n"
@@ -207,7 +208,8 @@ def _md_icl(board: dict[str, Any]) -> list[str]:
            "| model | mean | " + " | ".join(md_text(t) for t in icl["tasks"]) + " |",
            "|:---|" + "---:|" * (len(icl["tasks"]) + 1)]
     for r in board["rows"]:
-        cells = [md_text(r["model"]), _md_gain(r["icl"]["mean"])] + [_md_gain(r["icl"]["tasks"].get(t)) for t in icl["tasks"]]
+        cells = [md_text(r["model"]), _md_gain(r["icl"]["mean"])]
+        cells += [_md_gain(r["icl"]["tasks"].get(t)) for t in icl["tasks"]]
         out.append("| " + " | ".join(cells) + " |")
     return out + [""]
 

@@ -134,8 +134,9 @@ class Spec:
         """Domain and overall scores of one lm-eval results dict (``results_*.json`` or
         ``simple_evaluate``'s output), as the board scores that run on its own.
 
-        Intervals are normal ones from lm-eval's stderrs (the board uses per-doc samples
-        where it has them; the values are the same).
+        Intervals come from lm-eval's stderrs (normal, clamped to [0, 1]; domains and overall
+        combined by MOVER); the board uses per-doc samples where it has them; the values are
+        the same.
         """
         from slm_tasks.leaderboards import stats
 

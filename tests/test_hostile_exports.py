@@ -29,7 +29,8 @@ from slm_tasks.leaderboards.render import csv_cell, md_text
 
 
 def _synthetic():
-    spec = importlib.util.spec_from_file_location("lb_synthetic", Path(__file__).with_name("test_leaderboard_synthetic.py"))
+    path = Path(__file__).with_name("test_leaderboard_synthetic.py")
+    spec = importlib.util.spec_from_file_location("lb_synthetic", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -48,7 +49,8 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "
 
 def spec_for(tasks):
     return {"schema": "slm-suite.board-spec/1", "name": "hostile", "domains": [
-        {"name": "commonsense", "tasks": [{"task": t} for t in tasks]}], "cost": {"hardware": {"backend": "llama.cpp"}}}
+        {"name": "commonsense", "tasks": [{"task": t} for t in tasks]}],
+        "cost": {"hardware": {"backend": "llama.cpp"}}}
 
 
 def board_of(tmp_path, names, tasks=("t_a",), **build_args):
@@ -85,7 +87,8 @@ def test_csv_text_cells_never_start_a_formula(tmp_path):
 def test_csv_numbers_stay_numbers_even_when_negative(tmp_path):
     # an ICL gain below 0 (the 5-shot run worse): the CSV carries it as a plain number
     same = "slm_icl_arc_challenge"
-    tasks = {"t_a": synth.outcomes(40, 20), f"{same}_0shot": synth.outcomes(40, 30), f"{same}_5shot": synth.outcomes(40, 10)}
+    tasks = {"t_a": synth.outcomes(40, 20), f"{same}_0shot": synth.outcomes(40, 30),
+             f"{same}_5shot": synth.outcomes(40, 10)}
     synth.make_run(tmp_path / "runs", "m", tasks, cost=synth.cost_record("-m", 5.0, 10**8),
                    docs_of={f"{same}_0shot": same, f"{same}_5shot": same}, n_shot={f"{same}_5shot": 5})
     spec = dict(spec_for(["t_a"]), icl={"title": "ICL gain", "match": "slm_icl_*shot"})
@@ -128,7 +131,8 @@ class _Cells(HTMLParser):
 def render_gfm(text: str) -> str:
     """CommonMark + GFM tables with raw HTML allowed: escaping must not rely on a sanitiser."""
     markdown_it = pytest.importorskip("markdown_it", reason="needs markdown-it-py to render Markdown")
-    return markdown_it.MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"]).render(text)
+    renderer = markdown_it.MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
+    return renderer.render(text)
 
 
 def test_markdown_carries_hostile_names_without_html_code_or_table_breaks(tmp_path):
@@ -148,7 +152,8 @@ def test_markdown_renders_hostile_names_as_text(tmp_path):
     out, _ = board_of(tmp_path, MARKDOWN_NAMES, tasks=("t_a", "t|<b>x&y"))
     page = _Cells()
     page.feed(render_gfm((out / "leaderboard.md").read_text()))
-    assert page.tags <= {"h2", "h3", "p", "table", "thead", "tbody", "tr", "th", "td", "ul", "li", "strong", "blockquote"}
+    assert page.tags <= {"h2", "h3", "p", "table", "thead", "tbody", "tr", "th", "td", "ul", "li", "strong",
+                         "blockquote"}
     main = [r for r in page.rows if len(r) == len(page.rows[0])]
     header, body = main[0], main[1:1 + len(MARKDOWN_NAMES)]
     assert header[:3] == ["#", "model", "overall"]
@@ -237,7 +242,8 @@ def test_published_outputs_name_no_local_path(tmp_path):
     assert files[0]["sha256"] == hashlib.sha256(results.read_bytes()).hexdigest()[:16]
     assert files[0]["model_args"] == {"model": "secret-model.Q4_K_M.gguf", "n_ctx": 2048}
     model = rows["alpha"]["provenance"]["model"]
-    assert model["file"] == "secret-model.Q4_K_M.gguf" and "path" not in model and model["sha256"] == "ab" * 32
+    assert model["file"] == "secret-model.Q4_K_M.gguf" and "path" not in model
+    assert model["sha256"] == "ab" * 32
     assert rows["beta"]["provenance"]["model"]["sha256"] is None
     assert board["spec"]["source"] == "my-spec.yaml"
     assert board["columns"][0]["dataset"]["config_source"] == "t.yaml"
@@ -277,12 +283,14 @@ def test_one_part_carries_its_interval_and_several_combine_by_mover():
     two = stats.mean_estimate([zero5, zero5], 0.95)
     # MOVER: 0 + sqrt(2 * 0.434483^2) / 2 = 0.307225; never the bootstrap's [0, 0]
     assert two.method == "mover" and two.low == 0.0
-    assert two.high == pytest.approx(wilson_upper_at_zero(5) / math.sqrt(2)) and two.high == pytest.approx(0.307225, abs=1e-6)
+    assert two.high == pytest.approx(wilson_upper_at_zero(5) / math.sqrt(2))
+    assert two.high == pytest.approx(0.307225, abs=1e-6)
     # symmetric parts: exactly the normal interval of the mean, sqrt(0.05^2 + 0.05^2) / 2
     sym = [stats.Estimate(0.5, *stats.normal_interval(0.5, 0.05), "stderr", 0.05) for _ in range(2)]
     mean = stats.mean_estimate(sym, 0.95)
     lo, hi = stats.normal_interval(0.5, math.sqrt(2) * 0.05 / 2)
-    assert (mean.low, mean.high) == (pytest.approx(lo), pytest.approx(hi)) and mean.se == pytest.approx(0.0353553, abs=1e-6)
+    assert (mean.low, mean.high) == (pytest.approx(lo), pytest.approx(hi))
+    assert mean.se == pytest.approx(0.0353553, abs=1e-6)
     # a part without an interval leaves the mean without one
     assert stats.mean_estimate([sym[0], stats.Estimate(0.5, None, None, "none")], 0.95).method == "none"
 
@@ -301,7 +309,9 @@ def test_normalised_interval_stays_within_its_floor_and_ceiling():
     assert (e.value, e.low, e.high) == (pytest.approx(6.6667, abs=1e-4), 0.0, pytest.approx(20.0))
     parts = [stats.normalise(stats.Estimate(0.2, 0.1, 0.35, "wilson", 0.06), 0.25)] * 3
     mean = stats.mean_estimate(parts, 0.95)
-    assert mean.value == 0.0 and mean.low == 0.0 and mean.high == pytest.approx(math.sqrt(3) * (0.1 / 0.75 * 100) / 3)
+    # each part's upper end is (0.35 - 0.25) / 0.75 * 100 = 13.33 above its 0: sqrt(3 * 13.33^2) / 3
+    assert mean.value == 0.0 and mean.low == 0.0
+    assert mean.high == pytest.approx(math.sqrt(3) * (0.1 / 0.75 * 100) / 3)
 
 
 def test_a_one_task_domain_shows_its_tasks_interval_on_the_board(tmp_path):
@@ -310,8 +320,9 @@ def test_a_one_task_domain_shows_its_tasks_interval_on_the_board(tmp_path):
         {"name": "math", "tasks": [{"task": "t_m1"}, {"task": "t_m2"}]}]}
     synth.make_run(tmp_path / "runs", "zero", {"t_a": synth.outcomes(3, 0), "t_m1": synth.outcomes(5, 0),
                                                "t_m2": synth.outcomes(5, 0)})
-    synth.make_run(tmp_path / "runs", "nosamples", {"t_a": [0.0, 0.0, 1.0, 0.0, 0.0], "t_m1": synth.outcomes(5, 1),
-                                                    "t_m2": synth.outcomes(5, 0)}, samples=False)
+    synth.make_run(tmp_path / "runs", "nosamples", {"t_a": [0.0, 0.0, 1.0, 0.0, 0.0],
+                                                    "t_m1": synth.outcomes(5, 1), "t_m2": synth.outcomes(5, 0)},
+                   samples=False)
     board = json.loads((build([tmp_path / "runs"], spec=spec, out=tmp_path / "b", html=False)
                         / "leaderboard.json").read_text())
     row = next(r for r in board["rows"] if r["model"] == "zero")

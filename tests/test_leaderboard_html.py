@@ -77,8 +77,10 @@ def cell_texts(browser, table_id: str, header: str) -> dict[str, str]:
     """model -> the text of the cell under the header whose first line is ``header``."""
     return browser.execute_script(
         "var t = document.getElementById(arguments[0]);"
-        "var col = Array.from(t.tHead.rows[0].cells).findIndex(h => h.innerText.split('\\n')[0] === arguments[1]);"
-        "var out = {}; Array.from(t.tBodies[0].rows).forEach(r => { out[r.dataset.model] = r.cells[col].innerText; });"
+        "var col = Array.from(t.tHead.rows[0].cells)"
+        "  .findIndex(h => h.innerText.split('\\n')[0] === arguments[1]);"
+        "var out = {};"
+        "Array.from(t.tBodies[0].rows).forEach(r => { out[r.dataset.model] = r.cells[col].innerText; });"
         "return out;", table_id, header)
 
 
@@ -132,7 +134,8 @@ def test_page_loads_offline_sorts_and_plots(board_dir, browser, tmp_path):
             plot) == 5
 
     # no HTML from a model name: the name is text, no image was made, no script ran
-    assert browser.execute_script("return document.querySelectorAll('img, script:not(:last-of-type)').length") == 0
+    made = "return document.querySelectorAll('img, script:not(:last-of-type)').length"
+    assert browser.execute_script(made) == 0
     assert HOSTILE in [a.text for a in browser.find_elements(By.CSS_SELECTOR, "#board td.text a")]
     assert browser.execute_script("return document.querySelector('#board tbody tr[data-model=\"' + "
                                   "CSS.escape(arguments[0]) + '\"]') !== null", HOSTILE)
@@ -175,6 +178,7 @@ def test_intervals_ties_and_badges_read_right(board_dir, browser):
     assert badges and set(badges) <= {"Pareto: score vs latency", "Pareto: score vs memory"}
     assert "fast" not in badges and "small" not in badges
     for b in browser.find_elements(By.CSS_SELECTOR, "#board .badge"):
-        assert "Pareto frontier" in b.get_attribute("title") and "need not be fast or small" in b.get_attribute("title")
+        title = b.get_attribute("title")
+        assert "Pareto frontier" in title and "need not be fast or small" in title
     legend = browser.find_element(By.CSS_SELECTOR, "#plot-latency svg").get_attribute("innerHTML")
     assert "on the frontier (Pareto: score vs latency)" in legend
