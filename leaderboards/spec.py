@@ -38,7 +38,7 @@ COST_COLUMNS = {
     "prefill_tok_s": ("prefill", "tokens/s", False),
     "throughput_tok_s": ("throughput", "tokens/s", False),
     # the bench's load of the stored model when there is one (cost_columns.cost_values)
-    "peak_memory_bytes": ("peak memory (bench, else run)", "GB", True),
+    "peak_memory_bytes": ("peak memory, bench else run", "GB", True),
     "energy_per_token_j": ("energy", "J/token", True),
     "wall_s": ("eval wall time", "s", True),
     "model_bytes": ("model size", "GB", True),
