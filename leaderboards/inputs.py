@@ -175,9 +175,14 @@ def glob_entries(pattern: str) -> list[Path]:
 
 
 def _match(pat: tuple[str, ...], parts: tuple[str, ...]) -> bool:
-    """Path components against pattern components; ``**`` matches any number of them."""
+    """Path components against pattern components as :func:`glob.glob` matches them: ``**``
+    matches any number of components, and a wildcard matches a hidden name only when the
+    pattern component itself starts with a dot."""
     if not pat:
         return not parts
     if pat[0] == "**":
-        return any(_match(pat[1:], parts[i:]) for i in range(len(parts) + 1))
-    return bool(parts) and fnmatch.fnmatchcase(parts[0], pat[0]) and _match(pat[1:], parts[1:])
+        visible = next((i for i, p in enumerate(parts) if p.startswith(".")), len(parts))
+        return any(_match(pat[1:], parts[i:]) for i in range(visible + 1))
+    if not parts or (parts[0].startswith(".") and not pat[0].startswith(".")):
+        return False
+    return fnmatch.fnmatchcase(parts[0], pat[0]) and _match(pat[1:], parts[1:])
