@@ -194,7 +194,8 @@ def load_run(path: Path) -> Run:
         if samples is not None and os.path.lexists(samples):
             unreadable = problem(samples)
             if unreadable:
-                notes.append(f"{samples}: samples file skipped, it is {unreadable} (not a regular file); "
+                # named by its folder and file: notes are published, the machine's paths are not
+                notes.append(f"{samples.parent.name}/{samples.name}: samples file skipped ({unreadable}); "
                              f"task {name} is shown without per-document values")
         else:
             samples = None

@@ -39,7 +39,7 @@ def problem(path: str | os.PathLike) -> str | None:
     except FileNotFoundError:
         return "a link to a missing file" if os.path.islink(path) else "missing"
     except OSError as exc:
-        return f"cannot be read ({exc.strerror})"
+        return f"unreadable ({exc.strerror})"
     if not stat.S_ISREG(st.st_mode):
         return _kind(st.st_mode) if not os.path.islink(path) else f"a link to {_kind(st.st_mode)}"
     return None
@@ -53,7 +53,7 @@ def open_regular(path: str | os.PathLike, what: str) -> BinaryIO:
         try:
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         except OSError as exc:
-            why = f"cannot be read ({exc.strerror})"
+            why = f"unreadable ({exc.strerror})"
         else:
             mode = os.fstat(fd).st_mode
             if stat.S_ISREG(mode):
@@ -61,8 +61,9 @@ def open_regular(path: str | os.PathLike, what: str) -> BinaryIO:
                 return os.fdopen(fd, "rb")
             os.close(fd)
             why = _kind(mode)
-    raise BoardError(f"{path}: {what} is {why}, not a regular file; the board and the gate read only "
-                     f"regular files: remove or replace it")
+    kind = "" if why.startswith("unreadable") else ", not a regular file"
+    raise BoardError(f"{path}: {what} is {why}{kind}; the board and the gate read only regular files: "
+                     f"remove or replace it")
 
 
 def read_bytes(path: str | os.PathLike, what: str, cap: int = MAX_JSON_BYTES) -> bytes:

@@ -217,7 +217,8 @@ def test_an_unreadable_samples_file_is_skipped_with_a_note_naming_it(tmp_path, r
     (run,) = [r for r in load_runs([runs]) if r.model == "model-a"]
     assert run.tasks["t_a"].samples_path is None and run.tasks["t_a"].samples() is None
     (note,) = run.notes
-    assert str(odd) in note and expect in note and "skipped" in note
+    assert f"model-a/{odd.name}:" in note and expect in note and "skipped" in note
+    assert str(tmp_path) not in note  # notes are published: no local paths
     assert expect in run.tasks["t_a"].samples_problem
     kept = user_files(tmp_path)
     proc = cli_subprocess(board_args(tmp_path, runs))  # the board is built, promptly
