@@ -22,7 +22,6 @@ import yaml
 
 from slm_tasks.adapters.backend import ModelArgsError
 from slm_tasks.adapters.models import ModelFileError, check_gguf
-from slm_tasks.leaderboards.errors import BoardError
 from slm_tasks.leaderboards.ingest import load_runs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -164,6 +163,19 @@ def test_results_that_are_not_json_text_are_one_line(tmp_path, runs, user_files,
     line = one_line(res.err)
     assert str(bad) in line and expect in line
     kept.assert_kept()
+
+
+def test_a_fifo_swapped_in_after_the_check_does_not_block_the_open(tmp_path):
+    """The race the check cannot close: the entry was a file when looked at, a FIFO when opened."""
+    fifo = tmp_path / "results_x.json"
+    os.mkfifo(fifo)
+    code = ("import sys; from slm_tasks.leaderboards import inputs; from slm_tasks.errors import SLMError\n"
+            "inputs.problem = lambda path: None  # the check saw a regular file\n"
+            "try: inputs.read_json(sys.argv[1], 'lm-eval results file')\n"
+            "except SLMError as e: print(e); sys.exit(2)")
+    proc = subprocess.run([sys.executable, "-c", code, str(fifo)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert str(fifo) in proc.stdout and "a FIFO, not a regular file" in proc.stdout
 
 
 # ---- folders: link loops and links to folders ----------------------------------------------------
