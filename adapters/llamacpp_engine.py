@@ -96,7 +96,8 @@ def _dequantise_kind(value) -> str | None:
     kind = str(value).lower()
     if kind not in DEQUANTISE:
         raise LlamaCppError(f"dequantise={value!r} is not supported: use one of {', '.join(DEQUANTISE)} "
-                            "(or leave it out to compute in the stored format)")
+                            f"(compute on a copy re-encoded in that format), or stored (compute in the "
+                            f"stored format); left out, it computes on a {DEFAULT_DEQUANTISE} copy")
     return kind
 
 
