@@ -299,6 +299,7 @@ def test_sigterm_and_sigint_flush_everything(putter, tmp_path, sig, mode, code):
     # nothing would be committed before the signal: only closing on the signal saves the items
     proc, progress = putter(10**7, 1e9, mode)
     while last_progress(progress)[0] < 2000:
+        assert proc.poll() is None, proc.communicate()  # a child that died must not leave us waiting
         time.sleep(0.01)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
