@@ -293,7 +293,10 @@ def test_cost_record_is_attributed_per_task(lm, requests):
     run = rec["run"]
     assert run["prompt_tokens"] > 0 and run["prefill_tok_s"] > 0 and run["peak_rss_bytes"] > 50e6
     assert sum(t["requests"] for t in rec["tasks"].values()) == run["requests"]
-    assert sum(t["wall_s"] for t in rec["tasks"].values()) == pytest.approx(run["wall_s"], rel=1e-3)
+    # every wall is rounded to 1 us on its own: the tasks' add up to the run's within that
+    walls = [t["wall_s"] for t in rec["tasks"].values()]
+    assert run["wall_s"] > 0
+    assert sum(walls) == pytest.approx(run["wall_s"], abs=(len(walls) + 1) * 0.5e-6 + 1e-12)
     if run["energy_j"] is None:
         assert run["energy_unavailable_reason"]
 
