@@ -50,10 +50,22 @@ class NaiveLlama(TemplateLM):
 
     def __init__(self, path, n_ctx=2048, n_batch=512):
         super().__init__()
+        import llama_cpp.llama as high_level
         from llama_cpp import Llama
 
-        self.llm = Llama(model_path=str(path), logits_all=True, n_ctx=n_ctx, n_batch=n_batch, n_threads=1,
-                         flash_attn=True, verbose=False)
+        from slm_tasks.adapters.llamacpp_engine import model_params
+
+        # the engine's model parameters (no AMX repacking where it crashes), through the
+        # high-level API, which takes no such argument
+        low = high_level.llama_cpp
+        default = low.llama_model_default_params
+        params = model_params(low)
+        low.llama_model_default_params = lambda: params
+        try:
+            self.llm = Llama(model_path=str(path), logits_all=True, n_ctx=n_ctx, n_batch=n_batch, n_threads=1,
+                             flash_attn=True, verbose=False)
+        finally:
+            low.llama_model_default_params = default
 
     @property
     def eot_token_id(self):
