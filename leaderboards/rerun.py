@@ -58,9 +58,12 @@ def newest_runs(runs: list[Run], strict: bool = False) -> tuple[list[Run], list[
     if not winner:
         return runs, []
     if strict:
-        problems = [f"model '{model}', task {task}: {len(by_key[(model, task)])} runs "
-                    f"({', '.join(str(r.path) for r in sorted(by_key[(model, task)], key=run_time))})"
-                    for model, task in sorted(winner)]
+        files: dict[tuple[str, tuple[str, ...]], list[str]] = defaultdict(list)  # (model, files) -> tasks
+        for model, task in sorted(winner):
+            paths = tuple(str(r.path) for r in sorted(by_key[(model, task)], key=run_time))
+            files[(model, paths)].append(task)
+        problems = [f"model '{model}', task{'s' * (len(tasks) > 1)} {', '.join(tasks)}: {len(paths)} runs "
+                    f"({', '.join(paths)})" for (model, paths), tasks in files.items()]
         raise BoardError(
             f"re-runs with --strict: {'; '.join(problems)}; pass one run per model and task, "
             f"or leave out --strict to show the newest run of each", problems)
