@@ -53,8 +53,10 @@ def save(tracker, results: dict, samples: dict | None) -> Path:
     if not date_id:
         raise OutputError(f"{folder}: lm-eval could not save the results{cause}; {FIX}")
     results_file = folder / f"results_{date_id}.json"
-    expected = {results_file: None} | {folder / f"samples_{name}_{date_id}.jsonl": len(rows)
-                                       for name, rows in (samples or {}).items() if name in results["configs"]}
+    expected: dict[Path, int | None] = {results_file: None}  # path -> samples lines (None: results)
+    for name, rows in (samples or {}).items():
+        if name in results["configs"]:
+            expected[folder / f"samples_{name}_{date_id}.jsonl"] = len(rows)
     for path, rows in expected.items():
         if not (_complete_results(path) if rows is None else _lines(path) == rows):
             # this run's own files, unique by their time stamp: a half-written one would only
@@ -120,10 +122,16 @@ def _tracker_complaints():
         logger.propagate = propagate
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """``text`` into ``path`` in full or not at all; no temporary file is left on failure."""
-    from slm_tasks.leaderboards.outputs import write_error
+def write_text_atomic(path: Path, text: str, fix: str = FIX) -> None:
+    """``text`` into ``path`` (its folder created if needed) in full or not at all; no temporary
+    file is left on failure; every OSError is a one-line OutputError ending in ``fix``."""
+    from slm_tasks.leaderboards.outputs import OutputError, ensure_folder, write_error
 
+    path = Path(path)
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise OutputError(f"{path}: {blocker} is a file, not a folder; {fix}")
+    ensure_folder(path.parent, fix)
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -133,7 +141,7 @@ def write_text_atomic(path: Path, text: str) -> None:
         os.replace(tmp, path)
         tmp = None
     except OSError as exc:
-        raise write_error(path, exc, FIX) from None
+        raise write_error(path, exc, fix) from None
     finally:
         if tmp is not None:
             with contextlib.suppress(OSError):

@@ -454,6 +454,30 @@ def test_cost_record_write_failure_leaves_no_temp_file(tmp_path):
         assert os.listdir(small) == []
 
 
+@pytest.mark.parametrize("case", ["is-a-folder", "below-a-file", "new-folder"])
+def test_a_single_output_file_in_hostile_places(tmp_path, user_files, case):
+    """The cost record and `slm-suite bench --record FILE`: one line naming the file, no temp file."""
+    from slm_tasks.leaderboards.outputs import OutputError
+    from slm_tasks.run_output import write_text_atomic
+
+    (tmp_path / "a-folder").mkdir()
+    (tmp_path / "a-folder" / "mine.txt").write_text("mine\n")
+    (tmp_path / "a-file").write_text("mine\n")
+    path = {"is-a-folder": tmp_path / "a-folder", "below-a-file": tmp_path / "a-file" / "record.json",
+            "new-folder": tmp_path / "new" / "record.json"}[case]
+    snap = user_files(tmp_path)
+    if case == "new-folder":
+        write_text_atomic(path, "{}\n", fix="choose another --record")
+        snap.assert_kept(written={"new", "new/record.json"})
+        assert path.read_text() == "{}\n"
+        return
+    with pytest.raises(OutputError) as err:
+        write_text_atomic(path, "{}\n", fix="choose another --record")
+    assert str(path) in str(err.value) and str(err.value).endswith("choose another --record")
+    snap.assert_kept()
+    no_temp_files(tmp_path)
+
+
 # ---- re-runs into one folder ----------------------------------------------------------------------
 
 def rerun(folder: Path, stamp: str, date_shift: float, drop_task: str | None = None) -> Path:
@@ -611,8 +635,8 @@ def test_run_repeated_into_its_folder_reuses_the_bench_and_the_folder_still_buil
     first = real_run(out, store)
     # the bench of an earlier run of this model on this machine (as `slm-suite run` records it)
     record = json.loads(first.cost_file.read_text())
-    record["bench"] = {"protocol": "survey-p50-g50-c2048", "runs": 3, "n_threads": record["hardware"]["threads"],
-                       "tg_ms_per_token": 12.5}
+    record["bench"] = {"protocol": "survey-p50-g50-c2048", "runs": 3, "tg_ms_per_token": 12.5,
+                       "n_threads": record["hardware"]["threads"]}
     first.cost_file.write_text(json.dumps(record))
     monkeypatch.setattr(bench_mod, "bench", lambda *a, **k: pytest.fail("benched again"))
     second = real_run(out, store, bench_runs=3, leaderboard=True)  # every answer from the store
