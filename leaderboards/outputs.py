@@ -77,6 +77,13 @@ def check_writable(folder: Path, names=(), fix: str = FIX) -> None:
     Checks what can be known beforehand (a file in the way, a folder that cannot be written,
     a same-named file slm-suite did not write) without creating anything that stays."""
     folder = Path(folder).absolute()
+    try:
+        _check_writable(folder, names, fix)
+    except OSError as exc:  # a parent that cannot be searched, ...
+        raise write_error(folder, exc, fix) from None
+
+
+def _check_writable(folder: Path, names, fix: str) -> None:
     if os.path.lexists(folder):
         if not folder.is_dir():
             raise OutputError(f"{folder}: exists and is not a folder; {fix}")
@@ -125,7 +132,14 @@ def write_folder(out: Path, files: dict[str, str]) -> Path:
     this one no longer writes (``index.html`` after ``--no-html``) are removed; nothing else in
     the folder is touched. Every OSError becomes a one-line OutputError.
     """
-    out = ensure_folder(Path(out))
+    try:
+        return _write_folder(Path(out).absolute(), files)
+    except OSError as exc:  # what the steps below do not name themselves
+        raise write_error(Path(out).absolute(), exc) from None
+
+
+def _write_folder(out: Path, files: dict[str, str]) -> Path:
+    out = ensure_folder(out)
     writes = _our_writes(out, files)
     new = set(files)
     # an earlier write of this same set (it shares a file name) is replaced as a whole

@@ -244,15 +244,48 @@ def remount_read_only(where: Path) -> None:
     subprocess.run(["mount", "-o", "remount,ro", str(where)], check=True, capture_output=True)
 
 
+READ_ONLY = ["tmpfs", "immutable", "mode"]
+
+
+@contextlib.contextmanager
+def read_only_folder(where: Path, kind: str):
+    """A folder of the user's notes that cannot be written, and the cause the error must name:
+    a read-only mount or an immutable folder (these hold for root too), or mode 0555 (only for
+    other users: root writes there anyway)."""
+    if kind == "tmpfs":
+        with small_mount(where) as folder:
+            user_notes(folder)
+            remount_read_only(folder)
+            yield folder, "Read-only file system"
+        return
+    if kind == "mode" and os.geteuid() == 0:
+        pytest.skip("root writes into a folder of mode 0555; the tmpfs and immutable variants cover root")
+    user_notes(where)
+    if kind == "immutable":
+        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(where)],
+                                                            capture_output=True).returncode != 0:
+            pytest.skip("chattr +i is not available for this folder")
+        cause = "Operation not permitted"
+    else:
+        where.chmod(0o555)
+        cause = "Permission denied"
+    try:
+        yield where, cause
+    finally:
+        if kind == "immutable":
+            subprocess.run(["chattr", "-i", str(where)], capture_output=True)
+        else:
+            where.chmod(0o755)
+
+
 @both
+@pytest.mark.parametrize("kind", READ_ONLY)
 @pytest.mark.parametrize("out_rel", ["", "new/sub"])
-def test_read_only_folder(command, tmp_path, user_files, out_rel):
-    with small_mount(tmp_path / "ro") as ro:
-        user_notes(ro)
-        remount_read_only(ro)
+def test_read_only_folder(command, tmp_path, user_files, out_rel, kind):
+    with read_only_folder(tmp_path / "ro", kind) as (ro, cause):
         snap = user_files(ro)
         res, _ = command(ro / out_rel if out_rel else ro)
-        line = refused(res, ro, "Read-only file system")
+        line = refused(res, ro, cause)
         assert "--out" in line
         snap.assert_kept()
 
@@ -367,18 +400,17 @@ def test_run_refuses_an_output_path_that_is_not_a_folder(slm_cli, tmp_path, user
     assert not (tmp_path / "gone").exists() and not (tmp_path / "out.json").exists()
 
 
+@pytest.mark.parametrize("kind", READ_ONLY)
 @pytest.mark.parametrize("out_rel", ["", "new/sub"])
 def test_run_refuses_a_read_only_output_folder_before_the_evaluation(slm_cli, tmp_path, user_files,
-                                                                     out_rel, monkeypatch):
+                                                                     out_rel, kind, monkeypatch):
     import slm_tasks.api as api
 
     monkeypatch.setattr(api, "evaluate", lambda *a, **k: pytest.fail("the evaluation started"))
-    with small_mount(tmp_path / "ro") as ro:
-        user_notes(ro)
-        remount_read_only(ro)
+    with read_only_folder(tmp_path / "ro", kind) as (ro, cause):
         snap = user_files(ro)
         res = run_cli(slm_cli, ro / out_rel if out_rel else ro, "--no-leaderboard")
-        refused(res, ro, "Read-only file system", "--output-path")
+        refused(res, ro, cause, "--output-path")
         snap.assert_kept()
 
 
