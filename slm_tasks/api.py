@@ -161,12 +161,12 @@ def run(
 
     if backend not in BACKENDS:
         raise SLMError(f"unknown backend '{backend}': choose one of {', '.join(BACKENDS)}")
-    output_path = Path(output_path)
-    # a folder that cannot take the results fails now, not after the evaluation
-    run_output.check_before(output_path, board=leaderboard)
     margs = {"model": model, **(model_args or {})}
     if ray:
         margs["ray"] = ray
+    output_path = Path(output_path)
+    # a folder that cannot take the results fails now, not after the evaluation
+    run_output.check_before(output_path, margs, board=leaderboard)
     tracker = EvaluationTracker(output_path=str(output_path))
     results = evaluate(
         BACKENDS[backend], margs, tasks=tasks, data_dir=data_dir, limit=limit,

@@ -24,8 +24,12 @@ TRACKER_LOGGER = "lm_eval.loggers.evaluation_tracker"
 MAX_COST_RECORD_BYTES = 16 << 20
 
 
-def check_before(output_path: Path, board: bool) -> None:
-    """Fail now, with one line, if the run's files could not be written under ``output_path``."""
+def check_before(output_path: Path, model_args: dict, board: bool) -> None:
+    """Fail now, with one line, if the run's files could not be written under ``output_path``
+    (its model folder is the one lm-eval's tracker will name from ``model_args``)."""
+    from lm_eval.loggers.evaluation_tracker import GeneralConfigTracker
+    from lm_eval.utils import sanitize_model_name
+
     from slm_tasks.leaderboards import BOARD_FILES
     from slm_tasks.leaderboards.outputs import OutputError, check_writable
 
@@ -33,6 +37,9 @@ def check_before(output_path: Path, board: bool) -> None:
         raise OutputError(f"{output_path}: slm-suite run writes a folder (results, samples, cost record, "
                           f"leaderboard), not one .json file; name a folder as --output-path")
     check_writable(output_path, fix=FIX)
+    model_folder = GeneralConfigTracker._get_model_name(model_args)
+    if model_folder:
+        check_writable(output_path / sanitize_model_name(model_folder), fix=FIX)
     if board:
         check_writable(output_path / "leaderboard", BOARD_FILES, fix=f"{FIX}, or pass --no-leaderboard")
 

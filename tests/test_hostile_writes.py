@@ -383,15 +383,19 @@ def run_cli(slm_cli, output_path, *extra):
                    "--output-path", output_path, *extra)
 
 
-@pytest.mark.parametrize("case", ["file", "below-file", "json-name", "dangling-link"])
+@pytest.mark.parametrize("case", ["file", "below-file", "json-name", "dangling-link",
+                                  "model-folder-is-a-file"])
 def test_run_refuses_an_output_path_that_is_not_a_folder(slm_cli, tmp_path, user_files, case, monkeypatch):
     import slm_tasks.api as api
 
     monkeypatch.setattr(api, "evaluate", lambda *a, **k: pytest.fail("the evaluation started"))
     (tmp_path / "file.txt").write_text("a file\n")
     (tmp_path / "dangling").symlink_to(tmp_path / "gone")
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / SMOL).write_text("where lm-eval would put the model's folder\n")
     path = {"file": tmp_path / "file.txt", "below-file": tmp_path / "file.txt" / "out",
-            "json-name": tmp_path / "out.json", "dangling-link": tmp_path / "dangling"}[case]
+            "json-name": tmp_path / "out.json", "dangling-link": tmp_path / "dangling",
+            "model-folder-is-a-file": tmp_path / "runs"}[case]
     snap = user_files(tmp_path)
     res = run_cli(slm_cli, path, "--no-leaderboard")
     refused(res, tmp_path)
