@@ -83,7 +83,7 @@ def newest_runs(runs: list[Run], strict: bool = False) -> tuple[list[Run], list[
         remaining = {t: tr for t, tr in run.tasks.items() if t not in tasks}
         if remaining:
             kept.append(dataclasses.replace(run, tasks=remaining))
-            what = f"tasks {', '.join(sorted(tasks))} superseded"
+            what = f"task{'s' * (len(tasks) > 1)} {', '.join(sorted(tasks))} superseded"
         else:
             what = "superseded"
         by = ", ".join(sorted(newer[id(run)]))

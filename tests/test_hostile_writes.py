@@ -568,7 +568,7 @@ def test_a_partial_rerun_supersedes_only_its_tasks(slm_cli, runs, tmp_path):
     assert res.code == 0, res.err
     board = json.loads((out / "leaderboard.json").read_text())
     (note,) = [n for n in board["notes"] if "superseded" in n]
-    assert note.startswith(f"{SMOL}/{old.name}: tasks slm_arc_easy_lite superseded")
+    assert note.startswith(f"{SMOL}/{old.name}: task slm_arc_easy_lite superseded")
     assert {c["task"] for c in board["columns"]} == {"slm_arc_easy_lite", "slm_boolq_lite"}
 
 
