@@ -112,11 +112,11 @@ def test_spec_by_bare_name_path_and_unknown(tmp_path):
 
 # ---- validation edge cases -----------------------------------------------------------------
 
-def test_duplicate_model_and_task_names_both_files(tmp_path):
+def test_duplicate_model_and_task_names_both_files_when_strict(tmp_path):
     a = synth.make_run(tmp_path / "m1", "model-x", {"t_a": synth.outcomes(10, 5)}, stamp="2026-01-01T00-00-00.1")
     b = synth.make_run(tmp_path / "m2", "model-x", {"t_a": synth.outcomes(10, 6)}, stamp="2026-01-02T00-00-00.1")
-    with pytest.raises(BoardError) as err:
-        build([tmp_path], spec=SMALL, out=tmp_path / "b", html=False)
+    with pytest.raises(BoardError) as err:  # without strict the newest wins (tests/test_hostile_writes.py)
+        build([tmp_path], spec=SMALL, out=tmp_path / "b", html=False, strict=True)
     assert "model 'model-x', task t_a" in str(err.value)
     assert str(a) in str(err.value) and str(b) in str(err.value)
 
