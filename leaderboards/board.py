@@ -47,6 +47,7 @@ def build_board(runs: list[Run], spec: Spec, allow_limit: bool | None = None) ->
             f"({', '.join(declared[:6]) or 'no tasks resolved'}...); "
             f"use the spec that matches the runs (e.g. --spec lite for *_lite tasks)")
     board_runs = [r for r in runs if id(r) in used]
+    notes += [n for r in board_runs for n in r.notes]  # what reading its files skipped
 
     problems = validate.check_limits(board_runs, allow_limit)
     problems += validate.check_duplicates(entries)

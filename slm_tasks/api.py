@@ -165,6 +165,17 @@ def run(
     if ray:
         margs["ray"] = ray
     output_path = Path(output_path)
+    # a misspelt model argument fails now, before the tasks are loaded and the header printed
+    from lm_eval.api.registry import get_model
+
+    from slm_tasks import activation
+
+    activation.install()
+    get_model(BACKENDS[backend]).check_model_args(margs)
+    if backend == "llamacpp":  # and so does a model file that is missing or not a GGUF
+        from slm_tasks.adapters.models import resolve_model
+
+        resolve_model(margs["model"])
     # a folder that cannot take the results fails now, not after the evaluation
     run_output.check_before(output_path, margs, board=leaderboard)
     tracker = EvaluationTracker(output_path=str(output_path))

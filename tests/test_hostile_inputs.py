@@ -71,8 +71,8 @@ def cli_subprocess(args: list[str], timeout: float = 60) -> subprocess.Completed
 
 
 def one_line(err: str) -> str:
-    """The one error line (``slm-suite run`` may have drawn its progress bar before it)."""
-    lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip() and "%|" not in line]
+    """The one error line."""
+    lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip()]
     assert len(lines) == 1, lines
     assert "Traceback" not in err
     return lines[0]
@@ -238,6 +238,7 @@ def test_an_unreadable_samples_file_is_skipped_with_a_note_naming_it(tmp_path, r
     board = json.loads((tmp_path / "board" / "leaderboard.json").read_text())
     row = next(r for r in board["rows"] if r["model"] == "model-a")
     assert row["tasks"]["t_a"]["value"] == pytest.approx(0.7)  # the task is still on the board
+    assert any(f"model-a/{odd.name}:" in n and expect in n for n in board["notes"])  # and the skip is named
     kept.assert_kept(written={"board", *(f"board/{f}" for f in os.listdir(tmp_path / "board"))})
 
 
