@@ -276,7 +276,7 @@ def _main(argv) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:  # lm-eval repeats notices and bars per task; -v shows them
         logging.getLogger("lm_eval").setLevel(logging.ERROR)
-        if args.command == "run":  # the run's header says what the mirror lacks, once
+        if args.command in ("run", "data"):  # the header / the report says what the mirror lacks, once
             for name in ("slm_tasks.data", "slm_tasks.fewshot"):
                 logging.getLogger(name).setLevel(logging.ERROR)
     from slm_tasks.adapters.store import exit_on_sigterm
