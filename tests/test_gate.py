@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import xml.etree.ElementTree as ET
@@ -16,14 +15,6 @@ from slm_tasks.leaderboards import GateError, gate, stats
 from slm_tasks.leaderboards.release_gate import load_policy
 
 
-def _synthetic():
-    spec = importlib.util.spec_from_file_location("lb_synthetic", Path(__file__).with_name("test_leaderboard_synthetic.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-synth = _synthetic()
 SPEC = {"schema": "slm-suite.board-spec/1", "name": "t", "domains": [
     {"name": "commonsense", "tasks": [{"task": "t_a"}, {"task": "t_b"}]},
     {"name": "math", "tasks": [{"task": "t_m"}]},
@@ -41,7 +32,7 @@ def paired(both: int, base_only: int, cand_only: int, neither: int) -> tuple[lis
     return base, cand
 
 
-def write_pair(tmp_path, tasks_base: dict, tasks_cand: dict, **kw) -> tuple[Path, Path]:
+def write_pair(synth, tmp_path, tasks_base: dict, tasks_cand: dict, **kw) -> tuple[Path, Path]:
     b = synth.make_run(tmp_path / "base", "base-model", tasks_base, **kw.get("base", {}))
     c = synth.make_run(tmp_path / "cand", "cand-model", tasks_cand, **kw.get("cand", {}))
     return b, c
@@ -89,11 +80,11 @@ def test_wilson_at_the_extremes():
 
 # ---- the gate on constructed runs ----------------------------------------------------------------
 
-def test_paired_test_catches_a_regression_the_unpaired_test_misses(tmp_path):
+def test_paired_test_catches_a_regression_the_unpaired_test_misses(synth, tmp_path):
     """lm-eval's comparison script tests the two scores as independent samples (lm-eval #3831).
     Models that agree on most documents make that test blind to a consistent per-doc drop."""
     base, cand = paired(both=300, base_only=20, cand_only=2, neither=78)  # 80.0% -> 75.5%
-    b, c = write_pair(tmp_path, {"t_a": base}, {"t_a": cand})
+    b, c = write_pair(synth, tmp_path, {"t_a": base}, {"t_a": cand})
     result = gate(b, c, policy())
     (check,) = result.checks
     assert check.method == "exact McNemar" and check.discordant == {"baseline_only": 20, "candidate_only": 2}
@@ -102,36 +93,37 @@ def test_paired_test_catches_a_regression_the_unpaired_test_misses(tmp_path):
     assert check.observed == pytest.approx(-18 / 400)
 
 
-def test_identical_and_perfect_runs_pass(tmp_path):
+def test_identical_and_perfect_runs_pass(synth, tmp_path):
     perfect = synth.outcomes(100, 100)
-    b, c = write_pair(tmp_path, {"t_a": perfect, "t_b": synth.outcomes(100, 0)},
+    b, c = write_pair(synth, tmp_path, {"t_a": perfect, "t_b": synth.outcomes(100, 0)},
                       {"t_a": perfect, "t_b": synth.outcomes(100, 0)})
     result = gate(b, c, policy())
     assert result.passed and result.exit_code == 0
     assert all(ch.p_value == 1.0 and ch.observed == 0 for ch in result.checks)
 
 
-def test_holm_correction_across_tasks_and_domain_margins(tmp_path):
+def test_holm_correction_across_tasks_and_domain_margins(synth, tmp_path):
     # each task alone would fail at alpha 0.05 (p ~ 0.03), not after Holm over three tasks
     base, cand = paired(200, 9, 2, 89)
-    b, c = write_pair(tmp_path, {"t_a": base, "t_b": base, "t_m": base}, {"t_a": cand, "t_b": cand, "t_m": cand})
+    b, c = write_pair(synth, tmp_path, {"t_a": base, "t_b": base, "t_m": base},
+                      {"t_a": cand, "t_b": cand, "t_m": cand})
     res = gate(b, c, policy())
     assert all(ch.p_value < 0.05 for ch in res.checks) and res.passed
     assert all(ch.p_holm == pytest.approx(min(1, 3 * ch.p_value)) for ch in res.checks)
     # a larger drop in every task: the math domain's margin tolerates it, commonsense does not
     base, cand = paired(200, 16, 0, 84)
-    b, c = write_pair(tmp_path / "2", {"t_a": base, "t_m": base}, {"t_a": cand, "t_m": cand})
+    b, c = write_pair(synth, tmp_path / "2", {"t_a": base, "t_m": base}, {"t_a": cand, "t_m": cand})
     res = gate(b, c, policy(margins={"default": 0.0, "domains": {"math": 0.1}}))
     verdict = {ch.name.split()[0]: ch.passed for ch in res.checks}
     assert verdict == {"t_a": False, "t_m": True}
     assert {ch.name.split()[0]: ch.margin for ch in res.checks} == {"t_a": 0.0, "t_m": 0.1}
 
 
-def test_non_binary_metrics_use_the_paired_bootstrap(tmp_path):
+def test_non_binary_metrics_use_the_paired_bootstrap(synth, tmp_path):
     rng = np.random.default_rng(0)
     base = rng.uniform(0.3, 0.9, 150)
     cand = np.clip(base - 0.05 + rng.normal(0, 0.02, 150), 0, 1)  # consistently 5 points lower
-    b, c = write_pair(tmp_path, {"t_a": base.tolist()}, {"t_a": cand.tolist()})
+    b, c = write_pair(synth, tmp_path, {"t_a": base.tolist()}, {"t_a": cand.tolist()})
     (check,) = gate(b, c, policy()).checks
     assert check.method == "paired bootstrap" and not check.passed
     assert check.high < 0 and check.observed == pytest.approx(float((cand - base).mean()))
@@ -139,9 +131,9 @@ def test_non_binary_metrics_use_the_paired_bootstrap(tmp_path):
     assert check.passed and check.non_inferiority_shown
 
 
-def test_budgets_fail_with_the_numbers_and_missing_costs_follow_the_policy(tmp_path):
+def test_budgets_fail_with_the_numbers_and_missing_costs_follow_the_policy(synth, tmp_path):
     same = synth.outcomes(50, 40)
-    b, c = write_pair(tmp_path, {"t_a": same}, {"t_a": same},
+    b, c = write_pair(synth, tmp_path, {"t_a": same}, {"t_a": same},
                       base={"cost": synth.cost_record("base-model", 10.0, 500_000_000)},
                       cand={"cost": synth.cost_record("cand-model", 12.0, 400_000_000)})
     res = gate(b, c, policy(budgets={"decode_ms_per_token": {"max_increase": 0.10, "max": 50},
@@ -159,9 +151,9 @@ def test_budgets_fail_with_the_numbers_and_missing_costs_follow_the_policy(tmp_p
     assert gate(b, c, policy(budgets={"energy_per_token_j": {"max": 1.0}, "missing": "skip"})).passed
 
 
-def test_reports_markdown_json_junit(tmp_path):
+def test_reports_markdown_json_junit(synth, tmp_path):
     base, cand = paired(300, 20, 2, 78)
-    b, c = write_pair(tmp_path, {"t_a": base, "t_b": base}, {"t_a": cand, "t_b": base})
+    b, c = write_pair(synth, tmp_path, {"t_a": base, "t_b": base}, {"t_a": cand, "t_b": base})
     out = tmp_path / "report"
     res = gate(b, c, policy(), out=out)
     md = (out / "gate.md").read_text()
@@ -177,14 +169,14 @@ def test_reports_markdown_json_junit(tmp_path):
     assert res.to_markdown() == md
 
 
-def test_all_means_the_tasks_of_the_overall_and_icl_variants_only_when_named(tmp_path, monkeypatch):
+def test_all_means_the_tasks_of_the_overall_and_icl_variants_only_when_named(synth, tmp_path, monkeypatch):
     import slm_tasks.leaderboards.release_gate as g
     from slm_tasks.leaderboards.spec import parse_spec
 
     spec = dict(SPEC, icl={"match": "slm_icl_*shot", "metric": "acc,none"})
     monkeypatch.setattr(g, "load_spec", lambda name: parse_spec(spec, "test spec"))
     base, cand = paired(300, 20, 2, 78)
-    b, c = write_pair(tmp_path, {"t_a": base, "slm_icl_mmlu_5shot": base},
+    b, c = write_pair(synth, tmp_path, {"t_a": base, "slm_icl_mmlu_5shot": base},
                       {"t_a": base, "slm_icl_mmlu_5shot": cand})
     assert [ch.name for ch in gate(b, c, policy()).checks] == ["t_a acc,none"]
     named = gate(b, c, policy(tasks=["t_a", "slm_icl_mmlu_5shot"]))
@@ -200,16 +192,16 @@ def test_all_means_the_tasks_of_the_overall_and_icl_variants_only_when_named(tmp
     (dict(cand={"prompt_suffix": "!"}), "prompts/documents differ"),
     (dict(cand={"limit": 10}), "--limit 10"),
 ])
-def test_inputs_that_cannot_be_compared(tmp_path, setup, match):
+def test_inputs_that_cannot_be_compared(synth, tmp_path, setup, match):
     x = synth.outcomes(20, 10)
-    b, c = write_pair(tmp_path, {"t_a": x}, {"t_a": x}, **setup)
+    b, c = write_pair(synth, tmp_path, {"t_a": x}, {"t_a": x}, **setup)
     with pytest.raises(GateError, match=match):
         gate(b, c, policy())
 
 
-def test_cli_exit_codes(tmp_path, capsys):
+def test_cli_exit_codes(synth, tmp_path, capsys):
     base, cand = paired(300, 20, 2, 78)
-    b, c = write_pair(tmp_path, {"t_a": base}, {"t_a": cand})
+    b, c = write_pair(synth, tmp_path, {"t_a": base}, {"t_a": cand})
     pol = tmp_path / "policy.yaml"
     pol.write_text("schema: slm-suite.gate-policy/1\nspec: t\nmargins: {default: 0.0}\n")
     assert main(["gate", "--baseline", str(b), "--candidate", str(c), "--policy", str(pol),
@@ -237,7 +229,7 @@ def test_packaged_example_policy_loads():
 # ---- real lm-eval runs ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("folder, spec", [("dummy-limit20", "default"), ("llamacpp-limit30", "lite")])
-def test_gate_on_real_runs_counts_the_same_discordant_docs(monkeypatch, folder, spec):
+def test_gate_on_real_runs_counts_the_same_discordant_docs(synth, monkeypatch, folder, spec):
     import slm_tasks.leaderboards.release_gate as g
     from slm_tasks.leaderboards.spec import load_spec as real_load_spec
 
