@@ -171,7 +171,9 @@ def run(
     from slm_tasks import activation
 
     activation.install()
-    get_model(BACKENDS[backend]).check_model_args(margs)
+    check = getattr(get_model(BACKENDS[backend]), "check_model_args", None)  # any lm-eval model may stand in
+    if check is not None:
+        check(margs)
     if backend == "llamacpp":  # and so does a model file that is missing or not a GGUF
         from slm_tasks.adapters.models import resolve_model
 
