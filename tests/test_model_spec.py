@@ -55,7 +55,8 @@ def test_header_backend_store_cost_bench_and_board_read_one_resolution(case, ggu
     header = run_plan.header(run_plan.Plan(), spec, None)[0]
     assert header == f"model: {margs['model']} ({scoring}); backend slm-llamacpp, {threads} threads"
 
-    lm = LlamaCppLM(**margs)  # what lm-eval builds from the same arguments
+    # what lm-eval's simple_evaluate builds from the same arguments
+    lm = LlamaCppLM.create_from_arg_obj(margs, {"batch_size": None, "max_batch_size": None, "device": None})
     try:
         assert lm.spec is spec  # resolved once: the backend got the header's description
         assert lm.engine.n_threads == spec.threads == threads
