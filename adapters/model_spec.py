@@ -31,7 +31,7 @@ class ModelSpec:
     path: Path | None            # the weights file or checkpoint folder; None for a hub id
     sha256: str | None           # content identity (store_keys.model_identity); None for a hub id
     base_name: str               # the weights' name (models.display_name's rule)
-    weights: str | None = None   # llama.cpp: the re-encoded format the scores are computed in; None: as stored
+    weights: str | None = None   # llama.cpp: the re-encoded format computing the scores; None: stored
     dtype: str | None = None     # vLLM: the dtype argument (auto: the checkpoint's own)
     threads: int | None = None   # CPU threads of the computation; None where the engine schedules its own
     store: object = None         # model_args store: None (the default file), a path, or off

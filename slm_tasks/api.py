@@ -114,16 +114,19 @@ def _planned_run(tm, tasks, model, model_args, data_dir, limit, on_plan):
         yield
 
 
-def resolve(backend: str, model_args: dict):
-    """The :class:`~slm_tasks.adapters.model_spec.ModelSpec` of ``model_args`` as the lm-eval
-    model ``backend`` (slm-llamacpp, slm-vllm) will run it; a misspelt argument or a missing
-    model file fails here, before anything loads. The backend built for the run reuses it."""
+def resolve(backend: str, model_args: dict | str):
+    """The :class:`~slm_tasks.adapters.model_spec.ModelSpec` of ``model_args`` (a dict, or
+    lm-eval's ``k=v,...`` string) as the lm-eval model ``backend`` (slm-llamacpp, slm-vllm)
+    will run it; a misspelt argument or a missing model file fails here, before anything
+    loads. The backend built for the run reuses it."""
     from lm_eval.api.registry import get_model
+    from lm_eval.utils import simple_parse_args_string
 
     from slm_tasks import activation
 
     activation.install()
-    return get_model(backend).resolve(model_args)
+    args = simple_parse_args_string(model_args) if isinstance(model_args, str) else dict(model_args or {})
+    return get_model(backend).resolve(args)
 
 
 @dataclass
