@@ -31,6 +31,7 @@ def task_manager(include_defaults: bool | None = None, tasks=None, metadata: dic
     ours (``slm_*``) only our folder is indexed.
     """
     from slm_tasks import activation
+    from slm_tasks.paths import task_dir
 
     activation.install()
     from lm_eval.tasks import TaskManager
@@ -38,7 +39,7 @@ def task_manager(include_defaults: bool | None = None, tasks=None, metadata: dic
     if include_defaults is None:
         include_defaults = not tasks or not all(str(t).startswith("slm_") for t in tasks)
     # without lm-eval's own tasks, name our folder: the activation hook adds it only beside them
-    ours = None if include_defaults else str(activation.task_dir())
+    ours = None if include_defaults else str(task_dir())
     return TaskManager(include_defaults=include_defaults, include_path=ours, metadata=metadata)
 
 
