@@ -23,12 +23,13 @@ from slm_tasks.adapters.cost import CostMeter, Work, software_versions
 from slm_tasks.adapters.hardware import describe as describe_hardware
 from slm_tasks.adapters.llamacpp_engine import DEFAULT_DEQUANTISE, LlamaCppError, LlamaEngine
 from slm_tasks.adapters.llamacpp_engine import _dequantise_kind as dequantise_kind
+from slm_tasks.adapters.make import ClusterCapable
 from slm_tasks.adapters.models import display_name, resolve_model
 
 log = logging.getLogger(__name__)
 
 
-class LlamaCppLM(SLMBackend):
+class LlamaCppLM(ClusterCapable, SLMBackend):
     """lm-eval model ``slm-llamacpp``.
 
     model_args: ``model`` (a .gguf path or a short name: smollm2-135m, gemma3-270m),
