@@ -68,11 +68,12 @@ def icl_gain(
     its ``results`` and ``n-shot`` sections are read. ``samples`` maps task name -> the
     per-document sample dicts lm-eval logs (``--log_samples``; also taken from
     ``results["samples"]`` when present), or to their per-filter
-    :class:`~slm_tasks.results.samples.DocScores` as the board reads them. With samples for both shot counts of a task, the
-    stderr is that of the mean paired difference over documents, matched by ``doc_id``
-    (and ``doc_hash`` when logged). Otherwise it is ``sqrt(se_low^2 + se_high^2)`` from
-    lm-eval's stderrs, which ignores the (usually positive) correlation between the two
-    runs on the same documents and so overstates the uncertainty.
+    :class:`~slm_tasks.results.samples.DocScores` as the board reads them. With samples
+    for both shot counts of a task, the stderr is that of the mean paired difference over
+    documents, matched by ``doc_id`` (and ``doc_hash`` when logged). Otherwise it is
+    ``sqrt(se_low^2 + se_high^2)`` from lm-eval's stderrs, which ignores the (usually
+    positive) correlation between the two runs on the same documents and so overstates the
+    uncertainty.
 
     The average is the plain mean over the tasks that ran at both shot counts; its stderr
     is ``sqrt(sum se_i^2) / T`` (tasks use disjoint documents). Standard errors treat the
