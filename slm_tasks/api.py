@@ -173,7 +173,9 @@ def run(
 
     activation.install()
     get_model(BACKENDS[backend]).check_model_args(margs)
-    if backend == "llamacpp":  # and so does a model file that is missing or not a GGUF
+    # and so does a model file that is missing or not a GGUF (on a cluster, the workers read
+    # the file on their machines and name the one that cannot)
+    if backend == "llamacpp" and "ray" not in margs:
         from slm_tasks.adapters.models import resolve_model
 
         resolve_model(margs["model"])
