@@ -54,10 +54,9 @@ Emit = Callable[[int, object, float], None]  # (request index, answer, seconds i
 OFF = ("off", "no", "none", "false", "0")
 TRUE, FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 # model_args every lm-eval model receives from lm-eval itself (simple_evaluate's
-# additional_config; --trust_remote_code), and those of a cluster run (docs/cluster.md)
+# additional_config; --trust_remote_code)
 GENERIC_MODEL_ARGS = {"device": "any", "batch_size": "any", "max_batch_size": "any",
                       "trust_remote_code": "bool"}
-CLUSTER_MODEL_ARGS = {"ray": "any", "ray_workers": "int"}
 
 
 class ModelArgsError(SLMError):
@@ -138,6 +137,8 @@ class SLMBackend(TemplateLM):
     MODEL_ARGS: dict[str, str] = {}
 
     PASSES_ON: str | None = None  # where names the backend does not know go (vLLM: vllm.LLM)
+    # those of a wrapper chosen where the model is built (adapters/make.py: the cluster's)
+    WRAPPER_MODEL_ARGS: dict[str, str] = {}
 
     @classmethod
     def extra_model_args(cls) -> frozenset[str] | None:
@@ -149,7 +150,7 @@ class SLMBackend(TemplateLM):
     def check_model_args(cls, args: Mapping) -> dict:
         """``args`` with each value of a known kind converted; an unknown name or a value of the
         wrong kind is a one-line :class:`ModelArgsError` (the nearest known name, the known ones)."""
-        known = {**GENERIC_MODEL_ARGS, **CLUSTER_MODEL_ARGS, **cls.MODEL_ARGS}
+        known = {**GENERIC_MODEL_ARGS, **cls.WRAPPER_MODEL_ARGS, **cls.MODEL_ARGS}
         unknown = [k for k in args if k not in known]
         extra = cls.extra_model_args() if unknown and cls.PASSES_ON else None
         if unknown and cls.PASSES_ON:
@@ -181,18 +182,17 @@ class SLMBackend(TemplateLM):
         """The backend's resolution of checked ``args`` (the file, its digest, the defaults)."""
         raise NotImplementedError
 
-    # --- model_args ray=ADDRESS: the engine work runs on a Ray cluster (docs/cluster.md) --
+    # --- built by lm-eval from model_args ------------------------------------------------
     @classmethod
     def create_from_arg_obj(cls, arg_dict, additional_config=None):
         args = {**arg_dict, **{k: v for k, v in (additional_config or {}).items() if v is not None}}
-        args = cls.check_model_args(args)
-        if "ray" not in args:
-            return cls(**args)
-        from slm_tasks.adapters import cluster
+        return cls.from_checked_args(cls.check_model_args(args))
 
-        if cluster.wanted(args["ray"]) is None:
-            return cls(**{k: v for k, v in args.items() if k not in ("ray", "ray_workers")})
-        return cluster.ClusterLM(cls, args)
+    @classmethod
+    def from_checked_args(cls, args: dict):
+        """The model for checked model arguments: this backend. The registered backends take
+        this step from adapters/make.py, which may wrap them (``ray=``: on a cluster)."""
+        return cls(**args)
 
     @classmethod
     def create_from_arg_string(cls, arg_string, additional_config=None):

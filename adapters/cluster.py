@@ -319,7 +319,8 @@ class ClusterMeter(CostMeter):
 
 
 class ClusterLM(SLMBackend):
-    """The driver's model: a backend whose engine work runs on the cluster's workers."""
+    """The driver's model: any backend, its engine work on the cluster's workers (built around
+    ``backend`` by adapters/make.py when model_args name ``ray=``)."""
 
     def __init__(self, backend: type[SLMBackend], model_args: dict):
         super().__init__()

@@ -20,6 +20,10 @@ PIP = "pip install 'slm-suite[cluster]'"
 LOCAL_OBJECT_STORE = 256 * 2**20  # requests and answers are text: a small object store is plenty
 
 
+# the model arguments of a cluster run (docs/cluster.md), beside the backend's own
+CLUSTER_MODEL_ARGS = {"ray": "any", "ray_workers": "int"}
+
+
 class ClusterError(SLMError):
     """The Ray cluster cannot be reached or cannot run the workers."""
 

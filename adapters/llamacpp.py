@@ -25,11 +25,12 @@ from slm_tasks.adapters.llamacpp_engine import DEFAULT_DEQUANTISE, LlamaCppError
 from slm_tasks.adapters.model_spec import ModelSpec
 from slm_tasks.adapters.models import display_name, resolve_gguf
 from slm_tasks.adapters.store_keys import model_identity
+from slm_tasks.adapters.make import ClusterCapable
 
 log = logging.getLogger(__name__)
 
 
-class LlamaCppLM(SLMBackend):
+class LlamaCppLM(ClusterCapable, SLMBackend):
     """lm-eval model ``slm-llamacpp``.
 
     model_args: ``model`` (a .gguf path or a short name: smollm2-135m, gemma3-270m),

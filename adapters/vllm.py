@@ -27,6 +27,7 @@ from slm_tasks.adapters.backend import DEFAULT_MAX_GEN_TOKS, GenJob, ScoreItem, 
 from slm_tasks.adapters.cost import CostMeter, Work, software_versions
 from slm_tasks.adapters.hardware import RaplReader, usable_cores
 from slm_tasks.adapters.hardware import describe as describe_hardware
+from slm_tasks.adapters.make import ClusterCapable
 from slm_tasks.adapters.model_spec import ModelSpec
 from slm_tasks.adapters.models import display_name
 from slm_tasks.adapters.vllm_engine import (  # noqa: F401  (re-exported: the backend's public errors and checks)
@@ -111,7 +112,7 @@ def _energy_reader(nvml: gpu.NvmlMeter | None, nvml_reason: str | None):
 
 # --- the lm-eval model -----------------------------------------------------------------
 
-class VLLMLM(SLMBackend):
+class VLLMLM(ClusterCapable, SLMBackend):
     """lm-eval model ``slm-vllm``.
 
     model_args: ``pretrained`` (or ``model``): a transformers checkpoint folder or hub id;

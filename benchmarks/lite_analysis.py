@@ -33,7 +33,7 @@ import numpy as np
 from scipy.stats import norm
 
 from slm_tasks.data import LITE_SEED, lite_subset
-from slm_tasks.leaderboards import stats
+from slm_tasks.results import stats
 
 ALPHA = 0.05
 POWER = 0.80

@@ -10,7 +10,7 @@ them) and the full split sizes (lm-eval's own task loading, hub or mirror), and 
   difference; the domain means (plain means of their tasks, domains and metrics as the lite
   board spec defines them, leaderboards/lite.yaml);
 * per ICL task: the paired 0->5-shot gain on the same lite documents
-  (``slm_tasks.icl.icl_gain``) and the 0-vs-5-shot discordance.
+  (``slm_tasks.results.icl_gain.icl_gain``) and the 0-vs-5-shot discordance.
 
     SLM_DATA_DIR=../shared/hub python benchmarks/lite_precision.py slm-results/smollm2-135m/results_<date>.json
 """
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # lite_analysis.py, be
 
 def load_samples(results_file: Path) -> dict[str, dict]:
     """task -> its per-filter DocScores, from the samples files of this results file."""
-    from slm_tasks.leaderboards.samples import read_samples, samples_files
+    from slm_tasks.results.samples import read_samples, samples_files
 
     stamp = results_file.stem.removeprefix("results_")
     return {task: read_samples(p) for task, p in samples_files(results_file.parent, stamp=stamp).items()}
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     ap.add_argument("results", type=Path)
     args = ap.parse_args(argv)
 
-    from slm_tasks import icl
+    from slm_tasks.results.icl_gain import icl_gain
     import lite_analysis as la
     from slm_tasks.api import task_manager
     from slm_tasks.leaderboards.spec import load_spec
@@ -93,7 +93,7 @@ def main(argv=None) -> int:
 
     icl_samples = {t: rows for t, rows in samples.items() if t.startswith("slm_icl_")}
     if icl_samples:
-        gain = icl.icl_gain(results, icl_samples)
+        gain = icl_gain(results, icl_samples)
         print("\n| ICL task (lite, acc) | 0-shot | 5-shot | gain | 95% CI | CI from | 0-vs-5 discordance |")
         print("|---|---:|---:|---:|---|---|---:|")
         rows = sorted(gain["tasks"].items()) + ([("**mean**", gain["mean"])] if gain.get("mean") else [])

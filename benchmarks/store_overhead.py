@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from slm_tasks.adapters import store
-from slm_tasks.leaderboards.samples import read_rows
+from slm_tasks.results.samples import read_rows
 
 
 def requests_from(results: Path) -> list[tuple[str, tuple]]:

@@ -13,13 +13,15 @@ from typing import Any
 
 import numpy as np
 
+import slm_tasks.leaderboards.publish as publish
+import slm_tasks.leaderboards.validate as validate
 from slm_tasks import __version__
-from slm_tasks.leaderboards import publish, stats, validate
 from slm_tasks.leaderboards.board_icl import icl_section
 from slm_tasks.leaderboards.cost_columns import cost_and_pareto
-from slm_tasks.leaderboards.errors import BoardError
 from slm_tasks.leaderboards.ingest import Run
 from slm_tasks.leaderboards.spec import COST_COLUMNS, Spec, combine
+from slm_tasks.results import stats
+from slm_tasks.results.errors import BoardError
 
 BOARD_SCHEMA = "slm-suite.leaderboard/1"
 MISSING = "—"

@@ -32,7 +32,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from slm_tasks.leaderboards import BOARD_FILES, build
+    from slm_tasks.leaderboards.api import BOARD_FILES, build
 
     out = build(args.inputs, spec=args.spec, out=args.out,
                 allow_limit=True if args.allow_limit else None, html=not args.no_html, strict=args.strict)

@@ -1,6 +1,6 @@
 """The board's in-context learning columns: the k-shot minus 0-shot gain of each model.
 
-The gain is :func:`slm_tasks.icl.icl_gain` on the model's ICL variants (paired on the same
+The gain is :func:`slm_tasks.results.icl_gain.icl_gain` on the model's ICL variants (paired on the same
 documents when samples exist), per task and averaged. It is shown beside the overall score,
 never inside it: the 0-shot variants are the base tasks again.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from slm_tasks.errors import SLMError
-from slm_tasks.leaderboards.errors import BoardError
 from slm_tasks.leaderboards.ingest import Run
 from slm_tasks.leaderboards.spec import Spec
+from slm_tasks.results.errors import BoardError
 
 METHOD = ("{high}-shot minus {low}-shot {metric} per task, paired on the same documents when "
           "samples exist (else from the two stderrs, unpaired); the mean is the plain average over "
@@ -26,7 +26,7 @@ def icl_section(spec: Spec, entries: list[tuple[str, str, Run]],
     variants = set(spec.icl_tasks({t for _, t, _ in entries}))
     if icl is None or not variants:
         return None, {}
-    from slm_tasks.icl import icl_gain
+    from slm_tasks.results.icl_gain import icl_gain
 
     metric, _, flt = icl.metric.partition(",")
     by_model: dict[str, dict[str, Run]] = {}

@@ -3,8 +3,8 @@
 lm-eval ``--output_path <dir>`` writes ``<dir>/<model>/results_<time>.json`` and, with
 ``--log_samples``, ``samples_<task>_<time>.jsonl`` beside it. ``slm-suite run`` adds the cost
 record as ``results_<time>.cost.json``; adapters also put it in ``results["config"]["slm_cost"]``.
-Samples files are read by :mod:`slm_tasks.leaderboards.samples`; every file is opened through
-:mod:`slm_tasks.leaderboards.inputs` (regular files only, bounded sizes).
+Samples files are read by :mod:`slm_tasks.results.samples`; every file is opened through
+:mod:`slm_tasks.results.inputs` (regular files only, bounded sizes).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from slm_tasks.leaderboards.errors import BoardError
-from slm_tasks.leaderboards.inputs import glob_entries, problem, read_json, walk
-from slm_tasks.leaderboards.samples import DocScores, read_samples
+from slm_tasks.results.errors import BoardError
+from slm_tasks.results.inputs import glob_entries, problem, read_json, walk
+from slm_tasks.results.samples import DocScores, read_samples
 
 COST_SCHEMA = "slm-suite.cost/1"
 

@@ -21,12 +21,13 @@ from typing import Any
 import numpy as np
 import yaml
 
+import slm_tasks.leaderboards.validate as validate
 from slm_tasks import __version__
-from slm_tasks.leaderboards import stats, validate
 from slm_tasks.leaderboards.cost_columns import cost_values
-from slm_tasks.leaderboards.errors import BoardError, GateError
 from slm_tasks.leaderboards.ingest import Run, load_runs
 from slm_tasks.leaderboards.spec import COST_COLUMNS, load_spec
+from slm_tasks.results import stats
+from slm_tasks.results.errors import BoardError, GateError
 
 POLICY_SCHEMA = "slm-suite.gate-policy/1"
 RESULT_SCHEMA = "slm-suite.gate-result/1"
@@ -311,7 +312,7 @@ def run_gate(baseline, candidate, policy=None, out: str | Path | None = None) ->
         notes=notes,
     )
     if out is not None:
-        from slm_tasks.leaderboards import write_folder
+        from slm_tasks.leaderboards.outputs import write_folder
 
         write_folder(Path(out), {"gate.md": result.to_markdown(), "gate.json": result.to_json(),
                                  "gate.junit.xml": result.to_junit()})

@@ -14,8 +14,8 @@ import datetime as _dt
 from collections import defaultdict
 from pathlib import Path
 
-from slm_tasks.leaderboards.errors import BoardError
 from slm_tasks.leaderboards.ingest import Run
+from slm_tasks.results.errors import BoardError
 
 
 def short(path: Path) -> str:

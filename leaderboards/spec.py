@@ -9,7 +9,7 @@ gate:
 * overall score: plain mean of the capability domains (commonsense, problem solving, math,
   coding), as in the SLM survey (Lu et al. 2024);
 * in-context learning: the gain from 0 to 5 shots of the ``slm_icl_<task>_<k>shot`` variants,
-  paired on the same documents (slm_tasks.icl), reported beside the overall, never in it:
+  paired on the same documents (slm_tasks.results.icl_gain), reported beside the overall, never in it:
   their 0-shot rows are the base tasks again.
 
 A task entry is ``{task: name, metric: "acc,none" | [alternatives...], random_baseline: x}``
@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import yaml
 
-from slm_tasks.leaderboards.errors import BoardError
+from slm_tasks.results.errors import BoardError
 
 T = TypeVar("T")
 SPEC_SCHEMA = "slm-suite.board-spec/1"
@@ -138,7 +138,7 @@ class Spec:
         combined by MOVER); the board uses per-doc samples where it has them; the values are
         the same.
         """
-        from slm_tasks.leaderboards import stats
+        from slm_tasks.results import stats
 
         res = results.get("results") or {}
         scores, metrics, domain_tasks = {}, {}, {}

@@ -33,24 +33,12 @@ MODEL_GROUP = "lm_eval.models"
 _version_verdict: bool | None = None  # decided once, when lm-eval's first patched module loads
 
 
-def task_dir():
-    """The folder holding every slm_suite task YAML.
-
-    A wheel installs it as package data (slm_tasks/task_configs); an editable install
-    or a checkout reads the repository's top-level task_configs/.
-    """
-    # not at module level: this module loads at every interpreter start
-    from pathlib import Path
-
-    here = Path(__file__).resolve().parent
-    installed = here / "task_configs"
-    return installed if installed.is_dir() else here.parent / "task_configs"
-
-
 def version_problem(installed: str) -> str | None:
     """The one-line warning for an lm-eval the hook was not written for, else None."""
     if installed == LM_EVAL_VERSION:
         return None
+    from slm_tasks.paths import task_dir  # not at module level: this module loads at every start
+
     return (
         f"slm-suite: lm-eval {installed} is installed, but slm-suite's activation hook is written "
         f"for lm-eval {LM_EVAL_VERSION}, so it is off and lm-eval does not know the slm_* tasks "
@@ -128,6 +116,8 @@ def _patch_registry(mod) -> None:
 
 def with_our_tasks(include_path) -> list:
     """``include_path`` with our folder in front of the caller's paths (later paths win)."""
+    from slm_tasks.paths import task_dir
+
     ours = task_dir()
     paths = [] if include_path is None else (
         list(include_path) if isinstance(include_path, (list, tuple)) else [include_path]

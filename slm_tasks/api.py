@@ -31,6 +31,7 @@ def task_manager(include_defaults: bool | None = None, tasks=None, metadata: dic
     ours (``slm_*``) only our folder is indexed.
     """
     from slm_tasks import activation
+    from slm_tasks.paths import task_dir
 
     activation.install()
     from lm_eval.tasks import TaskManager
@@ -38,7 +39,7 @@ def task_manager(include_defaults: bool | None = None, tasks=None, metadata: dic
     if include_defaults is None:
         include_defaults = not tasks or not all(str(t).startswith("slm_") for t in tasks)
     # without lm-eval's own tasks, name our folder: the activation hook adds it only beside them
-    ours = None if include_defaults else str(activation.task_dir())
+    ours = None if include_defaults else str(task_dir())
     return TaskManager(include_defaults=include_defaults, include_path=ours, metadata=metadata)
 
 
@@ -118,7 +119,8 @@ def resolve(backend: str, model_args: dict | str):
     """The :class:`~slm_tasks.adapters.model_spec.ModelSpec` of ``model_args`` (a dict, or
     lm-eval's ``k=v,...`` string) as the lm-eval model ``backend`` (slm-llamacpp, slm-vllm)
     will run it; a misspelt argument or a missing model file fails here, before anything
-    loads. The backend built for the run reuses it. None for an lm-eval model of another kind."""
+    loads. The backend built for the run reuses it. None for an lm-eval model of another kind,
+    and on a cluster for a file this machine lacks (the workers resolve it)."""
     from lm_eval.api.registry import get_model
     from lm_eval.utils import simple_parse_args_string
 
@@ -129,6 +131,14 @@ def resolve(backend: str, model_args: dict | str):
     model_class = get_model(backend)
     if not hasattr(model_class, "resolve"):  # another lm-eval model standing in (tests: `dummy`)
         return None
+    if args.get("ray"):
+        from slm_tasks.adapters.models import ModelFileError
+
+        model_class.check_model_args(args)
+        try:
+            return model_class.resolve(args)
+        except ModelFileError:  # the workers read the file on their machines and name the one that cannot
+            return None
     return model_class.resolve(args)
 
 

@@ -88,7 +88,7 @@ def cmd_run(args) -> int:
     spec = load_spec(out.spec)  # the one definition of the scores, as the board reads it
     _print_scores(spec.score(out.results))
     if spec.icl and spec.icl_tasks(set(out.results.get("results", {}))):
-        from slm_tasks.icl import format_gain_table, icl_gain
+        from slm_tasks.results.icl_gain import format_gain_table, icl_gain
 
         metric, _, flt = spec.icl.metric.partition(",")
         print(f"{spec.icl.title}, metric {spec.icl.metric} (not part of the overall):")

@@ -8,8 +8,8 @@ from pathlib import Path
 import yaml
 
 from slm_tasks import data
-from slm_tasks.activation import task_dir
 from slm_tasks.errors import SLMError
+from slm_tasks.paths import task_dir
 
 
 class _TagTolerantLoader(yaml.SafeLoader):
@@ -45,6 +45,23 @@ def _task_yaml() -> dict[str, tuple[dict, int]]:
 def task_data_specs() -> dict[str, dict]:
     """task name -> its dataset_kwargs, following ``include:`` chains (YAML only)."""
     return {name: kwargs for name, (kwargs, _) in _task_yaml().items()}
+
+
+def missing_message(n: int, source: dict | None = None) -> str:
+    """Why ``n`` examples cannot be drawn: the task's own missing split when ``source`` (its
+    dataset_kwargs) is known, else every few-shot split of our tasks the mirror in force lacks."""
+    if source is not None:
+        found = {data.missing_fewshot(source)}
+    else:
+        found = {data.missing_fewshot(kw) for kw in task_data_specs().values()}
+    missing = sorted(m for m in found if m)
+    where = "; ".join(missing) or "the task's few-shot split is empty"
+    if len(missing) > 1:
+        where = f"the mirror lacks the split they come from (one of: {where})"
+    return (
+        f"{n}-shot needs few-shot examples, but {where}. Run this task 0-shot, point "
+        f"{data.ENV_VAR} at a mirror that has the split, or unset {data.ENV_VAR} to use the hub."
+    )
 
 
 UNUSABLE = ("ERROR", "UNUSABLE")
@@ -83,8 +100,6 @@ class Report:
 
 
 def check(data_dir=None, tasks=None) -> Report:
-    from slm_tasks.fewshot import _missing_message  # the words `slm-suite run` skips such a task with
-
     root = data.data_dir(data_dir)
     if root is None:
         raise SLMError(f"no mirror to check: pass --data-dir or set {data.ENV_VAR}")
@@ -106,7 +121,7 @@ def check(data_dir=None, tasks=None) -> Report:
         if data.missing_fewshot(source) is None:
             report.rows.append((name, "OK", f"{kw['hub_id']} {kw.get('hub_config') or ''}".strip()))
         elif shots > 0:  # as the run decides (slm_tasks.fewshot.drop_unrunnable): no examples, no task
-            report.rows.append((name, "UNUSABLE", _missing_message(shots, source)))
+            report.rows.append((name, "UNUSABLE", missing_message(shots, source)))
         else:
             report.rows.append((name, "0-SHOT", f"no '{kw['fewshot_split']}' split: few-shot unavailable"))
     return report

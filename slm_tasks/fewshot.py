@@ -10,31 +10,12 @@ from __future__ import annotations
 
 from lm_eval.api.samplers import ContextSampler, FirstNSampler
 
-from slm_tasks import data
+from slm_tasks.datacheck import missing_message
 from slm_tasks.errors import SLMError
 
 
 class FewshotUnavailable(SLMError):
     pass
-
-
-def _missing_message(n: int, source: dict | None = None) -> str:
-    """Why ``n`` examples cannot be drawn: the task's own missing split when ``source`` (its
-    dataset_kwargs) is known, else every few-shot split of our tasks the mirror in force lacks."""
-    if source is not None:
-        found = {data.missing_fewshot(source)}
-    else:
-        from slm_tasks.datacheck import task_data_specs
-
-        found = {data.missing_fewshot(kw) for kw in task_data_specs().values()}
-    missing = sorted(m for m in found if m)
-    where = "; ".join(missing) or "the task's few-shot split is empty"
-    if len(missing) > 1:
-        where = f"the mirror lacks the split they come from (one of: {where})"
-    return (
-        f"{n}-shot needs few-shot examples, but {where}. Run this task 0-shot, point "
-        f"{data.ENV_VAR} at a mirror that has the split, or unset {data.ENV_VAR} to use the hub."
-    )
 
 
 class _Explained:
@@ -51,7 +32,7 @@ class _Explained:
 
     def sample(self, n, eval_doc=None, df=None, **kwargs):
         if n > 0 and not (df or self.df):
-            raise FewshotUnavailable(_missing_message(n, self.source))
+            raise FewshotUnavailable(missing_message(n, self.source))
         return super().sample(n, eval_doc=eval_doc, df=df, **kwargs)
 
 
@@ -86,7 +67,7 @@ def drop_unrunnable(loaded: dict, requested) -> list[tuple[str, str]]:
         shots = getattr(task.config, "num_fewshot", 0) or 0
         if name in requested or shots <= 0 or sampler.df:
             continue
-        dropped.append((name, _missing_message(shots, sampler.source)))
+        dropped.append((name, missing_message(shots, sampler.source)))
         del loaded["tasks"][name]
     if dropped:
         gone = {n for n, _ in dropped}

@@ -30,7 +30,7 @@ def check_before(output_path: Path, model_args: dict, board: bool) -> None:
     from lm_eval.loggers.evaluation_tracker import GeneralConfigTracker
     from lm_eval.utils import sanitize_model_name
 
-    from slm_tasks.leaderboards import BOARD_FILES
+    from slm_tasks.leaderboards.api import BOARD_FILES
     from slm_tasks.leaderboards.outputs import OutputError, check_writable
 
     if output_path.suffix == ".json":

@@ -70,7 +70,7 @@ def header(plan: Plan, spec, data_dir: str | None) -> list[str]:
     documents and requests, and where the data comes from (and what it lacks)."""
     reqs = ", ".join(f"{n:,} {k}" for k, n in plan.requests.items())
     root = data_dir or os.environ.get("SLM_DATA_DIR")
-    model = ("model: another lm-eval model" if spec is None else
+    model = ("model: as the backend resolves it (a cluster's workers, or another lm-eval model)" if spec is None else
              f"model: {spec.requested} ({spec.scoring}); backend {spec.backend}"
              + (f", {spec.threads} threads" if spec.threads else ""))
     lines = [model,

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from slm_tasks import activation
-from slm_tasks.activation import LM_EVAL_VERSION, task_dir
+from slm_tasks.activation import LM_EVAL_VERSION
+from slm_tasks.paths import task_dir
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from slm_tasks import code_eval
-from slm_tasks.activation import task_dir
+from slm_tasks.paths import task_dir
 
 HUB = Path(os.environ.get("SLM_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "hub").resolve()
 

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from slm_tasks.cli import main
-from slm_tasks.leaderboards import GateError, gate, stats
+from slm_tasks.leaderboards import GateError, gate
 from slm_tasks.leaderboards.release_gate import load_policy
+from slm_tasks.results import stats
 
 
 SPEC = {"schema": "slm-suite.board-spec/1", "name": "t", "domains": [

@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from slm_tasks.leaderboards import build, stats
+from slm_tasks.leaderboards import build
 from slm_tasks.leaderboards.board import rank_with_ties
 from slm_tasks.leaderboards.render import csv_cell, md_text
+from slm_tasks.results import stats
 
 
 def _synthetic():

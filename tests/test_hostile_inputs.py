@@ -169,7 +169,7 @@ def test_a_fifo_swapped_in_after_the_check_does_not_block_the_open(tmp_path):
     """The race the check cannot close: the entry was a file when looked at, a FIFO when opened."""
     fifo = tmp_path / "results_x.json"
     os.mkfifo(fifo)
-    code = ("import sys; from slm_tasks.leaderboards import inputs; from slm_tasks.errors import SLMError\n"
+    code = ("import sys; from slm_tasks.results import inputs; from slm_tasks.errors import SLMError\n"
             "inputs.problem = lambda path: None  # the check saw a regular file\n"
             "try: inputs.read_json(sys.argv[1], 'lm-eval results file')\n"
             "except SLMError as e: print(e); sys.exit(2)")

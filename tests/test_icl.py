@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from slm_tasks import icl
+from slm_tasks.icl_variants import available_variants
+from slm_tasks.results.icl_gain import ICLError, format_gain_table, icl_gain, read_samples
 
 REPO = Path(__file__).resolve().parents[1]
 ICL_DIR = REPO / "task_configs" / "icl"
@@ -95,7 +97,7 @@ def test_lite_variants_score_the_same_docs_as_the_lite_tasks(tm):
 
 
 def test_mirror_without_train_splits_skips_those_shot_counts_with_the_reason(mirror):
-    v = icl.available_variants(["slm_icl", "slm_gsm8k"], data_dir=mirror)
+    v = available_variants(["slm_icl", "slm_gsm8k"], data_dir=mirror)
     lacking = {"hellaswag": "Rowan/hellaswag", "piqa": "baber/piqa", "winogrande": "allenai/winogrande"}
     assert set(v.skipped) == {icl.task_name(b, k) for b in lacking for k in (1, 5)}
     for name, reason in v.skipped.items():
@@ -109,7 +111,7 @@ def test_mirror_without_train_splits_skips_those_shot_counts_with_the_reason(mir
 
 def test_every_variant_runs_from_the_hub(monkeypatch):
     monkeypatch.delenv("SLM_DATA_DIR", raising=False)
-    v = icl.available_variants(["slm_icl", "slm_icl_lite"])
+    v = available_variants(["slm_icl", "slm_icl_lite"])
     assert v.run == ["slm_icl", "slm_icl_lite"] and v.skipped == {}
 
 
@@ -146,12 +148,12 @@ def test_paired_gain_uses_per_document_differences():
     zero = rng.random(300) < 0.4
     five = zero | (rng.random(300) < 0.15)  # shots fix some errors, break none
     res, samples = fake_run({"arc_challenge": (zero, five)})
-    g = icl.icl_gain(res, samples)["tasks"]["arc_challenge"]
+    g = icl_gain(res, samples)["tasks"]["arc_challenge"]
     d = five.astype(float) - zero.astype(float)
     assert g.method == "paired" and g.n == 300
     assert g.gain == pytest.approx(d.mean())
     assert g.stderr == pytest.approx(d.std(ddof=1) / np.sqrt(300))
-    unpaired = icl.icl_gain(res)["tasks"]["arc_challenge"]
+    unpaired = icl_gain(res)["tasks"]["arc_challenge"]
     assert unpaired.method == "unpaired" and unpaired.gain == pytest.approx(g.gain)
     assert unpaired.stderr == pytest.approx(np.hypot(zero.std(ddof=1), five.std(ddof=1)) / np.sqrt(300))
     assert g.stderr < unpaired.stderr  # pairing removes the shared per-document variance
@@ -165,31 +167,31 @@ def test_mean_gain_is_the_plain_average_over_tasks_that_ran_at_both_counts():
         "mmlu": ([1, 0, 1, 0, 1, 0, 1, 0], [1, 0, 1, 0, 1, 0, 1, 1]),  # +0.125
     })
     res["results"]["slm_icl_piqa_0shot"] = {"acc,none": 0.6, "acc_stderr,none": 0.01}  # no 5-shot
-    out = icl.icl_gain(res, samples)
+    out = icl_gain(res, samples)
     assert out["mean"].gain == pytest.approx((0.5 + 0.125) / 2)
     se = [out["tasks"][t].stderr for t in ("arc_challenge", "mmlu")]
     assert out["mean"].stderr == pytest.approx(np.sqrt(se[0] ** 2 + se[1] ** 2) / 2)
     assert out["mean"].tasks == ["arc_challenge", "mmlu"]
     assert "piqa" in out["skipped"] and "5-shot" in out["skipped"]["piqa"]
-    table = icl.format_gain_table(out)
+    table = format_gain_table(out)
     assert "| mean |" in table and "skipped" in table
 
 
 def test_gain_refuses_runs_whose_shot_count_was_overridden():
     res, samples = fake_run({"arc_challenge": ([0, 1], [1, 1])}, nshot=3)
-    with pytest.raises(icl.ICLError, match="--num_fewshot"):
-        icl.icl_gain(res, samples)
+    with pytest.raises(ICLError, match="--num_fewshot"):
+        icl_gain(res, samples)
 
 
 def test_paired_gain_refuses_different_documents():
     res, samples = fake_run({"arc_challenge": ([0, 1, 1], [1, 1, 1])})
     samples["slm_icl_arc_challenge_5shot"].pop()
-    with pytest.raises(icl.ICLError, match="different documents"):
-        icl.icl_gain(res, samples)
+    with pytest.raises(ICLError, match="different documents"):
+        icl_gain(res, samples)
     res, samples = fake_run({"arc_challenge": ([0, 1, 1], [1, 1, 1])})
     samples["slm_icl_arc_challenge_5shot"][0]["doc_hash"] = "other"
-    with pytest.raises(icl.ICLError, match="doc_hash"):
-        icl.icl_gain(res, samples)
+    with pytest.raises(ICLError, match="doc_hash"):
+        icl_gain(res, samples)
 
 
 def test_read_samples_takes_the_newest_file_per_task(tmp_path):
@@ -197,4 +199,4 @@ def test_read_samples_takes_the_newest_file_per_task(tmp_path):
 
     for t, v in (("2026-01-01T10-00-00.1", 0.0), ("2026-01-02T10-00-00.1", 1.0)):
         (tmp_path / f"samples_slm_icl_mmlu_5shot_{t}.jsonl").write_text(json.dumps({"doc_id": 0, "acc": v}) + "\n")
-    assert icl.read_samples(tmp_path) == {"slm_icl_mmlu_5shot": [{"doc_id": 0, "acc": 1.0}]}
+    assert read_samples(tmp_path) == {"slm_icl_mmlu_5shot": [{"doc_id": 0, "acc": 1.0}]}

@@ -96,11 +96,12 @@ def slm_task_manager():
     """A TaskManager that indexes only our task folder, named explicitly (it works whether
     or not the activation hook indexes it too)."""
     from slm_tasks import activation
+    from slm_tasks.paths import task_dir
 
     activation.install()
     from lm_eval.tasks import TaskManager
 
-    return TaskManager(include_defaults=False, include_path=str(activation.task_dir()))
+    return TaskManager(include_defaults=False, include_path=str(task_dir()))
 
 
 # --- digests of lm-eval samples ---------------------------------------------------------

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from slm_tasks.leaderboards.errors import BoardError
-from slm_tasks.leaderboards.inputs import text_lines
+from slm_tasks.results.errors import BoardError
+from slm_tasks.results.inputs import text_lines
 
 # Keys of a samples line that are not metric values.
 SAMPLE_META = {

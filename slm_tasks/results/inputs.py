@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from slm_tasks.leaderboards.errors import BoardError
+from slm_tasks.results.errors import BoardError
 
 MiB = 1 << 20
 MAX_JSON_BYTES = 256 * MiB  # a results file or cost record; lm-eval's largest are a few MiB
