@@ -67,8 +67,10 @@ def unit(key: str, x: float | None) -> str:
 
 
 def _positive_numbers(values) -> bool:
-    return isinstance(values, list) and bool(values) and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in values)
+    def ok(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+
+    return isinstance(values, list) and bool(values) and all(ok(v) for v in values)
 
 
 def _series(record: dict | None, key: str) -> tuple[float | None, list[float] | None]:
@@ -110,9 +112,10 @@ def _budget_check(key, kind, value, base, cand, on_missing, conf) -> Check:
                      f"budgets.missing is {on_missing})",
                      reason=f"the {missing} has no measured {key}", **common)
     if relative and bv <= 0:
-        return Check(name, "budget", NOT_SHOWN, f"{name}: the baseline's {key} is {bv:g}; a relative budget needs "
-                     f"a positive figure", reason="baseline figure not positive", **common)
-    what = (f"{'+' if kind == 'max_increase' else '−'}{100 * value:g}% of the baseline" if relative else kind)
+        return Check(name, "budget", NOT_SHOWN, f"{name}: the baseline's {key} is {bv:g}; a relative "
+                     f"budget needs a positive figure", reason="baseline figure not positive", **common)
+    sign = "+" if kind == "max_increase" else "−"
+    what = f"{sign}{100 * value:g}% of the baseline" if relative else kind
     head = f"{name}: candidate {title} {unit(key, cv)}"
     if relative:
         head += f", baseline {unit(key, bv)} ({cv / bv - 1:+.1%})"
@@ -120,8 +123,9 @@ def _budget_check(key, kind, value, base, cand, on_missing, conf) -> Check:
     if cruns is None or (relative and bruns is None):
         ok = cv <= bound if lower else cv >= bound
         sides = "per side" if relative else "of the candidate"
-        return Check(name, "budget", PASS if ok else FAIL, f"{head}; {'within' if ok else 'beyond'} the budget, "
-                     f"based on one figure {sides} (no run-to-run spread recorded)", basis="one figure", **common)
+        return Check(name, "budget", PASS if ok else FAIL,
+                     f"{head}; {'within' if ok else 'beyond'} the budget, based on one figure {sides} "
+                     f"(no run-to-run spread recorded)", basis="one figure", **common)
     if relative:  # the typical ratio of a candidate run to a baseline run, on the log scale
         _, lo, hi = gate_stats.shift_bounds(np.log(cruns), np.log(bruns), conf)
         # no bound stays infinite (exp would make the missing lower bound a ratio of 0)

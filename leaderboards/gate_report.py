@@ -144,8 +144,9 @@ class GateResult:
     def to_json(self) -> str:
         doc = {"schema": RESULT_SCHEMA, "generator": f"slm-suite {__version__}",
                "generated_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-               "verdict": self.verdict, "passed": self.passed, "exit_code": self.exit_code, "reason": self.reason,
-               "smoke": self.smoke, "baseline": self.baseline, "candidate": self.candidate, "policy": self.policy,
+               "verdict": self.verdict, "passed": self.passed, "exit_code": self.exit_code,
+               "reason": self.reason, "smoke": self.smoke, "baseline": self.baseline,
+               "candidate": self.candidate, "policy": self.policy,
                "checks": [dict(asdict(c), passed=c.passed) for c in self.checks], "notes": self.notes}
         return json.dumps(doc, indent=2, default=_json_value) + "\n"
 
@@ -171,7 +172,8 @@ def _p(x):
 
 
 def _files(side: dict) -> str:
-    return ", ".join(f"{md_code(f['file'])} (sha256 {(f.get('sha256') or '—')[:12]})" for f in side["files"])
+    return ", ".join(f"{md_code(f['file'])} (sha256 {(f.get('sha256') or '—')[:12]})"
+                     for f in side["files"])
 
 
 def _status_cell(c: Check) -> str:
@@ -184,30 +186,34 @@ def _evidence(c: Check) -> str:
         return "one figure"
     if c.basis != "runs":
         return "—"
-    runs = f"{c.runs['candidate']}" + (f" vs {c.runs['baseline']}" if c.runs.get("baseline") else "") + " runs"
+    runs = f"{c.runs['candidate']}" + (f" vs {c.runs['baseline']}" if c.runs.get("baseline") else "")
     key = c.name.split()[0]
-    fmt = (lambda x: "—" if x is None else f"{x:.3f}") if c.bounds_of == "ratio" else (lambda x: unit(key, x))
-    return f"{c.bounds_of} [{fmt(c.low)}, {fmt(c.high)}], {runs}"
+
+    def fmt(x):
+        return "—" if x is None else f"{x:.3f}" if c.bounds_of == "ratio" else unit(key, x)
+
+    return f"{c.bounds_of} [{fmt(c.low)}, {fmt(c.high)}], {runs} runs"
 
 
 def _markdown(r: GateResult) -> str:
     pol = r.policy
     lvl = f"{100 * pol['level']:g}%"
     conf = f"{100 * (1 - pol['alpha']):g}%"
-    out = [f"### Release gate: {md_code(r.candidate['model'])} vs baseline {md_code(r.baseline['model'])}", "",
+    cand, base = md_code(r.candidate["model"]), md_code(r.baseline["model"])
+    out = [f"### Release gate: {cand} vs baseline {base}", "",
            f"{HEADS[r.verdict]}: {md_text(r.reason)} (exit code {r.exit_code})", ""]
     if r.smoke:
         out += ["> **Smoke comparison**: made from `--limit` runs (a subset of each task's documents); "
                 "a regression can be shown, a pass cannot.", ""]
     out += [f"Baseline: {_files(r.baseline)}  ", f"Candidate: {_files(r.candidate)}", "",
-            f"Accuracy: paired tests on shared documents. A task fails when a drop beyond its margin is shown "
-            f"(Holm-corrected at α = {pol['alpha']}); it passes when non-inferiority is shown (the {lvl} "
-            f"interval's lower end above −margin); otherwise it is not shown. Differences in points "
+            f"Accuracy: paired tests on shared documents. A task fails when a drop beyond its margin is "
+            f"shown (Holm-corrected at α = {pol['alpha']}); it passes when non-inferiority is shown (the "
+            f"{lvl} interval's lower end above −margin); otherwise it is not shown. Differences in points "
             f"(candidate − baseline).", ""]
     acc = [c for c in r.checks if c.kind == "accuracy"]
     if acc:
-        out += ["| | task | n | baseline | candidate | difference | interval | margin | test | p | p (Holm) |",
-                "|---|:---|---:|---:|---:|---:|:---|---:|:---|---:|---:|"]
+        out += ["| | task | n | baseline | candidate | difference | interval | margin | test | p "
+                "| p (Holm) |", "|---|:---|---:|---:|---:|---:|:---|---:|:---|---:|---:|"]
         for c in acc:
             out.append(f"| {_status_cell(c)} | {md_code(c.name, table=True)} | {c.n} | {_pts(c.baseline)} | "
                        f"{_pts(c.candidate)} | {_pts(c.observed, True)} | [{_pts(c.low, True)}, "
@@ -215,8 +221,8 @@ def _markdown(r: GateResult) -> str:
                        f"{_p(c.p_holm)} |")
     bud = [c for c in r.checks if c.kind == "budget"]
     if bud:
-        out += ["", f"Budgets: judged against the run-to-run spread (one-sided {conf} bounds) where every run's "
-                f"value is recorded; otherwise on one figure, as the evidence column says.", "",
+        out += ["", f"Budgets: judged against the run-to-run spread (one-sided {conf} bounds) where every "
+                f"run's value is recorded; otherwise on one figure, as the evidence column says.", "",
                 "| | budget | baseline | candidate | limit | evidence |", "|---|:---|---:|---:|---:|:---|"]
         for c in bud:
             key = c.name.split()[0]
@@ -244,14 +250,15 @@ def _junit(r: GateResult) -> str:
                         ("candidate", r.candidate["model"])):
         ET.SubElement(props, "property", name=name, value=xml_text(one_line(value)))
     for c in r.checks:
-        case = ET.SubElement(suite, "testcase", classname=f"slm_suite.gate.{c.kind}", name=xml_text(one_line(c.name)))
+        case = ET.SubElement(suite, "testcase", classname=f"slm_suite.gate.{c.kind}",
+                             name=xml_text(one_line(c.name)))
         message = xml_text(one_line(c.message))
         if c.status == FAIL:
             node = ET.SubElement(case, "failure", message=message, type=f"{c.kind}-regression")
         elif c.status == NOT_SHOWN:
             why = "smoke comparison" if r.smoke and c.kind == "accuracy" else (c.reason or "underpowered")
-            node = ET.SubElement(case, "failure", message=xml_text(one_line(f"not shown: {why}: {c.message}")),
-                                 type="not-shown")
+            text = xml_text(one_line(f"not shown: {why}: {c.message}"))
+            node = ET.SubElement(case, "failure", message=text, type="not-shown")
         elif c.status == SKIPPED:
             node = ET.SubElement(case, "skipped", message=message)
         else:

@@ -80,7 +80,8 @@ def run_gate(baseline, candidate, policy=None, out: str | Path | None = None,
     wanted = pol.tasks if pol.tasks is not None else [t for t in shared if t in resolved or t in pol.metrics]
     for t in wanted:
         if t not in shared:
-            has = {side: "yes" if t in runs else "no" for side, runs in (("baseline", base), ("candidate", cand))}
+            has = {side: "yes" if t in runs else "no"
+                   for side, runs in (("baseline", base), ("candidate", cand))}
             problems.append(f"task {t} (named in the policy) is not in both runs "
                             f"(baseline: {has['baseline']}, candidate: {has['candidate']})")
     wanted = [t for t in wanted if t in shared]

@@ -133,7 +133,8 @@ def test_a_33_point_drop_on_3_documents_is_not_shown_never_passed(tmp_path, caps
     assert check.low < -0.5 and "not shown" in check.message
     pol = tmp_path / "policy.yaml"
     pol.write_text("schema: slm-suite.gate-policy/1\nspec: t\nmargins: {default: 0.02}\n")
-    code = main(["gate", "--baseline", str(b), "--candidate", str(c), "--policy", str(pol), "--out", str(tmp_path / "r")])
+    code = main(["gate", "--baseline", str(b), "--candidate", str(c), "--policy", str(pol),
+                 "--out", str(tmp_path / "r")])
     assert code == 3
     md = (tmp_path / "r" / "gate.md").read_text()
     assert "⚠️ **Gate not shown**" in md and "exit code 3" in md and "✅" not in md
@@ -225,7 +226,8 @@ def test_reports_markdown_json_junit(tmp_path):
     # no absolute local path in any report: file names and digests
     for name in ("gate.md", "gate.json", "gate.junit.xml"):
         assert str(tmp_path) not in (out / name).read_text()
-    assert doc["baseline"]["files"][0]["file"].endswith(b.name) and len(doc["baseline"]["files"][0]["sha256"]) == 64
+    (first,) = doc["baseline"]["files"]
+    assert first["file"].endswith(b.name) and len(first["sha256"]) == 64
     assert res.to_markdown() == md
 
 
@@ -303,8 +305,8 @@ def test_absolute_budget_bounds_the_candidates_median(tmp_path, runs, status):
 
 
 def test_memory_and_model_size_are_one_figure_verdicts(tmp_path):
-    _, by = budget_gate(tmp_path, [10.0] * 3, [10.0] * 3, {"peak_memory_bytes": {"max": 1e9, "max_increase": 0.1},
-                                                          "model_bytes": {"max": 1e12}})
+    budgets = {"peak_memory_bytes": {"max": 1e9, "max_increase": 0.1}, "model_bytes": {"max": 1e12}}
+    _, by = budget_gate(tmp_path, [10.0] * 3, [10.0] * 3, budgets)
     assert all(ch.basis == "one figure" and ch.status == "pass" for ch in by.values())
 
 
@@ -384,7 +386,8 @@ def test_cli_exit_codes(tmp_path, capsys):
     assert main(["gate", "--baseline", str(b), "--candidate", str(b.parent), "--policy", str(pol)]) == 3
     assert "⚠️ **Gate not shown**" in capsys.readouterr().out
     pol.write_text("schema: slm-suite.gate-policy/1\nspec: t\nmargins: {default: 0.02}\n")
-    assert main(["gate", "--baseline", str(b), "--candidate", str(b.parent), "--policy", str(pol), "--quiet"]) == 0
+    assert main(["gate", "--baseline", str(b), "--candidate", str(b.parent), "--policy", str(pol),
+                 "--quiet"]) == 0
     assert capsys.readouterr().out.startswith("gate passed: all 1 checks shown within their bounds")
     # both models in one "baseline" folder
     assert main(["gate", "--baseline", str(tmp_path), "--candidate", str(c), "--policy", str(pol)]) == 2
