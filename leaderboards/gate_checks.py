@@ -147,8 +147,10 @@ def _budget_check(key, kind, value, base, cand, on_missing, conf) -> Check:
     if status == NOT_SHOWN:
         reason = ("too few runs to bound the spread" if not (math.isfinite(lo) and math.isfinite(hi))
                   else "the spread straddles the budget")
-    interval = f"{evidence} one-sided {100 * conf:g}% bounds [{fmt(lo)}, {fmt(hi)}] from {n_runs}"
+    interval = (f"{evidence} one-sided {100 * conf:g}% bounds [{fmt(lo)}, {fmt(hi)}] from {n_runs}"
+                if math.isfinite(lo) and math.isfinite(hi)
+                else f"{n_runs} are too few for one-sided {100 * conf:g}% bounds on the {evidence}")
     return Check(name, "budget", status, f"{head}; {verdict} ({interval})",
                  low=lo if math.isfinite(lo) else None, high=hi if math.isfinite(hi) else None, basis="runs",
-                 runs={"baseline": len(bruns) if bruns else None, "candidate": len(cruns)}, bounds_of=of,
+                 runs={"baseline": len(bruns) if relative else None, "candidate": len(cruns)}, bounds_of=of,
                  method=method, reason=reason, **common)
