@@ -133,6 +133,9 @@ def test_model_names_cannot_break_out_of_gate_md(tmp_path, slm_cli, user_files, 
     assert props["baseline"] == one_line(name)
     doc = json.loads((tmp_path / "report" / "gate.json").read_text())
     assert doc["baseline"]["model"] == name and doc["verdict"] == "passed"
+    assert doc["policy"]["source"] == "policy.yaml"
+    for report in ("gate.md", "gate.json", "gate.junit.xml"):  # no local path of this machine
+        assert str(tmp_path) not in (tmp_path / "report" / report).read_text(encoding="utf-8")
     kept.assert_kept()
 
 
