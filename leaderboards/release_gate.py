@@ -11,7 +11,7 @@ Verdict and exit code: 0 passed, 1 failed, 2 invalid input (GateError), 3 not sh
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePath, PureWindowsPath
 
 import numpy as np
 
@@ -158,7 +158,10 @@ def _metric(task, entry, brun: Run, crun: Run) -> str:
 
 
 def _describe(model: str, runs: dict[str, Run]) -> dict:
-    return {"model": model, "files": describe_files(r.path for r in runs.values()), "tasks": sorted(runs)}
+    # a model named by its file on this machine is shown by the file's name (reports are published)
+    label = (PureWindowsPath(model).name if PureWindowsPath(model).drive
+             else PurePath(model).name if model.startswith(("/", "~")) else model)
+    return {"model": label, "files": describe_files(r.path for r in runs.values()), "tasks": sorted(runs)}
 
 
 def _accuracy_check(task, domain, metric, b, c, pol: Policy, rng, notes) -> Check:

@@ -154,6 +154,18 @@ def test_task_names_cannot_break_the_tables(tmp_path, slm_cli, user_files, task)
     kept.assert_kept()
 
 
+@pytest.mark.parametrize("model", ["/home/someone/models/secret-model.Q4_K_M.gguf", "~/m/secret-model.gguf",
+                                   "C:\\Users\\someone\\secret-model.gguf"])
+def test_a_model_named_by_a_local_path_is_shown_by_its_file_name(tmp_path, slm_cli, model):
+    b, c = write_runs(tmp_path, model, "cand-model")
+    res = slm_cli("gate", "--baseline", b, "--candidate", c, "--policy", policy_file(tmp_path),
+                  "--out", tmp_path / "report")
+    assert res.code == 0, res.err
+    for report in ("gate.md", "gate.json", "gate.junit.xml"):
+        text = (tmp_path / "report" / report).read_text(encoding="utf-8")
+        assert "someone" not in text and "secret-model" in text
+
+
 def test_escaping_helpers():
     assert md_code("a`b") == "``a`b``" and md_code("`") == "`` ` ``" and md_code("") == "—"
     assert md_code("x|y", table=True) == "`x\\|y`" and md_code("a\nb") == "`a b`"
