@@ -108,13 +108,9 @@ def assert_markdown_holds(md: str, names: list[str]) -> None:
         assert not re.search(r"(?<!\\)<[A-Za-z/!]", outside), line  # no raw HTML tag from data
         assert not re.search(r"(?<!\\)\]\(", outside), line  # no link
     table_rows = [ln for ln in lines if ln.startswith("|")]
-    header_cells = {}
-    for ln in table_rows:
-        cells = unescaped_pipes(ln) - 1
-        if set(ln) <= set("|-: "):
-            continue
-        header_cells.setdefault(len(header_cells), cells)
-        assert cells in (11, 6), ln  # the accuracy table's and the budget table's columns
+    assert table_rows
+    for ln in table_rows:  # the accuracy table's and the budget table's columns, no more
+        assert unescaped_pipes(ln) - 1 in (11, 6), ln
 
 
 @pytest.mark.parametrize("name", EVIL_NAMES)
