@@ -24,6 +24,7 @@ A backend implements the engine side:
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import time
@@ -40,6 +41,7 @@ from lm_eval.models.utils import (
 
 from slm_tasks.adapters import progress, scoring, store
 from slm_tasks.adapters.cost import CostMeter, Work, software_versions, task_shares
+from slm_tasks.errors import SLMError
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,54 @@ DEFAULT_MAX_GEN_TOKS = 256  # lm-eval's default
 ANSWER_RULES = 1
 Emit = Callable[[int, object, float], None]  # (request index, answer, seconds it took)
 OFF = ("off", "no", "none", "false", "0")
+TRUE, FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+# model_args every lm-eval model receives from lm-eval itself (simple_evaluate's
+# additional_config; --trust_remote_code), and those of a cluster run (docs/cluster.md)
+GENERIC_MODEL_ARGS = {"device": "any", "batch_size": "any", "max_batch_size": "any",
+                      "trust_remote_code": "bool"}
+CLUSTER_MODEL_ARGS = {"ray": "any", "ray_workers": "int"}
+
+
+class ModelArgsError(SLMError):
+    """A model argument the backend does not know, or a value it cannot take."""
+
+
+def as_bool(key: str, value) -> bool:
+    """A yes/no model argument: a bool, 0/1 or true/false/yes/no/on/off; anything else is refused
+    (a value read as true by mistake changes what is computed without a word)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in TRUE or text in FALSE:
+        return text in TRUE
+    raise ModelArgsError(f"model argument {key}={value!r} is not true or false: "
+                         f"pass {key}=true or {key}=false")
+
+
+def as_int(key: str, value) -> int:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        return int(str(value).strip()) if not isinstance(value, int) else value
+    except ValueError:
+        raise ModelArgsError(f"model argument {key}={value!r} is not a whole number: "
+                             f"pass e.g. {key}=2") from None
+
+
+def as_float(key: str, value) -> float:
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        return float(value)
+    except (TypeError, ValueError):
+        raise ModelArgsError(f"model argument {key}={value!r} is not a number: pass e.g. {key}=0.5") from None
+
+
+_CONVERT = {"bool": as_bool, "int": as_int, "float": as_float}
 
 
 @dataclass
@@ -82,10 +132,47 @@ class SLMBackend(TemplateLM):
     max_gen_toks: int = DEFAULT_MAX_GEN_TOKS
     store: store.ResponseStore | None = None
 
+    # --- model_args: checked before anything loads --------------------------------------
+    # name -> kind ("str", "int", "float", "bool" or "any") of the backend's own arguments
+    MODEL_ARGS: dict[str, str] = {}
+
+    PASSES_ON: str | None = None  # where names the backend does not know go (vLLM: vllm.LLM)
+
+    @classmethod
+    def extra_model_args(cls) -> frozenset[str] | None:
+        """The names :attr:`PASSES_ON` accepts, or None when they cannot be read here (then
+        the engine itself judges them when it loads)."""
+        return None
+
+    @classmethod
+    def check_model_args(cls, args: Mapping) -> dict:
+        """``args`` with each value of a known kind converted; an unknown name or a value of the
+        wrong kind is a one-line :class:`ModelArgsError` (the nearest known name, the known ones)."""
+        known = {**GENERIC_MODEL_ARGS, **CLUSTER_MODEL_ARGS, **cls.MODEL_ARGS}
+        unknown = [k for k in args if k not in known]
+        extra = cls.extra_model_args() if unknown and cls.PASSES_ON else None
+        if unknown and cls.PASSES_ON:
+            unknown = [] if extra is None else [k for k in unknown if k not in extra]
+        if unknown:
+            key = unknown[0]
+            near = difflib.get_close_matches(key, [*known, *sorted(extra or ())], n=1, cutoff=0.6)
+            hint = f"did you mean '{near[0]}'? " if near else ""
+            also = f"; any name of {cls.PASSES_ON}" if cls.PASSES_ON else ""
+            raise ModelArgsError(
+                f"{cls.backend_name}: unknown model argument '{key}'; {hint}known: "
+                f"{', '.join(cls.MODEL_ARGS)}{also}; lm-eval's own: {', '.join(GENERIC_MODEL_ARGS)}")
+        out = dict(args)
+        for key, value in args.items():
+            convert = _CONVERT.get(known.get(key, "any"))
+            if convert is not None and value is not None:
+                out[key] = convert(key, value)
+        return out
+
     # --- model_args ray=ADDRESS: the engine work runs on a Ray cluster (docs/cluster.md) --
     @classmethod
     def create_from_arg_obj(cls, arg_dict, additional_config=None):
         args = {**arg_dict, **{k: v for k, v in (additional_config or {}).items() if v is not None}}
+        args = cls.check_model_args(args)
         if "ray" not in args:
             return cls(**args)
         from slm_tasks.adapters import cluster

@@ -233,8 +233,8 @@ def run(args) -> int:
                    progress=not args.no_progress)
     sys.stdout.write(render(record, args.output))
     if args.record:
-        args.record.parent.mkdir(parents=True, exist_ok=True)
-        args.record.write_text(json.dumps(record, indent=2) + "\n")
+        from slm_tasks.run_output import write_text_atomic  # a write error: one line, exit 2
+        write_text_atomic(args.record, json.dumps(record, indent=2) + "\n", fix="choose another --record")
         print(f"wrote {args.record}", file=sys.stderr)  # stdout stays parseable csv/json
     return 0
 

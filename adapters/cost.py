@@ -13,7 +13,7 @@ import contextlib
 import platform
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 
 import psutil
@@ -88,8 +88,10 @@ class CostMeter:
     """Accumulates cost per run and per task; see the module docstring."""
 
     def __init__(self, model: Mapping, hardware: Mapping, software: Mapping,
-                 energy: tuple[RaplReader | None, str | None] | None = None):
+                 energy: tuple[RaplReader | None, str | None] | None = None,
+                 clock: Callable[[], float] = time.perf_counter):
         self.model, self.hardware, self.software = dict(model), dict(hardware), dict(software)
+        self._clock = clock  # seconds; tests drive it to book exact durations
         self._rapl, self._energy_reason = energy if energy is not None else RaplReader.open()
         self._proc = psutil.Process()
         self.peak_rss = self._proc.memory_info().rss
@@ -115,11 +117,11 @@ class CostMeter:
     def measure(self, shares: Mapping[str | None, float]) -> Iterator[Work]:
         """Time one unit of work; ``shares`` maps task name -> fraction of the unit (sum 1)."""
         work = Work()
-        e0, t0 = self._energy(), time.perf_counter()
+        e0, t0 = self._energy(), self._clock()
         try:
             yield work
         finally:
-            wall = time.perf_counter() - t0
+            wall = self._clock() - t0
             energy = self._energy() - e0
             self.run.book(work, wall, energy)
             for task, share in shares.items():

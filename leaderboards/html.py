@@ -12,7 +12,8 @@ from typing import Any
 import jinja2
 
 from slm_tasks.leaderboards.board import MISSING
-from slm_tasks.leaderboards.render import fmt_cost, fmt_gain, fmt_gain_interval, fmt_interval, fmt_score
+from slm_tasks.leaderboards.render import (PARETO_BADGES, fmt_cost, fmt_gain, fmt_gain_interval, fmt_interval,
+                                           fmt_score, pareto_title, rank_text)
 
 
 def pareto_svg(board: dict[str, Any], axis: str) -> tuple[str | None, str]:
@@ -34,11 +35,11 @@ def pareto_svg(board: dict[str, Any], axis: str) -> tuple[str | None, str]:
     xlabel = f"{info['label']}, lower is better"
     matplotlib.rcParams["svg.hashsalt"] = "slm-suite"  # stable ids: same board, same file
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
-    ax.scatter([p[0] for p in pts if not p[3]], [p[1] for p in pts if not p[3]], color="#8a94a6", label="dominated",
-               gid="points-dominated")
+    ax.scatter([p[0] for p in pts if not p[3]], [p[1] for p in pts if not p[3]], color="#8a94a6",
+               label="dominated (another model is at least as good on both)", gid="points-dominated")
     front = sorted((p for p in pts if p[3]), key=lambda p: p[0])
-    ax.scatter([p[0] for p in front], [p[1] for p in front], color="#d1495b", label="Pareto frontier", zorder=3,
-               gid="points-frontier")
+    ax.scatter([p[0] for p in front], [p[1] for p in front], color="#d1495b",
+               label=f"on the frontier ({PARETO_BADGES[axis]})", zorder=3, gid="points-frontier")
     if len(front) > 1:
         ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="#d1495b", lw=1, alpha=0.6)
     for x, y, name, _ in pts:
@@ -64,7 +65,8 @@ def _env() -> jinja2.Environment:
         autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
     )
     env.filters.update(score=fmt_score, interval=fmt_interval, cost=fmt_cost, gain=fmt_gain,
-                       gain_interval=fmt_gain_interval, extract_gain=lambda task, gains: gains.get(task),
+                       gain_interval=fmt_gain_interval, rank=rank_text, pareto_title=pareto_title,
+                       extract_gain=lambda task, gains: gains.get(task),
                        dash=lambda x: MISSING if x is None or x == "" else x,
                        tojson_compact=lambda x: json.dumps(x, sort_keys=True, default=str))
     return env
@@ -76,4 +78,5 @@ def to_html(board: dict[str, Any]) -> str:
         svg, why = pareto_svg(board, axis)
         plots.append({"id": axis, "title": f"Score vs {board['pareto_axes'][axis]['label'] or axis}",
                       "svg": svg, "why": why})
-    return _env().get_template("board.html.j2").render(board=board, plots=plots, missing=MISSING)
+    return _env().get_template("board.html.j2").render(board=board, plots=plots, missing=MISSING,
+                                                         badges=PARETO_BADGES)

@@ -3,19 +3,20 @@
 lm-eval ``--output_path <dir>`` writes ``<dir>/<model>/results_<time>.json`` and, with
 ``--log_samples``, ``samples_<task>_<time>.jsonl`` beside it. ``slm-suite run`` adds the cost
 record as ``results_<time>.cost.json``; adapters also put it in ``results["config"]["slm_cost"]``.
-Samples files are read by :mod:`slm_tasks.leaderboards.samples`.
+Samples files are read by :mod:`slm_tasks.leaderboards.samples`; every file is opened through
+:mod:`slm_tasks.leaderboards.inputs` (regular files only, bounded sizes).
 """
 
 from __future__ import annotations
 
-import glob
-import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from slm_tasks.leaderboards.errors import BoardError
+from slm_tasks.leaderboards.inputs import glob_entries, problem, read_json, walk
 from slm_tasks.leaderboards.samples import DocScores, read_samples
 
 COST_SCHEMA = "slm-suite.cost/1"
@@ -34,6 +35,8 @@ class TaskRun:
     higher_is_better: dict[str, bool]
     n_samples: dict[str, Any]
     samples_path: Path | None
+    # why a samples file of this task that is present cannot be read (then samples_path is None)
+    samples_problem: str | None = None
     _samples: dict[str, DocScores] | None = field(default=None, repr=False)
 
     @property
@@ -87,6 +90,7 @@ class Run:
     tasks: dict[str, TaskRun]
     cost: dict[str, Any] | None
     cost_source: str | None  # "results config" | "sidecar <file>" | None
+    notes: list[str] = field(default_factory=list)  # inputs skipped while reading it, named
 
     @property
     def config(self) -> dict[str, Any]:
@@ -118,14 +122,17 @@ class Run:
 
 
 def discover(inputs: Iterable[str | Path]) -> list[Path]:
-    """Result files named by files, folders (searched recursively) or glob patterns."""
+    """Result files named by files, folders (searched recursively) or glob patterns.
+
+    Folders are walked without entering one twice (link loops); an entry named like a results
+    file that is not a regular file (a FIFO, a device, a dangling link) is kept, so that
+    :func:`load_run` refuses it by name instead of it being dropped without a word."""
     found: list[Path] = []
     for item in inputs:
         text = str(item)
         if any(ch in text for ch in "*?["):
-            matches = [Path(m) for m in sorted(glob.glob(text, recursive=True))]
             files = []
-            for m in matches:
+            for m in glob_entries(text):
                 # a broad pattern (**/*.json) also meets samples, cost sidecars and boards
                 files.extend(_results_in(m) if m.is_dir() else [m] if _is_results_name(m) else [])
             if not files:
@@ -141,8 +148,8 @@ def discover(inputs: Iterable[str | Path]) -> list[Path]:
                     f"pass the --output_path folder of an lm_eval run"
                 )
             found.extend(files)
-        elif path.is_file():
-            found.append(path)
+        elif os.path.lexists(path):
+            found.append(path)  # a file, or something load_run refuses by name
         else:
             raise BoardError(f"{path}: no such file or folder")
     unique = []
@@ -160,25 +167,13 @@ def _is_results_name(p: Path) -> bool:
 
 
 def _results_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("results_*.json") if _is_results_name(p))
-
-
-def _load_json(path: Path, what: str) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as exc:
-        raise BoardError(
-            f"{path}: not valid JSON ({exc.msg}, line {exc.lineno}); is it a complete {what}?"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BoardError(f"{path}: cannot read {what} ({exc})") from None
+    return sorted(p for p in walk(folder) if _is_results_name(p))
 
 
 def load_run(path: Path) -> Run:
     """Read one results file (+ its samples and cost record); raise BoardError if malformed."""
     path = Path(path)
-    data = _load_json(path, "lm-eval results file")
+    data = read_json(path, "lm-eval results file")
     if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
         raise BoardError(
             f"{path}: not an lm-eval results file (no 'results' object); "
@@ -189,11 +184,21 @@ def load_run(path: Path) -> Run:
         raise BoardError(f"{path}: lm-eval results file without 'configs'; written by lm-eval < 0.4?")
     stamp = path.stem[len("results_"):] if path.stem.startswith("results_") else None
     tasks = {}
+    notes = []
     for name, cfg in configs.items():
         scores = data["results"].get(name)
         if not isinstance(scores, dict) or not isinstance(cfg, dict):
             raise BoardError(f"{path}: task '{name}' has a config but no results entry; the file is incomplete")
         samples = path.parent / f"samples_{name}_{stamp}.jsonl" if stamp else None
+        unreadable = None
+        if samples is not None and os.path.lexists(samples):
+            unreadable = problem(samples)
+            if unreadable:
+                # named by its folder and file: notes are published, the machine's paths are not
+                notes.append(f"{samples.parent.name}/{samples.name}: samples file skipped ({unreadable}); "
+                             f"task {name} is shown without per-document values")
+        else:
+            samples = None
         tasks[name] = TaskRun(
             name=name,
             scores=scores,
@@ -203,16 +208,17 @@ def load_run(path: Path) -> Run:
             task_hash=(data.get("task_hashes") or {}).get(name),
             higher_is_better=(data.get("higher_is_better") or {}).get(name) or {},
             n_samples=(data.get("n-samples") or {}).get(name) or {},
-            samples_path=samples if samples is not None and samples.is_file() else None,
+            samples_path=None if samples is None or unreadable else samples,
+            samples_problem=unreadable and f"{samples} is {unreadable}",
         )
     cost, source = _cost_for(path, data)
-    return Run(path=path, results=data, tasks=tasks, cost=cost, cost_source=source)
+    return Run(path=path, results=data, tasks=tasks, cost=cost, cost_source=source, notes=notes)
 
 
 def _cost_for(path: Path, data: dict) -> tuple[dict | None, str | None]:
     sidecar = path.with_suffix(".cost.json")
-    if sidecar.is_file():
-        record = _load_json(sidecar, "slm-suite cost record")
+    if os.path.lexists(sidecar):  # present: read it or refuse it (a FIFO, a dangling link) by name
+        record = read_json(sidecar, "slm-suite cost record")
         _check_cost(record, sidecar)
         return record, f"sidecar {sidecar.name}"
     record = (data.get("config") or {}).get("slm_cost")

@@ -1,10 +1,16 @@
-"""Write a leaderboard document as JSON, CSV, Markdown and a self-contained HTML page."""
+"""Write a leaderboard document as JSON, CSV, Markdown and a self-contained HTML page.
+
+Each export is escaped for its medium: CSV text cells cannot start a spreadsheet formula
+(OWASP, CSV injection), Markdown cells carry no raw HTML, code span or table break from the
+data; the HTML page is escaped by its template engine.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import re
 from typing import Any
 
 from slm_tasks.leaderboards.board import MISSING
@@ -47,6 +53,50 @@ def fmt_cost(key: str, value: float | None) -> str:
     return f"{value:.2f}" if value < 100 else f"{value:.0f}"
 
 
+# OWASP: a cell starting with one of these is read as a formula by spreadsheets (the
+# full-width forms too, by some); leading whitespace does not stop every reader.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+
+def csv_cell(value: Any) -> Any:
+    """A text cell that a spreadsheet would read as a formula gets a leading single quote;
+    numbers stay numbers (a negative score difference is not text)."""
+    if isinstance(value, str) and (value[:1] in ("\t", "\r") or value.lstrip()[:1] in _FORMULA_START):
+        return "'" + value
+    return value
+
+
+# Markdown: HTML-significant characters become entities, the inline syntax characters are
+# backslash-escaped (CommonMark allows it for any ASCII punctuation), lines are joined.
+_MD_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "`": "&#96;"}
+# "_" inside a word never emphasises (GFM), so "slm_arc_easy" stays readable in the source
+_MD_SYNTAX = re.compile(r"([\\*\[\]|~#]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
+
+
+def md_text(value: Any) -> str:
+    """Data shown as plain text in a GitHub-flavoured Markdown table cell or list item."""
+    text = re.sub(r"[\r\n\x00-\x08\x0b\x0c\x0e-\x1f\x7f]+", " ", str(value))
+    text = _MD_SYNTAX.sub(r"\\\1", text)
+    return "".join(_MD_ENTITIES.get(ch, ch) for ch in text)
+
+
+def rank_text(row: dict[str, Any]) -> str:
+    """"=2" for a rank shared with another model, "2" alone, "—" without an overall score."""
+    if row["rank"] is None:
+        return MISSING
+    return f"={row['rank']}" if row.get("tied") else str(row["rank"])
+
+
+# How the Pareto flags read: a position on a frontier, never a claim that a model is fast.
+PARETO_BADGES = {"latency": "Pareto: score vs latency", "memory": "Pareto: score vs memory"}
+
+
+def pareto_title(board: dict[str, Any], axis: str) -> str:
+    label = board["pareto_axes"][axis].get("label") or axis
+    return (f"on the Pareto frontier of overall score vs {label}: no other model is at least as good "
+            f"on both and better on one (the model itself need not be fast or small)")
+
+
 def to_json(board: dict[str, Any]) -> str:
     return json.dumps(board, indent=2, sort_keys=False, default=str) + "\n"
 
@@ -64,8 +114,10 @@ def to_csv(board: dict[str, Any]) -> str:
         head += [f"{c['task']}:{c['metric']}", f"{c['task']}_low", f"{c['task']}_high", f"{c['task']}_interval"]
     head += [c["id"] for c in board["cost_columns"]]
     head += ["score_per_gb", "pareto_latency", "pareto_memory"]
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(head)
+    # RFC 4180's CRLF: the writer then quotes a cell holding a lone CR as well as LF, so
+    # neither can end a row early (with "\n" alone a CR in a name split the row)
+    w = csv.writer(buf, lineterminator="\r\n")
+    w.writerow([csv_cell(h) for h in head])
     blank = lambda x: "" if x is None else x  # noqa: E731
     for r in board["rows"]:
         line = [blank(r["rank"]), r["model"], blank(r["overall"]["value"]), blank(r["overall"]["low"]),
@@ -81,30 +133,35 @@ def to_csv(board: dict[str, Any]) -> str:
             line += ([blank(e["value"]), blank(e["low"]), blank(e["high"]), e["method"]] if e else ["", "", "", ""])
         line += [blank(r["cost"][c["id"]]["value"]) for c in board["cost_columns"]]
         line += [blank(r["efficiency"]["score_per_gb"]), blank(r["pareto"]["latency"]), blank(r["pareto"]["memory"])]
-        w.writerow(line)
+        w.writerow([csv_cell(x) for x in line])
     return buf.getvalue()
 
 
 def to_markdown(board: dict[str, Any]) -> str:
-    """A README-ready table (scores in %, 95% intervals in brackets) with column notes."""
+    """A README-ready table (scores in %, 95% intervals in brackets) with column notes; every
+    string from the data is escaped (:func:`md_text`)."""
+    e = md_text
     lvl = f"{100 * board['intervals']['level']:.0f}%"
-    out = [f"## {board['spec']['title']}", ""]
+    out = [f"## {e(board['spec']['title'])}", ""]
     if board["smoke"]:
-        out += [f"> **Smoke board** — {board['smoke_reason']}.", ""]
+        out += [f"> **Smoke board** — {e(board['smoke_reason'])}.", ""]
     icl = board.get("icl")
-    head = ["#", "model", "overall"] + [d["title"] for d in board["domains"]] + ([icl["title"]] if icl else [])
-    head += [f"{c['title']} ({c['unit']})" for c in board["cost_columns"]]
+    head = [d["title"] for d in board["domains"]] + ([icl["title"]] if icl else [])
+    head = ["#", "model", "overall"] + [e(h) for h in head]
+    head += [e(f"{c['title']} ({c['unit']})") for c in board["cost_columns"]]
     out.append("| " + " | ".join(head) + " |")
     out.append("|" + "|".join(["---:", ":---"] + ["---:"] * (len(head) - 2)) + "|")
     for r in board["rows"]:
-        cells = [str(r["rank"] or MISSING), r["model"], _md_score(r["overall"])]
+        cells = [rank_text(r), e(r["model"]), _md_score(r["overall"])]
         cells += [_md_score(r["domains"][d["domain"]]) for d in board["domains"]]
         cells += [_md_gain(r["icl"]["mean"])] if icl else []
         cells += [fmt_cost(c["id"], r["cost"][c["id"]]["value"]) for c in board["cost_columns"]]
-        out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        out.append("| " + " | ".join(cells) + " |")
     out += ["", f"Scores in %, {lvl} intervals in brackets. Domain = plain mean of its tasks; "
                 f"overall = plain mean of the capability domains"
-                + (f"; {icl['title']} in points, outside the overall" if icl else "") + ".", ""]
+                + (f"; {e(icl['title'])} in points, outside the overall" if icl else "")
+                + ". Equal overall scores share a rank (=).", ""]
+    out += _md_pareto(board)
     if icl:
         out += _md_icl(board)
     out += ["### Tasks", "",
@@ -112,13 +169,29 @@ def to_markdown(board: dict[str, Any]) -> str:
             "|:---|:---|:---|---:|:---|---:|:---|---:|"]
     for c in board["columns"]:
         methods = sorted({r["tasks"][c["task"]]["method"] for r in board["rows"] if c["task"] in r["tasks"]})
-        out.append(f"| {c['task']} | {c['domain']} | {c['metric']} | {_s(c['shots'])} | {_s(c['split'])} | "
-                   f"{_s(c['version'])} | {', '.join(methods)} | {c['random_baseline']:.3f} |")
+        out.append(f"| {e(c['task'])} | {e(c['domain'])} | {e(c['metric'])} | {e(_s(c['shots']))} | "
+                   f"{e(_s(c['split']))} | {e(_s(c['version']))} | {e(', '.join(methods))} | "
+                   f"{c['random_baseline']:.3f} |")
     if board["missing_tasks"]:
-        out += ["", "Declared but not in the results: " + ", ".join(board["missing_tasks"]) + "."]
+        missing = ", ".join(e(t) for t in board["missing_tasks"])
+        out += ["", f"Declared but not in the results: {missing}."]
     if board["notes"]:
-        out += ["", "Notes:", ""] + [f"- {n}" for n in board["notes"]]
+        out += ["", "Notes:", ""] + [f"- {e(n)}" for n in board["notes"]]
     return "\n".join(out) + "\n"
+
+
+def _md_pareto(board: dict[str, Any]) -> list[str]:
+    """Which models are on each Pareto frontier, said as a position, not as "fast"/"small"."""
+    out = []
+    for axis, badge in PARETO_BADGES.items():
+        on = [md_text(r["model"]) for r in board["rows"] if r["pareto"].get(axis)]
+        if on:
+            label = md_text(board["pareto_axes"][axis]["label"])
+            out.append(f"- {badge} ({label}): {', '.join(on)}")
+    if not out:
+        return []
+    return ["On a Pareto frontier (no other model is at least as good on the overall score and the cost, "
+            "and better on one; a frontier model need not be fast or small):", ""] + out + [""]
 
 
 def _icl_keys(board: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -131,11 +204,12 @@ def _icl_keys(board: dict[str, Any]) -> list[tuple[str, Any]]:
 
 def _md_icl(board: dict[str, Any]) -> list[str]:
     icl = board["icl"]
-    out = [f"### {icl['title']}", "", f"Points, {icl['method']}.", "",
-           "| model | mean | " + " | ".join(icl["tasks"]) + " |",
+    out = [f"### {md_text(icl['title'])}", "", f"Points, {md_text(icl['method'])}.", "",
+           "| model | mean | " + " | ".join(md_text(t) for t in icl["tasks"]) + " |",
            "|:---|" + "---:|" * (len(icl["tasks"]) + 1)]
     for r in board["rows"]:
-        cells = [r["model"], _md_gain(r["icl"]["mean"])] + [_md_gain(r["icl"]["tasks"].get(t)) for t in icl["tasks"]]
+        cells = [md_text(r["model"]), _md_gain(r["icl"]["mean"])]
+        cells += [_md_gain(r["icl"]["tasks"].get(t)) for t in icl["tasks"]]
         out.append("| " + " | ".join(cells) + " |")
     return out + [""]
 

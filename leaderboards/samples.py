@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from slm_tasks.leaderboards.errors import BoardError
+from slm_tasks.leaderboards.inputs import text_lines
 
 # Keys of a samples line that are not metric values.
 SAMPLE_META = {
@@ -59,19 +60,18 @@ class DocScores:
 def read_rows(path: str | Path) -> list[dict]:
     """The sample objects of one samples file; a line that is not one is an error naming it."""
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                s = json.loads(line)
-                int(s["doc_id"])
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                raise BoardError(
-                    f"{path}: line {lineno} is not an lm-eval sample (JSON with doc_id); "
-                    f"the file is truncated or not from lm_eval --log_samples"
-                ) from None
-            rows.append(s)
+    for lineno, line in text_lines(path, "lm-eval samples file"):  # regular files, bounded lines
+        if not line.strip():
+            continue
+        try:
+            s = json.loads(line)
+            int(s["doc_id"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, RecursionError):
+            raise BoardError(
+                f"{path}: line {lineno} is not an lm-eval sample (JSON with doc_id); "
+                f"the file is truncated or not from lm_eval --log_samples"
+            ) from None
+        rows.append(s)
     return rows
 
 

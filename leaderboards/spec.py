@@ -37,7 +37,8 @@ COST_COLUMNS = {
     "decode_ms_per_token": ("decode", "ms/token", True),
     "prefill_tok_s": ("prefill", "tokens/s", False),
     "throughput_tok_s": ("throughput", "tokens/s", False),
-    "peak_memory_bytes": ("peak memory", "GB", True),
+    # the bench's load of the stored model when there is one (cost_columns.cost_values)
+    "peak_memory_bytes": ("peak memory, bench else run", "GB", True),
     "energy_per_token_j": ("energy", "J/token", True),
     "wall_s": ("eval wall time", "s", True),
     "model_bytes": ("model size", "GB", True),
@@ -133,8 +134,9 @@ class Spec:
         """Domain and overall scores of one lm-eval results dict (``results_*.json`` or
         ``simple_evaluate``'s output), as the board scores that run on its own.
 
-        Intervals are normal ones from lm-eval's stderrs (the board uses per-doc samples
-        where it has them; the values are the same).
+        Intervals come from lm-eval's stderrs (normal, clamped to [0, 1]; domains and overall
+        combined by MOVER); the board uses per-doc samples where it has them; the values are
+        the same.
         """
         from slm_tasks.leaderboards import stats
 

@@ -1,7 +1,8 @@
 """The statistics of the suite: standard errors, intervals and tests.
 
 Standard errors of a mean over documents, of a plain average of task (or domain) scores and
-of an unpaired difference; Wilson and bootstrap intervals, normal intervals from stderr;
+of an unpaired difference; Wilson and bootstrap intervals, normal intervals from stderr
+(clamped to [0, 1]), MOVER intervals of an average;
 exact McNemar and paired bootstrap tests, Holm's step-down correction. The board, the gate,
 the ICL gain (slm_tasks.icl) and the lite analysis (slm_tasks.lite_analysis) all use these.
 
@@ -11,7 +12,7 @@ All random draws come from a seeded ``numpy.random.Generator`` so boards are rep
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from statistics import NormalDist
 
 import numpy as np
@@ -105,7 +106,7 @@ class Estimate:
     value: float
     low: float | None
     high: float | None
-    method: str  # "wilson" | "bootstrap" | "stderr" | "normal" | "none"
+    method: str  # "wilson" | "bootstrap" | "stderr" | "mover" | "none"
     se: float | None = None
     draws: np.ndarray | None = None  # bootstrap replicates, when per-doc outcomes exist
     n: int | None = None
@@ -116,20 +117,30 @@ class Estimate:
                 "method": self.method, "se": r(self.se), "n": self.n}
 
 
+# Board scores are fractions: an interval never leaves the metric's range.
+PROPORTION = (0.0, 1.0)
+
+
+def clamp_interval(lo: float, hi: float, bounds: tuple[float, float] = PROPORTION) -> tuple[float, float]:
+    """An interval cut to the metric's range (a normal interval around 2% can reach -3%)."""
+    return (min(max(lo, bounds[0]), bounds[1]), min(max(hi, bounds[0]), bounds[1]))
+
+
 def task_estimate(value: float, per_doc: np.ndarray | None, stderr: float | None,
                   level: float, iters: int, rng: np.random.Generator) -> Estimate:
-    """Per-doc outcomes give Wilson (0/1) or bootstrap intervals; otherwise lm-eval's stderr."""
+    """Per-doc outcomes give Wilson (0/1) or bootstrap intervals; otherwise lm-eval's stderr
+    as a normal interval clamped to [0, 1]."""
     if per_doc is not None and len(per_doc):
         n = len(per_doc)
-        draws = bootstrap_means(per_doc, iters, rng)
         se = se_mean(per_doc) or 0.0
         if is_binary(per_doc):
             lo, hi = wilson(float(per_doc.sum()), n, level)
-            return Estimate(value, lo, hi, "wilson", se, draws, n)
+            return Estimate(value, lo, hi, "wilson", se, None, n)
+        draws = bootstrap_means(per_doc, iters, rng)
         lo, hi = percentile_interval(draws, level)
         return Estimate(value, lo, hi, "bootstrap", se, draws, n)
     if stderr is not None:
-        lo, hi = normal_interval(value, stderr, level)
+        lo, hi = clamp_interval(*normal_interval(value, stderr, level))
         return Estimate(value, lo, hi, "stderr", stderr)
     return Estimate(value, None, None, "none")
 
@@ -137,27 +148,36 @@ def task_estimate(value: float, per_doc: np.ndarray | None, stderr: float | None
 def mean_estimate(parts: list[Estimate], level: float) -> Estimate:
     """Plain average of independent estimates (tasks -> domain, domains -> overall).
 
-    With bootstrap replicates for every part the replicates are averaged (percentile
-    interval); otherwise the standard errors are combined, sqrt(sum se^2) / k (normal).
+    One part: that part, interval and method included (a one-task domain is its task).
+    Several: MOVER (Zou & Donner 2008, "method of variance estimates recovery") on the
+    parts' own intervals, mean - sqrt(sum (v_i - low_i)^2) / k and
+    mean + sqrt(sum (high_i - v_i)^2) / k. It keeps each part's asymmetry (a 0% task's
+    Wilson interval still reaches up), reduces to the normal interval sqrt(sum se^2) / k
+    when the parts' intervals are symmetric, and stays within the parts' range: the ends lie
+    between the mean of the parts' ends and the mean itself. ``level`` is the parts' level.
     """
+    del level  # the parts' intervals carry it
     k = len(parts)
+    if k == 1:
+        return replace(parts[0])
     value = sum(p.value for p in parts) / k
-    if all(p.draws is not None for p in parts):
-        draws = np.mean([p.draws for p in parts], axis=0)
-        lo, hi = percentile_interval(draws, level)
-        return Estimate(value, lo, hi, "bootstrap", float(np.std(draws, ddof=1)), draws)
-    if all(p.se is not None for p in parts):
-        se = se_average(p.se for p in parts)
-        lo, hi = normal_interval(value, se, level)
-        return Estimate(value, lo, hi, "normal", se)
-    return Estimate(value, None, None, "none")
+    se = se_average(p.se for p in parts) if all(p.se is not None for p in parts) else None
+    if any(p.low is None or p.high is None for p in parts):
+        return Estimate(value, None, None, "none", se)
+    down = math.sqrt(sum(max(0.0, p.value - p.low) ** 2 for p in parts)) / k
+    up = math.sqrt(sum(max(0.0, p.high - p.value) ** 2 for p in parts)) / k
+    return Estimate(value, value - down, value + up, "mover", se)
 
 
 def normalise(e: Estimate, baseline: float) -> Estimate:
-    """Open LLM Leaderboard v2 style: (score - random) / (1 - random) * 100, floored at 0."""
+    """Open LLM Leaderboard v2 style: (score - random) / (1 - random) * 100, floored at 0.
+
+    The interval goes through the same monotone map, so it stays within [0, 100] and
+    contains the normalised value.
+    """
     scale = 100.0 / (1.0 - baseline)
-    f = lambda x: None if x is None else max(0.0, (x - baseline) * scale)  # noqa: E731
-    draws = None if e.draws is None else np.maximum(0.0, (e.draws - baseline) * scale)
+    f = lambda x: None if x is None else min(100.0, max(0.0, (x - baseline) * scale))  # noqa: E731
+    draws = None if e.draws is None else np.clip((e.draws - baseline) * scale, 0.0, 100.0)
     se = None if e.se is None else e.se * scale
     return Estimate(f(e.value), f(e.low), f(e.high), e.method, se, draws, e.n)
 

@@ -142,20 +142,42 @@ def run(
 ) -> RunOutput:
     """Evaluate, save lm-eval's result files + the cost sidecar, and build a leaderboard.
 
+    ``output_path`` must be a folder that can be written (else OutputError before the first
+    request); the returned files are on disk, read back after saving (lm-eval's tracker only
+    logs a failed save). The board in ``<output_path>/leaderboard`` replaces only its own files.
+
     ``on_plan(lines)`` receives the run's header before the first request (and the run gets
     one progress bar); ``bench_runs`` repetitions of the survey's runtime protocol on the
     model as stored (llama.cpp; 0 to skip) go into the cost record's ``bench``, so every
-    board row has deployment figures beside the evaluation's own throughput.
+    board row has deployment figures beside the evaluation's own throughput. A run that
+    computed nothing (every answer from the response store) reuses the bench of the newest
+    cost record under ``output_path`` of the same model file, machine and threads, if any.
 
     ``ray``: run the requests on a Ray cluster (its address, ``auto`` or ``local``; see
     docs/cluster.md); the results are a single machine's."""
     from lm_eval.loggers import EvaluationTracker
+
+    from slm_tasks import run_output
 
     if backend not in BACKENDS:
         raise SLMError(f"unknown backend '{backend}': choose one of {', '.join(BACKENDS)}")
     margs = {"model": model, **(model_args or {})}
     if ray:
         margs["ray"] = ray
+    output_path = Path(output_path)
+    # a misspelt model argument fails now, before the tasks are loaded and the header printed
+    from lm_eval.api.registry import get_model
+
+    from slm_tasks import activation
+
+    activation.install()
+    get_model(BACKENDS[backend]).check_model_args(margs)
+    if backend == "llamacpp":  # and so does a model file that is missing or not a GGUF
+        from slm_tasks.adapters.models import resolve_model
+
+        resolve_model(margs["model"])
+    # a folder that cannot take the results fails now, not after the evaluation
+    run_output.check_before(output_path, margs, board=leaderboard)
     tracker = EvaluationTracker(output_path=str(output_path))
     results = evaluate(
         BACKENDS[backend], margs, tasks=tasks, data_dir=data_dir, limit=limit,
@@ -164,39 +186,34 @@ def run(
     )
     if results is None:  # non-zero rank in distributed runs
         return RunOutput({}, None, None)
+    notes: list[str] = []
     cost = (results.get("config") or {}).get("slm_cost")
     # a cluster run's figures are its workers'; a bench here would measure the driver's machine
     if cost and backend == "llamacpp" and bench_runs > 0 and not cost.get("bench") and not cost.get("cluster"):
-        from slm_tasks.adapters.bench import bench
+        reused = run_output.reusable_bench(output_path, cost)
+        if reused is not None:
+            cost["bench"], source = reused
+            notes.append(f"runtime bench: every request came from the response store, so the bench of "
+                         f"{source} (same model file, machine and threads) is reused, not measured again")
+        else:
+            from slm_tasks.adapters.bench import bench
 
-        threads = margs.get("n_threads")
-        cost["bench"] = bench(model, runs=bench_runs, pause_s=1.0, n_threads=int(threads) if threads else None,
-                              protocols=("survey",), progress=False)["bench"]
+            threads = margs.get("n_threads")
+            cost["bench"] = bench(model, runs=bench_runs, pause_s=1.0,
+                                  n_threads=int(threads) if threads else None,
+                                  protocols=("survey",), progress=False)["bench"]
     samples = results.pop("samples", None) if log_samples else None
-    tracker.save_results_aggregated(results=results, samples=samples)
-    if samples:
-        for name in results["configs"]:
-            tracker.save_results_samples(task_name=name, samples=samples[name])
-    results_file = _results_file(tracker)
+    results_file = run_output.save(tracker, results, samples)
     cost_file = None
-    if cost and results_file is not None:
+    if cost:
         cost_file = results_file.with_suffix(".cost.json")
-        _atomic_write(cost_file, json.dumps(cost, indent=2, default=str))
-    out = RunOutput(results, results_file, cost_file, samples=samples, spec=spec_for(tasks))
-    if leaderboard and results_file is not None:
-        out.board_dir, note = _board(Path(output_path), out.spec, limit)
+        run_output.write_text_atomic(cost_file, json.dumps(cost, indent=2, default=str))
+    out = RunOutput(results, results_file, cost_file, samples=samples, spec=spec_for(tasks), notes=notes)
+    if leaderboard:
+        out.board_dir, note = _board(output_path, out.spec, limit)
         if note:
             out.notes.append(note)
     return out
-
-
-def _results_file(tracker) -> Path | None:
-    date_id = getattr(tracker, "date_id", None)
-    if not date_id or not tracker.output_path:
-        return None
-    name = tracker.general_config_tracker.model_name_sanitized
-    path = Path(tracker.output_path) / str(name) / f"results_{date_id}.json"
-    return path if path.exists() else None
 
 
 def spec_for(tasks) -> str:
@@ -208,18 +225,15 @@ def _board(output_path: Path, spec: str, limit) -> tuple[Path | None, str | None
     """A board of the newest run of every model under ``output_path`` (re-runs replace)."""
     from slm_tasks.leaderboards import build
 
-    newest = [max(d.glob("results_*.json")) for d in sorted(output_path.iterdir())
-              if d.is_dir() and any(d.glob("results_*.json"))]
+    newest = []
+    for folder in sorted(d for d in output_path.iterdir() if d.is_dir()):
+        runs = [p for p in folder.glob("results_*.json") if not p.name.endswith(".cost.json")]
+        if runs:
+            newest.append(max(runs))
     board_dir = output_path / "leaderboard"
     build(newest, spec=spec, out=board_dir, allow_limit=limit is not None)
     note = "--limit run: the board is marked as a smoke board, not for publication" if limit else None
     return board_dir, note
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def domain_summary(results: dict, spec: str | None = None) -> dict[str, Any]:

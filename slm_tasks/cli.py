@@ -7,10 +7,11 @@ stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
-import json
 import logging
 import os
+import subprocess
 import sys
 
 from slm_tasks import __version__
@@ -34,6 +35,32 @@ def _kv(text: str) -> dict:
     return out
 
 
+@contextlib.contextmanager
+def git_hash_quietly():
+    """lm-eval records the git hash of the working folder (``results["git_hash"]``) by running
+    ``git describe --always`` with git's stderr on ours: outside a repository every run printed
+    "fatal: not a git repository". For the run, the evaluator asks the same question with git's
+    stderr discarded; a hash is kept where there is one, and lm-eval's own fallback (reading
+    ``.git``) is kept. Replacing the one name the evaluator imported is the narrowest fix: no
+    file descriptor is redirected, so nothing else that writes to stderr is silenced."""
+    from lm_eval import evaluator
+    from lm_eval.loggers.utils import get_commit_from_path
+
+    def quiet() -> str | None:
+        try:
+            out = subprocess.check_output(["git", "describe", "--always"], stderr=subprocess.DEVNULL)
+            return out.strip().decode()
+        except (subprocess.CalledProcessError, FileNotFoundError):  # no repository, or no git
+            return get_commit_from_path(os.getcwd())
+
+    original = evaluator.get_git_commit_hash
+    evaluator.get_git_commit_hash = quiet
+    try:
+        yield
+    finally:
+        evaluator.get_git_commit_hash = original
+
+
 def cmd_run(args) -> int:
     from lm_eval.utils import make_table
 
@@ -44,13 +71,15 @@ def cmd_run(args) -> int:
     model_args = _kv(args.model_args)
     if args.no_store or args.store:
         model_args["store"] = "off" if args.no_store else args.store
-    out = run(
-        model=args.model, backend=args.backend, tasks=tasks, output_path=args.output_path,
-        model_args=model_args, limit=args.limit, num_fewshot=args.num_fewshot,
-        data_dir=args.data_dir, log_samples=not args.no_log_samples,
-        leaderboard=not args.no_leaderboard, confirm_run_unsafe_code=args.confirm_run_unsafe_code,
-        on_plan=lambda lines: print("\n".join(lines), flush=True), ray=args.ray,
-    )
+    with git_hash_quietly():
+        out = run(
+            model=args.model, backend=args.backend, tasks=tasks, output_path=args.output_path,
+            model_args=model_args, limit=args.limit, num_fewshot=args.num_fewshot,
+            data_dir=args.data_dir, log_samples=not args.no_log_samples,
+            leaderboard=not args.no_leaderboard, confirm_run_unsafe_code=args.confirm_run_unsafe_code,
+            on_plan=lambda lines: print("\n".join(lines), flush=True), ray=args.ray,
+            bench_runs=0 if args.no_bench else 3,
+        )
     if not out.results:
         return 0
     print(make_table(out.results))
@@ -68,9 +97,7 @@ def cmd_run(args) -> int:
     cost = (out.results.get("config") or {}).get("slm_cost") or {}
     run_cost = cost.get("run") or {}
     if run_cost:
-        shown = {k: run_cost.get(k) for k in ("wall_s", "prefill_tok_s", "decode_ms_per_token",
-                                               "ttft_ms", "peak_rss_bytes", "energy_j")}
-        print("cost:", json.dumps(shown))
+        print(format_cost(run_cost))
         cluster = cost.get("cluster")
         if cluster:
             print(f"cluster: {len(cluster['workers'])} workers on {cluster['nodes']} nodes for {cluster['wall_s']:.0f} s, "
@@ -93,6 +120,40 @@ def cmd_run(args) -> int:
     for note in out.notes:
         print(note, file=sys.stderr)
     return 0
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 0.1:
+        return "< 0.1 s"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, sec = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {sec:02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def format_cost(run_cost: dict) -> str:
+    """One line of a run's ``slm-suite.cost/1`` run figures, with units and the precision
+    they are worth; figures the run did not measure are left out, energy says why."""
+    parts = []
+    wall, prefill, decode = (run_cost.get(k) for k in ("wall_s", "prefill_tok_s", "decode_ms_per_token"))
+    ttft, peak, energy = (run_cost.get(k) for k in ("ttft_ms", "peak_rss_bytes", "energy_j"))
+    if wall is not None:
+        parts.append(f"{_duration(wall)} wall")
+    if prefill is not None:
+        parts.append(f"prefill {prefill:,.0f} tok/s")
+    if decode is not None:
+        parts.append(f"decode {decode:.1f} ms/token")
+    if ttft is not None:
+        parts.append(f"first token {ttft:,.0f} ms")
+    if peak is not None:
+        parts.append("peak memory " + (f"{peak / 1e9:.2f} GB" if peak >= 1e9 else f"{peak / 1e6:.0f} MB"))
+    if energy is not None:
+        parts.append(f"energy {energy / 1000:.1f} kJ" if energy >= 10_000 else f"energy {energy:.1f} J")
+    elif run_cost.get("energy_unavailable_reason"):
+        parts.append(f"energy n/a ({run_cost['energy_unavailable_reason']})")
+    return "cost: " + (", ".join(parts) if parts else "nothing measured")
 
 
 def _print_scores(summary: dict) -> None:
@@ -154,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="response store file: an interrupted run resumes from it, a repeated run reuses it "
                         "(default: $SLM_SUITE_CACHE/responses.sqlite, see docs/store.md)")
     r.add_argument("--no-store", action="store_true", help="compute every request, store nothing")
+    r.add_argument("--no-bench", action="store_true",
+                   help="skip the runtime bench of the model as stored that ends every llama.cpp run "
+                        "(10-40 s; the cost record then has no bench figures)")
     r.add_argument("--ray", nargs="?", const="auto", default=None, metavar="ADDRESS",
                    help="run the requests on a Ray cluster: its head's ADDRESS (host:port), auto (default: the "
                         "cluster this machine belongs to) or local (start one here for this run); docs/cluster.md")
@@ -164,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("tasks", help="list slm_suite tasks and groups")
     t.set_defaults(func=cmd_tasks)
 
-    d = sub.add_parser("data", help="check an offline mirror against the tasks (splits, checksums)")
+    d = sub.add_parser("data", help="check an offline mirror against the tasks (splits, checksums); "
+                                    "exit 2 when a task cannot run on it")
     d.add_argument("--data-dir", default=None, help="mirror root (default: $SLM_DATA_DIR)")
     d.add_argument("--tasks", default=None, help="comma-separated task names (default: all)")
     d.set_defaults(func=cmd_data)
@@ -211,7 +276,7 @@ def _main(argv) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:  # lm-eval repeats notices and bars per task; -v shows them
         logging.getLogger("lm_eval").setLevel(logging.ERROR)
-        if args.command == "run":  # the run's header says what the mirror lacks, once
+        if args.command in ("run", "data"):  # the header / the report says what the mirror lacks, once
             for name in ("slm_tasks.data", "slm_tasks.fewshot"):
                 logging.getLogger(name).setLevel(logging.ERROR)
     from slm_tasks.adapters.store import exit_on_sigterm

@@ -19,8 +19,8 @@ class _TagTolerantLoader(yaml.SafeLoader):
 _TagTolerantLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
 
 
-def task_data_specs() -> dict[str, dict]:
-    """task name -> its dataset_kwargs, following ``include:`` chains (YAML only)."""
+def _task_yaml() -> dict[str, tuple[dict, int]]:
+    """task name -> (its dataset_kwargs, its num_fewshot), following ``include:`` chains."""
     raw: dict[Path, dict] = {}
     for path in sorted(task_dir().rglob("*.yaml")):
         raw[path] = yaml.load(path.read_text(encoding="utf-8"), Loader=_TagTolerantLoader) or {}
@@ -38,51 +38,75 @@ def task_data_specs() -> dict[str, dict]:
         if "task" in cfg and isinstance(cfg["task"], str) and "group" not in cfg:
             kwargs = resolved(path, "dataset_kwargs")
             if kwargs:
-                out[cfg["task"]] = dict(kwargs)
+                out[cfg["task"]] = (dict(kwargs), int(resolved(path, "num_fewshot") or 0))
     return out
+
+
+def task_data_specs() -> dict[str, dict]:
+    """task name -> its dataset_kwargs, following ``include:`` chains (YAML only)."""
+    return {name: kwargs for name, (kwargs, _) in _task_yaml().items()}
+
+
+UNUSABLE = ("ERROR", "UNUSABLE")
 
 
 @dataclass
 class Report:
     root: Path
     rows: list[tuple[str, str, str]] = field(default_factory=list)  # task, status, detail
+    named: bool = False  # the tasks were named (--tasks), not every task of the suite
 
     @property
     def ok(self) -> bool:
-        return all(status != "ERROR" for _, status, _ in self.rows)
+        """No data is missing or broken, and every task named can run. Of the whole suite, a
+        few-shot variant the mirror cannot feed is reported but not a failure: `slm-suite run`
+        skips it in its group and says so."""
+        return not [t for t, status, _ in self.rows if status == "ERROR" or (self.named and status in UNUSABLE)]
+
+    @property
+    def unusable(self) -> list[str]:
+        return [t for t, status, _ in self.rows if status in UNUSABLE]
 
     def text(self) -> str:
         width = max((len(t) for t, _, _ in self.rows), default=4)
         lines = [f"mirror: {self.root}"]
         lines += [f"  {t:<{width}}  {s:<8} {d}" for t, s, d in self.rows]
-        bad = sum(s == "ERROR" for _, s, _ in self.rows)
+        bad = self.unusable
         zero = sum(s == "0-SHOT" for _, s, _ in self.rows)
-        lines.append(f"{len(self.rows)} tasks: {len(self.rows) - bad - zero} ok, "
-                     f"{zero} 0-shot only, {bad} unusable")
+        lines.append(f"{len(self.rows)} tasks: {len(self.rows) - len(bad) - zero} ok, "
+                     f"{zero} 0-shot only, {len(bad)} unusable" + (f": {', '.join(bad)}" if bad else ""))
+        if any(s == "UNUSABLE" for _, s, _ in self.rows):
+            lines.append("UNUSABLE: the task takes its few-shot examples from a split the mirror lacks; "
+                         "`slm-suite run` skips it (and its _lite variant) in a group, and stops with an "
+                         "error when it is named")
         return "\n".join(lines)
 
 
 def check(data_dir=None, tasks=None) -> Report:
+    from slm_tasks.fewshot import _missing_message  # the words `slm-suite run` skips such a task with
+
     root = data.data_dir(data_dir)
     if root is None:
         raise SLMError(f"no mirror to check: pass --data-dir or set {data.ENV_VAR}")
-    specs = task_data_specs()
+    specs = _task_yaml()
     names = tasks or sorted(t for t in specs if not t.endswith("_lite"))
     unknown = [t for t in names if t not in specs]
     if unknown:
         raise SLMError(f"unknown task(s): {', '.join(unknown)}; `slm-suite tasks` lists them")
-    report = Report(root)
+    report = Report(root, named=tasks is not None)
     for name in names:
-        kw = specs[name]
+        kw, shots = specs[name]
         try:
-            files = data.mirror_files(root / kw["hub_id"], kw.get("hub_config"))
+            data.mirror_files(root / kw["hub_id"], kw.get("hub_config"))
             data.load(**kw, slm_data_dir=str(root), task=name)
         except SLMError as exc:
             report.rows.append((name, "ERROR", str(exc)))
             continue
-        fs = kw.get("fewshot_split")
-        if fs and fs not in files:
-            report.rows.append((name, "0-SHOT", f"no '{fs}' split: few-shot unavailable"))
-        else:
+        source = dict(kw, slm_data_dir=str(root))
+        if data.missing_fewshot(source) is None:
             report.rows.append((name, "OK", f"{kw['hub_id']} {kw.get('hub_config') or ''}".strip()))
+        elif shots > 0:  # as the run decides (slm_tasks.fewshot.drop_unrunnable): no examples, no task
+            report.rows.append((name, "UNUSABLE", _missing_message(shots, source)))
+        else:
+            report.rows.append((name, "0-SHOT", f"no '{kw['fewshot_split']}' split: few-shot unavailable"))
     return report

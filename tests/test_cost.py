@@ -27,14 +27,27 @@ def set_energy(root, zone, value):
     (root / zone / "energy_uj").write_text(f"{value}\n")
 
 
-def meter(energy=(None, "no RAPL here")):
-    return cost.CostMeter(MODEL, hardware.describe(threads=2), cost.software_versions("0.3.36", "b1"), energy=energy)
+class Clock:
+    """A clock the test moves by hand: durations are exact, whatever the machine's load."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def meter(energy=(None, "no RAPL here"), clock=None):
+    return cost.CostMeter(MODEL, hardware.describe(threads=2), cost.software_versions("0.3.36", "b1"),
+                          energy=energy, clock=clock or Clock())
 
 
 def test_record_has_every_schema_key_and_is_json():
-    m = meter()
+    clock = Clock()
+    m = meter(clock=clock)
     with m.measure({"t1": 1.0}) as w:
         w.prompt_tokens, w.prefill_s, w.requests = 100, 0.5, 4
+        clock.now += 2.0
     rec = json.loads(json.dumps(m.record()))
     assert rec["schema"] == "slm-suite.cost/1"
     assert set(rec) == {"schema", "model", "hardware", "software", "run", "tasks", "bench"}
@@ -45,7 +58,8 @@ def test_record_has_every_schema_key_and_is_json():
     run = rec["run"]
     assert run["prefill_tok_s"] == pytest.approx(200.0)
     assert run["prompt_tokens"] == 100 and run["requests"] == 4
-    assert run["peak_rss_bytes"] > 0 and run["wall_s"] >= 0
+    assert run["peak_rss_bytes"] > 0 and run["wall_s"] == 2.0
+    assert run["throughput_tok_s"] == pytest.approx(50.0)
 
 
 def test_unmeasured_values_are_null_with_reason():
@@ -59,12 +73,15 @@ def test_unmeasured_values_are_null_with_reason():
 
 
 def test_work_is_split_over_tasks_by_share():
-    m = meter()
+    clock = Clock()
+    m = meter(clock=clock)
     with m.measure({"a": 0.75, "b": 0.25}) as w:
         w.prompt_tokens, w.requests, w.truncated_requests = 400, 4, 4
+        clock.now += 3.0
     with m.measure({"b": 1.0}) as w:
         w.generated_tokens, w.decode_s, w.decode_tokens, w.requests = 10, 0.09, 9, 1
         w.ttft_s.append(0.02)
+        clock.now += 1.0
     rec = m.record()
     a, b = rec["tasks"]["a"], rec["tasks"]["b"]
     assert (a["prompt_tokens"], b["prompt_tokens"]) == (300, 100)
@@ -72,8 +89,31 @@ def test_work_is_split_over_tasks_by_share():
     assert (a["truncated_requests"], b["truncated_requests"]) == (3, 1)
     assert b["decode_ms_per_token"] == pytest.approx(10.0) and a["decode_ms_per_token"] is None
     assert rec["run"]["ttft_ms"] == pytest.approx(20.0)
-    assert a["wall_s"] + b["wall_s"] == pytest.approx(rec["run"]["wall_s"], rel=1e-6)
+    # each unit's time goes to its tasks by share: a 0.75 * 3 s, b 0.25 * 3 s + 1 s
+    assert (a["wall_s"], b["wall_s"], rec["run"]["wall_s"]) == (2.25, 1.75, 4.0)
+    assert a["throughput_tok_s"] == pytest.approx(300 / 2.25)
     assert a["peak_rss_bytes"] is None  # memory peaks belong to the process, not a task
+
+
+def test_microsecond_shares_are_rounded_each_to_the_record_precision():
+    """Units of a few microseconds (a run answered from the store): every figure is rounded
+    to 1 us on its own, so the tasks' walls add up to the run's within that rounding."""
+    clock = Clock()
+    m = meter(clock=clock)
+    durations = [1.4e-6, 2.6e-6, 0.7e-6]
+    booked = []
+    for d in durations:
+        start = clock.now
+        with m.measure({"a": 1 / 3, "b": 1 / 3, "c": 1 / 3}):
+            clock.now += d
+        booked.append(clock.now - start)
+    rec = m.record()
+    exact = sum(booked)
+    walls = [rec["tasks"][t]["wall_s"] for t in "abc"]
+    assert rec["run"]["wall_s"] == round(exact, 6)
+    for wall in walls:
+        assert abs(wall - exact / 3) <= 0.5e-6 + 1e-12
+    assert abs(sum(walls) - rec["run"]["wall_s"]) <= (len(walls) + 1) * 0.5e-6 + 1e-12
 
 
 def test_rapl_energy_is_metered_per_task(tmp_path):

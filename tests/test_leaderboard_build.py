@@ -112,11 +112,11 @@ def test_spec_by_bare_name_path_and_unknown(tmp_path):
 
 # ---- validation edge cases -----------------------------------------------------------------
 
-def test_duplicate_model_and_task_names_both_files(tmp_path):
+def test_duplicate_model_and_task_names_both_files_when_strict(tmp_path):
     a = synth.make_run(tmp_path / "m1", "model-x", {"t_a": synth.outcomes(10, 5)}, stamp="2026-01-01T00-00-00.1")
     b = synth.make_run(tmp_path / "m2", "model-x", {"t_a": synth.outcomes(10, 6)}, stamp="2026-01-02T00-00-00.1")
-    with pytest.raises(BoardError) as err:
-        build([tmp_path], spec=SMALL, out=tmp_path / "b", html=False)
+    with pytest.raises(BoardError) as err:  # without strict the newest wins (tests/test_hostile_writes.py)
+        build([tmp_path], spec=SMALL, out=tmp_path / "b", html=False, strict=True)
     assert "model 'model-x', task t_a" in str(err.value)
     assert str(a) in str(err.value) and str(b) in str(err.value)
 
@@ -197,9 +197,14 @@ def test_extremes_ties_and_missing_samples(tmp_path):
     assert bottom["value"] == 0.0 and bottom["low"] == 0.0 and 0.0 < bottom["high"] < 0.15
     assert rows["tie-1"]["overall"]["value"] == rows["tie-2"]["overall"]["value"] == 0.5
     assert rows["tie-2"]["tasks"]["t_a"]["method"] == "stderr"  # no samples file
-    assert rows["tie-2"]["overall"]["method"] == "normal"
-    assert rows["tie-1"]["overall"]["method"] == "bootstrap"
+    assert rows["tie-1"]["overall"]["method"] == rows["tie-2"]["overall"]["method"] == "mover"
+    # a one-task domain is its task; the all-wrong model's domains keep an upper end above 0
+    assert rows["tie-1"]["domains"]["problem_solving"] == rows["tie-1"]["tasks"]["t_c"]
+    wrong = rows["all-wrong"]
+    assert wrong["domains"]["commonsense"]["low"] == 0.0 and wrong["domains"]["commonsense"]["high"] > 0.04
+    assert wrong["overall"]["high"] > 0.04 and rows["all-right"]["overall"]["low"] < 0.96
     assert [r["model"] for r in board["rows"]] == ["all-right", "tie-1", "tie-2", "all-wrong"]
+    assert [(r["rank"], r["tied"]) for r in board["rows"]] == [(1, False), (2, True), (2, True), (4, False)]
     assert any("prompts not verified" in n and "tie-2" in n for n in board["notes"])
 
 

@@ -1,4 +1,6 @@
-"""index.html in a real headless Chromium: it loads from file://, sorts, and shows the plots.
+"""index.html in a real headless Chromium: it loads from file://, sorts, and shows the plots;
+a one-task domain shows its task's interval, ties share a rank, the Pareto badges name a
+frontier, and a model name made of HTML shows as text.
 
 Needs Debian's `chromium` + `chromium-driver` and the `selenium` package; skipped without them.
 The screenshot goes to $SLM_ARTIFACTS_DIR (CI) or the test's tmp folder.
@@ -33,9 +35,11 @@ SPEC = {"schema": "slm-suite.board-spec/1", "name": "demo", "title": "Browser te
     {"name": "commonsense", "title": "Commonsense", "tasks": [{"task": "t_a"}, {"task": "t_b"}]},
     {"name": "problem_solving", "title": "Problem solving", "tasks": [{"task": "t_c"}, {"task": "t_absent"}]},
 ], "cost": {"hardware": {"backend": "llama.cpp"}}}
+HOSTILE = "<img src=x onerror=alert(1)>"
 # name, accuracy, decode ms/token, peak bytes (None: no cost record)
 MODELS = [("alpha", 0.6, 5.0, 2e8), ("beta", 0.68, 12.0, 6e8), ("gamma", 0.5, 8.0, 9e8),
-          ("delta", 0.76, 25.0, 1.2e9), ("epsilon", 0.4, None, None)]
+          ("delta", 0.76, 25.0, 1.2e9), (HOSTILE, 0.55, 30.0, 1.3e9), ("epsilon", 0.4, None, None)]
+TWIN = "alpha-twin"  # alpha's outcomes again, no cost record: tied with alpha
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +49,9 @@ def board_dir(tmp_path_factory):
     for name, acc, decode, peak in MODELS:
         cost = synth.cost_record(name, decode, int(peak)) if decode else None
         tasks = {t: [1.0 if rng.random() < acc else 0.0 for _ in range(60)] for t in ("t_a", "t_b", "t_c")}
-        synth.make_run(root / "runs", name, tasks, cost=cost)
+        synth.make_run(root / "runs", "hostile" if name == HOSTILE else name, tasks, cost=cost)
+        if name == "alpha":
+            synth.make_run(root / "runs", TWIN, tasks)
     return build([root / "runs"], spec=SPEC, out=root / "board")
 
 
@@ -65,6 +71,17 @@ def browser(tmp_path_factory):
     drv = webdriver.Chrome(service=Service(DRIVER), options=opts)
     yield drv
     drv.quit()
+
+
+def cell_texts(browser, table_id: str, header: str) -> dict[str, str]:
+    """model -> the text of the cell under the header whose first line is ``header``."""
+    return browser.execute_script(
+        "var t = document.getElementById(arguments[0]);"
+        "var col = Array.from(t.tHead.rows[0].cells)"
+        "  .findIndex(h => h.innerText.split('\\n')[0] === arguments[1]);"
+        "var out = {};"
+        "Array.from(t.tBodies[0].rows).forEach(r => { out[r.dataset.model] = r.cells[col].innerText; });"
+        "return out;", table_id, header)
 
 
 def column_values(browser, table_id: str, col: int) -> list[str]:
@@ -100,7 +117,7 @@ def test_page_loads_offline_sorts_and_plots(board_dir, browser, tmp_path):
     vals = column_values(browser, "board", heads.index(decode))
     assert vals[-1] == ""  # not measured: at the bottom
     measured = [float(v) for v in vals if v]
-    assert measured == sorted(measured) and len(measured) == 4
+    assert measured == sorted(measured) and len(measured) == 5
 
     model = next(h for h in heads if h.text == "model")
     model.click()
@@ -114,7 +131,14 @@ def test_page_loads_offline_sorts_and_plots(board_dir, browser, tmp_path):
         # one marker per model with cost (legend markers are not in these groups)
         assert browser.execute_script(
             "return document.querySelectorAll('#plot-' + arguments[0] + ' svg g[id^=points-] use').length",
-            plot) == 4
+            plot) == 5
+
+    # no HTML from a model name: the name is text, no image was made, no script ran
+    made = "return document.querySelectorAll('img, script:not(:last-of-type)').length"
+    assert browser.execute_script(made) == 0
+    assert HOSTILE in [a.text for a in browser.find_elements(By.CSS_SELECTOR, "#board td.text a")]
+    assert browser.execute_script("return document.querySelector('#board tbody tr[data-model=\"' + "
+                                  "CSS.escape(arguments[0]) + '\"]') !== null", HOSTILE)
 
     browser.find_element(By.CSS_SELECTOR, "#board a[href='#model-1']").click()
     details = browser.find_element(By.ID, "model-1")
@@ -128,3 +152,33 @@ def test_page_loads_offline_sorts_and_plots(board_dir, browser, tmp_path):
     shot = artifacts / "leaderboard.png"
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
     print(f"screenshot: {shot}")
+
+
+def test_intervals_ties_and_badges_read_right(board_dir, browser):
+    from selenium.webdriver.common.by import By
+
+    browser.get((board_dir / "index.html").as_uri())
+    # problem_solving has one task present (t_c; t_absent is missing): the domain shows t_c's
+    # Wilson interval, not a bootstrap or averaged one
+    domain = cell_texts(browser, "board", "Problem solving")
+    task = cell_texts(browser, "task-table", "t_c")
+    assert len(domain) == len(MODELS) + 1
+    for model, text in domain.items():
+        assert text.splitlines() == task[model].splitlines() and "[" in text, model
+    # ranks: alpha and its twin share one, shown with "="; the next rank skips
+    ranks = cell_texts(browser, "board", "#")
+    assert ranks["alpha"] == ranks[TWIN] and ranks["alpha"].startswith("=")
+    in_order = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#board tbody tr')).map(r => r.cells[0].innerText)")
+    numbers = [int(r.lstrip("=")) for r in in_order]
+    for r, n in zip(in_order, numbers):  # competition ranking: 1 + the number of better rows
+        assert n == numbers.index(n) + 1 and r.startswith("=") == (numbers.count(n) > 1)
+    # badges name a frontier, never "fast" / "small"
+    badges = [b.text for b in browser.find_elements(By.CSS_SELECTOR, "#board .badge")]
+    assert badges and set(badges) <= {"Pareto: score vs latency", "Pareto: score vs memory"}
+    assert "fast" not in badges and "small" not in badges
+    for b in browser.find_elements(By.CSS_SELECTOR, "#board .badge"):
+        title = b.get_attribute("title")
+        assert "Pareto frontier" in title and "need not be fast or small" in title
+    legend = browser.find_element(By.CSS_SELECTOR, "#plot-latency svg").get_attribute("innerHTML")
+    assert "on the frontier (Pareto: score vs latency)" in legend

@@ -46,6 +46,9 @@ def test_lite_board_is_a_publication_board(lite_runs, tmp_path):
         for task in LITE_TASKS:
             assert row["tasks"][task]["value"] == pytest.approx(res["results"][task]["acc,none"])
             assert row["tasks"][task]["n"] == res["n-samples"][task]["effective"] == 200
+        # a lite twin has its own alias, in lm-eval's table and on the board
+        assert {res["results"][t]["alias"] for t in LITE_TASKS} == {"arc_easy (lite)", "boolq (lite)"}
+    assert {c["title"] for c in board["columns"]} == {"arc_easy (lite)", "boolq (lite)"}
     arc = next(c for c in board["columns"] if c["task"] == "slm_arc_easy_lite")
     assert arc["random_baseline_source"] == "samples (1/choices)" and 0.2 < arc["random_baseline"] <= 1 / 3
     assert (out / "index.html").stat().st_size > 10_000

@@ -50,10 +50,22 @@ class NaiveLlama(TemplateLM):
 
     def __init__(self, path, n_ctx=2048, n_batch=512):
         super().__init__()
+        import llama_cpp.llama as high_level
         from llama_cpp import Llama
 
-        self.llm = Llama(model_path=str(path), logits_all=True, n_ctx=n_ctx, n_batch=n_batch, n_threads=1,
-                         flash_attn=True, verbose=False)
+        from slm_tasks.adapters.llamacpp_engine import model_params
+
+        # the engine's model parameters (no AMX repacking where it crashes), through the
+        # high-level API, which takes no such argument
+        low = high_level.llama_cpp
+        default = low.llama_model_default_params
+        params = model_params(low)
+        low.llama_model_default_params = lambda: params
+        try:
+            self.llm = Llama(model_path=str(path), logits_all=True, n_ctx=n_ctx, n_batch=n_batch, n_threads=1,
+                             flash_attn=True, verbose=False)
+        finally:
+            low.llama_model_default_params = default
 
     @property
     def eot_token_id(self):
@@ -293,7 +305,10 @@ def test_cost_record_is_attributed_per_task(lm, requests):
     run = rec["run"]
     assert run["prompt_tokens"] > 0 and run["prefill_tok_s"] > 0 and run["peak_rss_bytes"] > 50e6
     assert sum(t["requests"] for t in rec["tasks"].values()) == run["requests"]
-    assert sum(t["wall_s"] for t in rec["tasks"].values()) == pytest.approx(run["wall_s"], rel=1e-3)
+    # every wall is rounded to 1 us on its own: the tasks' add up to the run's within that
+    walls = [t["wall_s"] for t in rec["tasks"].values()]
+    assert run["wall_s"] > 0
+    assert sum(walls) == pytest.approx(run["wall_s"], abs=(len(walls) + 1) * 0.5e-6 + 1e-12)
     if run["energy_j"] is None:
         assert run["energy_unavailable_reason"]
 

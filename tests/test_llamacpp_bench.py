@@ -6,6 +6,7 @@ import argparse
 import csv
 import io
 import json
+import statistics
 
 import pytest
 
@@ -83,24 +84,31 @@ def test_bench_cli_writes_a_cost_record(tmp_path, capsys):
     header, table = _md_table(text)
     assert header == ["model", "size", "params", "backend", "threads", "test", "t/s", "ms/token", "ttft ms"]
     assert [r[5] for r in table] == ["pp50", "tg50", "ttft"]
-    for r in table:
+    rec = json.loads(out.read_text())
+    for r, row in zip(table, rec["bench"]["tests"]):
         assert r[0] == "smollm2-135m Q4_1" and r[1].endswith(" GiB") and r[2] == "134.52 M"
         assert (r[3], r[4]) == ("CPU", "1")
-        mean, sd = _mean_sd(r[6])
-        assert mean > 0 and sd >= 0
+        # the table shows the record's t/s: mean ± sample sd of the runs
+        assert r[5] == row["test"] and r[6] == f"{row['avg_ts']:.2f} ± {row['stddev_ts']:.2f}"
+        assert row["avg_ts"] == pytest.approx(statistics.mean(row["samples_ts"])) and row["avg_ts"] > 0
+        assert row["stddev_ts"] == pytest.approx(statistics.stdev(row["samples_ts"]))
     assert _mean_sd(table[1][7])[0] > 0 and table[0][7] == table[2][7] == ""
     assert _mean_sd(table[2][8])[0] > 0 and table[0][8] == table[1][8] == ""
     assert text.rstrip().splitlines()[-1].startswith("build: llama.cpp")
-    rec = json.loads(out.read_text())
     assert rec["schema"] == "slm-suite.cost/1" and rec["tasks"] == {}
     b = rec["bench"]
     assert b["protocol"] == "survey-p50-g50-c2048" and b["runs"] == 2 and "llama.cpp" in b["build"]
     for key in ("pp_tok_s", "tg_ms_per_token", "ttft_ms"):
-        assert len(b[key]["values"]) == 2 and b[key]["median"] > 0 and b[key]["iqr"] >= 0
-        assert b[key]["mean"] == pytest.approx(sum(b[key]["values"]) / 2) and b[key]["sd"] >= 0
+        v = b[key]["values"]
+        assert len(v) == 2 and min(v) > 0 and b[key]["median"] == pytest.approx(sum(v) / 2)
+        # two runs: the quartiles lie a quarter of the way in from each end, sd is |a - b| / sqrt(2)
+        assert b[key]["iqr"] == pytest.approx(abs(v[0] - v[1]) / 2, abs=1e-12)
+        assert b[key]["mean"] == pytest.approx(sum(v) / 2)
+        assert b[key]["sd"] == pytest.approx(statistics.stdev(v))
     assert [t["test"] for t in b["tests"]] == ["pp50", "tg50", "ttft"]
-    # the survey prompt is 50 tokens: time to first token covers its prefill
-    assert b["ttft_ms"]["median"] >= 50 / b["pp_tok_s"]["median"] * 1000 * 0.9
+    # the survey prompt is 50 tokens: each run's time to first token covers that run's prefill
+    for ttft, pp in zip(b["ttft_ms"]["values"], b["pp_tok_s"]["values"]):
+        assert ttft >= 50 / pp * 1000 * (1 - 1e-9)
     assert b["peak_rss_bytes"] > 50e6 and rec["model"]["quant"] == "Q4_1"
     run = rec["run"]  # warm-up + 2 runs; generation steps are decode, not prompt
     assert run["prompt_tokens"] == 3 * 50 and run["generated_tokens"] == 3 * 49 and run["decode_ms_per_token"] > 0
@@ -121,13 +129,16 @@ def test_bench_csv_output(capsys):
     for r in rows:
         assert r["model_type"] == "smollm2-135m Q4_1" and r["backends"] == "CPU" and r["n_threads"] == "1"
         assert int(r["model_size"]) > 50e6 and int(r["model_n_params"]) == 134515008
-        assert float(r["avg_ts"]) > 0 and float(r["stddev_ts"]) >= 0 and int(r["avg_ns"]) > 0
-        assert r["stddev_ts"] != ""
+        assert float(r["avg_ts"]) > 0 and int(r["avg_ns"]) > 0 and r["stddev_ts"] != ""
     assert (pp["n_prompt"], pp["n_gen"]) == ("50", "0") and (tg["n_prompt"], tg["n_gen"]) == ("0", "49")
     assert float(tg["avg_ms_per_token"]) > 0 and float(ttft["avg_ttft_ms"]) > 0
     assert pp["avg_ms_per_token"] == pp["avg_ttft_ms"] == ""
-    # t/s is tokens over time, as llama-bench: 49 decode steps at ms/token each
-    assert float(tg["avg_ts"]) == pytest.approx(1000 / float(tg["avg_ms_per_token"]), rel=0.2)
+    # t/s is tokens over time, as llama-bench: 49 decode steps at ms/token each. Both are means over
+    # the runs: ms/token is the mean time over 49, and the mean of the runs' t/s is at least
+    # 1000 over it (the mean of 1/x is never below 1 over the mean), however much the runs vary
+    ms_per_token = float(tg["avg_ms_per_token"])
+    assert ms_per_token == pytest.approx(int(tg["avg_ns"]) / 1e6 / 49, rel=1e-6)
+    assert float(tg["avg_ts"]) >= 1000 / ms_per_token * (1 - 1e-6)
 
 
 def test_bench_json_output_has_both_protocols(tmp_path, capsys):
@@ -143,7 +154,12 @@ def test_bench_json_output_has_both_protocols(tmp_path, capsys):
     assert (by["pp512"]["n_prompt"], by["pp512"]["n_gen"]) == (512, 0)
     assert (by["tg128"]["n_prompt"], by["tg128"]["n_gen"]) == (0, 128)
     for r in rows:
-        assert r["avg_ts"] > 0 and r["stddev_ts"] >= 0 and r["avg_ns"] > 0 and r["stddev_ns"] >= 0
+        assert r["avg_ts"] > 0 and r["avg_ns"] > 0
+        assert r["stddev_ts"] == pytest.approx(statistics.stdev(r["samples_ts"]))
+        assert r["stddev_ns"] == pytest.approx(statistics.stdev(r["samples_ns"]), abs=1)
+        # t/s and ns describe the same runs: tokens over seconds, run by run
+        tokens = r["n_prompt"] + r["n_gen"]
+        assert r["samples_ts"] == pytest.approx([tokens * 1e9 / ns for ns in r["samples_ns"]], rel=1e-6)
         assert len(r["samples_ns"]) == len(r["samples_ts"]) == 2 and min(r["samples_ts"]) > 0
         assert r["avg_ts"] == pytest.approx(sum(r["samples_ts"]) / 2)
         assert r["test_time"].endswith("Z")

@@ -174,8 +174,9 @@ def test_hostile_program_is_contained(host, name):
     assert not result.passed, f"{name} passed: {result}"
     assert result.status in statuses, result
     assert fragment in result.reason, result
-    # bounded: at most the timeout plus process start and teardown
-    assert time.monotonic() - started < 2 + 5
+    # bounded: the timeout plus process start and teardown; the margin is for a machine busy
+    # with other jobs (where starting Python alone can take seconds), not for a hang
+    assert time.monotonic() - started < 2 + 20
     # the host is unharmed
     assert (host["outside"] / "canary.txt").read_text() == "canary"
     assert (host["home"] / ".ssh" / "id_rsa").read_text() == SECRET
@@ -239,7 +240,7 @@ def test_a_timeout_kills_the_whole_process_group(host):
     result = sb.run(program, "")
     assert result.status == "timeout"
     grandchild = int(result.stdout.split()[0])
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30  # a bound only: a killed process ends at once
     while time.monotonic() < deadline:
         try:
             state = Path(f"/proc/{grandchild}/stat").read_text().split(")")[-1].split()[0]
