@@ -10,7 +10,6 @@ every "fail" is a false alarm. Two rules are compared:
   runs' spread; "not shown" when the spread cannot tell).
 
     python benchmarks/gate_noise.py --n 16 --records /tmp/gate-noise   # collect, then report
-    python benchmarks/gate_noise.py ... --no-extra-bufts   # where llama.cpp's AMX kernels crash
     python benchmarks/gate_noise.py --records /tmp/gate-noise --n 0     # report what is there
 
 Records already in --records are kept and reused (the collection resumes).
@@ -34,24 +33,6 @@ from slm_tasks.leaderboards.cost_columns import cost_values
 from slm_tasks.leaderboards.gate_checks import FAIL, NOT_SHOWN, PASS, budget_checks
 from slm_tasks.leaderboards.gate_policy import load_policy
 from slm_tasks.leaderboards.spec import COST_COLUMNS
-
-
-def no_extra_buffer_types() -> None:
-    """Load models without llama.cpp's extra CPU buffer types (AMX / repacked weights).
-
-    On a virtual machine that advertises AMX without enabling it, llama.cpp's AMX matrix
-    multiply crashes on the first batch of more than one token; this keeps the plain CPU
-    kernels (slower prefill, same protocol)."""
-    import llama_cpp.llama_cpp as lib
-
-    default = lib.llama_model_default_params
-
-    def params():
-        p = default()
-        p.use_extra_bufts = False
-        return p
-
-    lib.llama_model_default_params = params
 
 
 def collect(model: str, n: int, folder: Path) -> None:
@@ -129,11 +110,7 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=16, help="bench records to add (0: report on what is there)")
     ap.add_argument("--records", type=Path, required=True, help="folder of the cost records (kept, reused)")
     ap.add_argument("--json", type=Path, default=None, help="also write the numbers as JSON")
-    ap.add_argument("--no-extra-bufts", action="store_true",
-                    help="load the model without llama.cpp's AMX/repacked buffers (where AMX crashes)")
     args = ap.parse_args(argv)
-    if args.no_extra_bufts:
-        no_extra_buffer_types()
     if args.n:
         collect(args.model, args.n, args.records)
     paths = sorted(args.records.glob("record_*.json"))
