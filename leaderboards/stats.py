@@ -4,7 +4,7 @@ Standard errors of a mean over documents, of a plain average of task (or domain)
 of an unpaired difference; Wilson and bootstrap intervals, normal intervals from stderr
 (clamped to [0, 1]), MOVER intervals of an average;
 exact McNemar and paired bootstrap tests, Holm's step-down correction. The board, the gate,
-the ICL gain (slm_tasks.icl) and the lite analysis (slm_tasks.lite_analysis) all use these.
+the ICL gain (slm_tasks.icl) and the lite analysis (benchmarks/lite_analysis.py) all use these.
 
 All random draws come from a seeded ``numpy.random.Generator`` so boards are reproducible.
 """

@@ -45,8 +45,9 @@ def task_manager(include_defaults: bool | None = None, tasks=None, metadata: dic
 def evaluate(model, model_args=None, tasks=DEFAULT_TASKS, data_dir: str | None = None, on_plan=None, **kwargs):
     """``lm_eval.simple_evaluate`` with the slm tasks available and the mirror in force.
 
-    ``on_plan(lines)``: when given, the tasks are loaded first and counted, ``on_plan`` gets
-    the run's header lines, and the backend reports into one progress bar for the run."""
+    ``on_plan(lines)``: when given (``model`` one of ours, ``model_args`` a dict), the tasks
+    are loaded first and counted, ``on_plan`` gets the run's header lines, and the backend
+    reports into one progress bar for the run."""
     from lm_eval import simple_evaluate
 
     tasks = list(tasks)
@@ -61,7 +62,8 @@ def evaluate(model, model_args=None, tasks=DEFAULT_TASKS, data_dir: str | None =
             f"built-in lm-eval tasks are listed by `lm_eval ls tasks`"
         )
     try:
-        with _compiled_templates(), _planned_run(tm, tasks, model, model_args, data_dir, kwargs.get("limit"), on_plan):
+        with _compiled_templates(), _planned_run(tm, tasks, model, model_args, data_dir, kwargs.get("limit"),
+                                                 on_plan):
             return simple_evaluate(
                 model=model, model_args=model_args, tasks=tasks, task_manager=tm,
                 metadata=metadata or None, **kwargs,
@@ -107,10 +109,27 @@ def _planned_run(tm, tasks, model, model_args, data_dir, limit, on_plan):
     from slm_tasks.adapters import progress
 
     plan = run_plan.count(run_plan.preload(tm, tasks), limit)
-    args = model_args if isinstance(model_args, dict) else {}
-    on_plan(run_plan.header(plan, model, str(args.get("model") or args.get("pretrained") or ""), args, data_dir))
+    on_plan(run_plan.header(plan, resolve(model, model_args), data_dir))
     with progress.planned(plan.requests):
         yield
+
+
+def resolve(backend: str, model_args: dict | str):
+    """The :class:`~slm_tasks.adapters.model_spec.ModelSpec` of ``model_args`` (a dict, or
+    lm-eval's ``k=v,...`` string) as the lm-eval model ``backend`` (slm-llamacpp, slm-vllm)
+    will run it; a misspelt argument or a missing model file fails here, before anything
+    loads. The backend built for the run reuses it. None for an lm-eval model of another kind."""
+    from lm_eval.api.registry import get_model
+    from lm_eval.utils import simple_parse_args_string
+
+    from slm_tasks import activation
+
+    activation.install()
+    args = simple_parse_args_string(model_args) if isinstance(model_args, str) else dict(model_args or {})
+    model_class = get_model(backend)
+    if not hasattr(model_class, "resolve"):  # another lm-eval model standing in (tests: `dummy`)
+        return None
+    return model_class.resolve(args)
 
 
 @dataclass
@@ -165,17 +184,9 @@ def run(
     if ray:
         margs["ray"] = ray
     output_path = Path(output_path)
-    # a misspelt model argument fails now, before the tasks are loaded and the header printed
-    from lm_eval.api.registry import get_model
-
-    from slm_tasks import activation
-
-    activation.install()
-    get_model(BACKENDS[backend]).check_model_args(margs)
-    if backend == "llamacpp":  # and so does a model file that is missing or not a GGUF
-        from slm_tasks.adapters.models import resolve_model
-
-        resolve_model(margs["model"])
+    # the model, resolved once: a misspelt model argument or a model file that is missing or
+    # not a GGUF fails now, before the tasks are loaded and the header printed
+    spec = resolve(BACKENDS[backend], margs)
     # a folder that cannot take the results fails now, not after the evaluation
     run_output.check_before(output_path, margs, board=leaderboard)
     tracker = EvaluationTracker(output_path=str(output_path))
@@ -198,10 +209,8 @@ def run(
         else:
             from slm_tasks.adapters.bench import bench
 
-            threads = margs.get("n_threads")
-            cost["bench"] = bench(model, runs=bench_runs, pause_s=1.0,
-                                  n_threads=int(threads) if threads else None,
-                                  protocols=("survey",), progress=False)["bench"]
+            cost["bench"] = bench(spec.stored(), runs=bench_runs, pause_s=1.0, protocols=("survey",),
+                                  progress=False)["bench"]
     samples = results.pop("samples", None) if log_samples else None
     results_file = run_output.save(tracker, results, samples)
     cost_file = None

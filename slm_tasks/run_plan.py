@@ -64,24 +64,16 @@ def count(loaded: dict, limit: float | None) -> Plan:
     return plan
 
 
-def header(plan: Plan, backend: str, model: str, model_args: dict, data_dir: str | None) -> list[str]:
-    """A few lines: model and the format that computes the scores, backend, threads, tasks,
+def header(plan: Plan, spec, data_dir: str | None) -> list[str]:
+    """A few lines: the model (``spec``, the :class:`~slm_tasks.adapters.model_spec.ModelSpec`
+    the backend runs) and the format that computes the scores, backend, threads, tasks,
     documents and requests, and where the data comes from (and what it lacks)."""
-    from slm_tasks.adapters.hardware import usable_cores
-
-    fmt = model_args.get("dequantise")
-    if backend == "slm-llamacpp":
-        from slm_tasks.adapters.llamacpp_engine import DEFAULT_DEQUANTISE, _dequantise_kind
-
-        kind = _dequantise_kind(DEFAULT_DEQUANTISE if fmt is None else fmt)
-        scoring = f"weights as stored, re-encoded to {kind} for scoring" if kind else "weights as stored"
-        threads = model_args.get("n_threads") or usable_cores()
-    else:
-        scoring = f"dtype {model_args.get('dtype', 'auto')}"
-        threads = None
     reqs = ", ".join(f"{n:,} {k}" for k, n in plan.requests.items())
     root = data_dir or os.environ.get("SLM_DATA_DIR")
-    lines = [f"model: {model} ({scoring}); backend {backend}" + (f", {threads} threads" if threads else ""),
+    model = ("model: another lm-eval model" if spec is None else
+             f"model: {spec.requested} ({spec.scoring}); backend {spec.backend}"
+             + (f", {spec.threads} threads" if spec.threads else ""))
+    lines = [model,
              f"tasks: {len(plan.tasks)} tasks, {plan.documents:,} documents, {reqs}",
              f"data: {'offline mirror ' + str(root) + ' (sha256-checked)' if root else 'the Hugging Face hub'}"]
     if plan.lacks:

@@ -1,7 +1,8 @@
 """Write the lite twins and the ICL variants of the slm_ tasks from their base YAMLs.
 
 Hand-kept (edit these): every YAML here outside icl/ whose name does not end in _lite.yaml,
-that is the base tasks and the domain and suite groups. Generated (never edit by hand):
+that is the base tasks, the domain templates they include (_<domain>_base.yaml: no task of
+their own, so nothing is generated from them) and the domain and suite groups. Generated (never edit by hand):
 every *_lite.yaml, and all of icl/. Each generated file says so on its first line.
 
 * Lite twin of a task: includes it, scores a fixed seeded subset of its eval split

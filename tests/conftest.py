@@ -252,3 +252,19 @@ def slm_cli(capsys):
         return CLIResult(code, cap.out, cap.err)
 
     return run
+
+
+# --- synthetic lm-eval runs for the board and gate tests ---------------------------------
+
+@pytest.fixture(scope="session")
+def synth():
+    """tests/test_leaderboard_synthetic.py as a module: make_run, outcomes, cost_record,
+    FIXTURES, REAL_RUNS (the tests folder is no package, so test files cannot import it)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).with_name("test_leaderboard_synthetic.py")
+    spec = importlib.util.spec_from_file_location("lb_synthetic", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

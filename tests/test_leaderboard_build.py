@@ -7,7 +7,6 @@ synthetic runs written in lm-eval's layout by tests/test_leaderboard_synthetic.p
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 from pathlib import Path
 
@@ -19,16 +18,7 @@ from slm_tasks.leaderboards.ingest import load_run
 from slm_tasks.leaderboards.spec import load_spec
 
 
-def _synthetic():
-    spec = importlib.util.spec_from_file_location("lb_synthetic", Path(__file__).with_name("test_leaderboard_synthetic.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
-
-synth = _synthetic()
-
-FIX = synth.FIXTURES
 SMALL = {"schema": "slm-suite.board-spec/1", "name": "t", "domains": [
     {"name": "commonsense", "tasks": [{"task": "t_a"}, {"task": "t_b"}]},
     {"name": "problem_solving", "tasks": [{"task": "t_c"}]},
@@ -41,17 +31,18 @@ def read_board(out: Path) -> dict:
 
 # ---- real lm-eval runs -----------------------------------------------------------------
 
-def test_limit_runs_are_refused_by_default(tmp_path):
+def test_limit_runs_are_refused_by_default(synth, tmp_path):
     with pytest.raises(BoardError) as err:
-        build([FIX / "dummy-limit20"], spec="default", out=tmp_path / "b", html=False)
+        build([synth.FIXTURES / "dummy-limit20"], spec="default", out=tmp_path / "b", html=False)
     msg = str(err.value)
     assert "--limit 20" in msg and "dummy-seed1" in msg and "dummy-seed2" in msg
     assert isinstance(err.value, SLMError)
     assert not (tmp_path / "b").exists()
 
 
-def test_smoke_board_from_real_runs_matches_the_results_files(tmp_path):
-    out = build([FIX / "dummy-limit20"], spec="default", out=tmp_path / "b", html=False, allow_limit=True)
+def test_smoke_board_from_real_runs_matches_the_results_files(synth, tmp_path):
+    out = build([synth.FIXTURES / "dummy-limit20"], spec="default", out=tmp_path / "b", html=False,
+                allow_limit=True)
     board = read_board(out)
     assert board["schema"] == "slm-suite.leaderboard/1"
     assert board["smoke"] is True and "not for publication" in board["smoke_reason"]
@@ -82,8 +73,9 @@ def test_smoke_board_from_real_runs_matches_the_results_files(tmp_path):
     assert cols["slm_boolq"]["random_baseline"] == pytest.approx(0.5)
 
 
-def test_csv_and_markdown_carry_the_same_numbers(tmp_path):
-    out = build([FIX / "dummy-limit20"], spec="default", out=tmp_path / "b", html=False, allow_limit=True)
+def test_csv_and_markdown_carry_the_same_numbers(synth, tmp_path):
+    out = build([synth.FIXTURES / "dummy-limit20"], spec="default", out=tmp_path / "b", html=False,
+                allow_limit=True)
     board = read_board(out)
     rows = list(csv.DictReader((out / "leaderboard.csv").open()))
     assert [r["model"] for r in rows] == [r["model"] for r in board["rows"]]
@@ -112,7 +104,7 @@ def test_spec_by_bare_name_path_and_unknown(tmp_path):
 
 # ---- validation edge cases -----------------------------------------------------------------
 
-def test_duplicate_model_and_task_names_both_files_when_strict(tmp_path):
+def test_duplicate_model_and_task_names_both_files_when_strict(synth, tmp_path):
     a = synth.make_run(tmp_path / "m1", "model-x", {"t_a": synth.outcomes(10, 5)}, stamp="2026-01-01T00-00-00.1")
     b = synth.make_run(tmp_path / "m2", "model-x", {"t_a": synth.outcomes(10, 6)}, stamp="2026-01-02T00-00-00.1")
     with pytest.raises(BoardError) as err:  # without strict the newest wins (tests/test_hostile_writes.py)
@@ -121,21 +113,21 @@ def test_duplicate_model_and_task_names_both_files_when_strict(tmp_path):
     assert str(a) in str(err.value) and str(b) in str(err.value)
 
 
-def test_mixed_task_versions_are_refused(tmp_path):
+def test_mixed_task_versions_are_refused(synth, tmp_path):
     synth.make_run(tmp_path, "m1", {"t_a": synth.outcomes(10, 5)}, version=1.0)
     synth.make_run(tmp_path, "m2", {"t_a": synth.outcomes(10, 5)}, version=2.0)
     with pytest.raises(BoardError, match=r"t_a: task versions differ.*1\.0 in m1/.*2\.0 in m2/"):
         build([tmp_path], spec=SMALL, out=tmp_path / "b", html=False)
 
 
-def test_different_prompts_are_refused_and_located(tmp_path):
+def test_different_prompts_are_refused_and_located(synth, tmp_path):
     synth.make_run(tmp_path, "m1", {"t_a": synth.outcomes(10, 5)})
     synth.make_run(tmp_path, "m2", {"t_a": synth.outcomes(10, 5)}, prompt_suffix=" (v2)")
     with pytest.raises(BoardError, match=r"t_a: prompts/documents differ.*prompts differ on 10 docs"):
         build([tmp_path], spec=SMALL, out=tmp_path / "b", html=False)
 
 
-def test_different_data_checksums_are_refused(tmp_path):
+def test_different_data_checksums_are_refused(synth, tmp_path):
     a = synth.make_run(tmp_path, "m1", {"t_a": synth.outcomes(10, 5)})
     synth.make_run(tmp_path, "m2", {"t_a": synth.outcomes(10, 5)})
     res = json.loads(a.read_text())
@@ -151,7 +143,7 @@ def test_different_data_checksums_are_refused(tmp_path):
     (lambda p: p.with_suffix(".cost.json").write_text('{"schema": "other/9"}'), "cost record schema"),
     (lambda p: next(p.parent.glob("samples_*")).write_text("not json\n"), "line 1 is not an lm-eval sample"),
 ])
-def test_malformed_input_is_one_clear_error_and_keeps_the_old_board(tmp_path, damage, match):
+def test_malformed_input_is_one_clear_error_and_keeps_the_old_board(synth, tmp_path, damage, match):
     src = tmp_path / "runs"
     synth.make_run(src, "m1", {"t_a": synth.outcomes(10, 5)})
     victim = synth.make_run(src, "m2", {"t_a": synth.outcomes(10, 7)})
@@ -165,7 +157,7 @@ def test_malformed_input_is_one_clear_error_and_keeps_the_old_board(tmp_path, da
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "runs"]  # no temp folders left
 
 
-def test_cli_prints_one_line_and_exits_2(tmp_path, capsys):
+def test_cli_prints_one_line_and_exits_2(synth, tmp_path, capsys):
     from slm_tasks.cli import main
 
     bad = tmp_path / "results_x.json"
@@ -173,14 +165,14 @@ def test_cli_prints_one_line_and_exits_2(tmp_path, capsys):
     assert main(["leaderboard", str(bad), "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not valid JSON" in err[0] and str(bad) in err[0]
-    assert main(["leaderboard", str(FIX / "dummy-limit20"), "--spec", "default", "--allow-limit",
+    assert main(["leaderboard", str(synth.FIXTURES / "dummy-limit20"), "--spec", "default", "--allow-limit",
                  "--no-html", "--out", str(tmp_path / "b")]) == 0
     assert (tmp_path / "b" / "leaderboard.md").exists()
 
 
 # ---- scores, intervals, ties, extremes ------------------------------------------------------
 
-def test_extremes_ties_and_missing_samples(tmp_path):
+def test_extremes_ties_and_missing_samples(synth, tmp_path):
     synth.make_run(tmp_path, "all-right", {"t_a": synth.outcomes(50, 50), "t_b": synth.outcomes(50, 50),
                                              "t_c": synth.outcomes(50, 50)})
     synth.make_run(tmp_path, "all-wrong", {"t_a": synth.outcomes(50, 0), "t_b": synth.outcomes(50, 0),
@@ -208,7 +200,7 @@ def test_extremes_ties_and_missing_samples(tmp_path):
     assert any("prompts not verified" in n and "tie-2" in n for n in board["notes"])
 
 
-def test_a_model_missing_a_task_gets_no_overall_and_is_listed_last(tmp_path):
+def test_a_model_missing_a_task_gets_no_overall_and_is_listed_last(synth, tmp_path):
     synth.make_run(tmp_path, "full", {"t_a": synth.outcomes(20, 5), "t_b": synth.outcomes(20, 5),
                                         "t_c": synth.outcomes(20, 5)})
     synth.make_run(tmp_path, "partial", {"t_a": synth.outcomes(20, 20), "t_c": synth.outcomes(20, 20)})
@@ -221,7 +213,7 @@ def test_a_model_missing_a_task_gets_no_overall_and_is_listed_last(tmp_path):
     assert any("partial" in n and "missing t_b" in n for n in board["notes"])
 
 
-def test_runs_from_several_folders_and_globs_join(tmp_path):
+def test_runs_from_several_folders_and_globs_join(synth, tmp_path):
     synth.make_run(tmp_path / "machine1", "m1", {"t_a": synth.outcomes(10, 3), "t_b": synth.outcomes(10, 3)})
     synth.make_run(tmp_path / "machine1", "m1", {"t_c": synth.outcomes(10, 4)}, stamp="2026-01-02T00-00-00.0")
     synth.make_run(tmp_path / "machine2", "m2", {"t_a": synth.outcomes(10, 9), "t_b": synth.outcomes(10, 9),
@@ -237,7 +229,7 @@ def test_runs_from_several_folders_and_globs_join(tmp_path):
     assert m1["overall"]["value"] == pytest.approx(((0.3 + 0.3) / 2 + 0.4) / 2)
 
 
-def test_cost_columns_pareto_and_hardware_profile(tmp_path):
+def test_cost_columns_pareto_and_hardware_profile(synth, tmp_path):
     tasks = lambda k: {"t_a": synth.outcomes(40, k), "t_b": synth.outcomes(40, k), "t_c": synth.outcomes(40, k)}  # noqa: E731
     synth.make_run(tmp_path, "fast", tasks(20), cost=synth.cost_record("fast", 5.0, 200_000_000))
     synth.make_run(tmp_path, "good", tasks(30), cost=synth.cost_record("good", 20.0, 900_000_000),
@@ -259,7 +251,7 @@ def test_cost_columns_pareto_and_hardware_profile(tmp_path):
     assert rows["good"]["efficiency"]["score_per_gb"] == pytest.approx(0.75 / 0.9)
 
 
-def test_load_run_reads_samples_and_sidecar(tmp_path):
+def test_load_run_reads_samples_and_sidecar(synth, tmp_path):
     path = synth.make_run(tmp_path, "m", {"t_a": [1, 0, 1, 1]}, cost=synth.cost_record("m", 3.0, 10))
     run = load_run(path)
     assert run.cost["run"]["decode_ms_per_token"] == 3.0 and run.cost_source.startswith("sidecar")
@@ -268,7 +260,7 @@ def test_load_run_reads_samples_and_sidecar(tmp_path):
     assert set(ds.n_choices.values()) == {4}
 
 
-def test_latency_axis_falls_back_to_prefill_for_scoring_only_runs(tmp_path):
+def test_latency_axis_falls_back_to_prefill_for_scoring_only_runs(synth, tmp_path):
     # multiple-choice runs never decode: decode ms/token and ttft are null in their records
     for name, k, prefill in (("slow", 30, 50.0), ("quick", 20, 200.0), ("worse", 10, 100.0)):
         rec = synth.cost_record(name, None, 300_000_000, prefill_tok_s=prefill)
@@ -281,9 +273,9 @@ def test_latency_axis_falls_back_to_prefill_for_scoring_only_runs(tmp_path):
     assert "Score vs prefill time" in html and html.count('id="points-') == 4  # 2 plots x 2 groups
 
 
-def test_board_from_real_llamacpp_runs_shows_their_cost_records(tmp_path):
+def test_board_from_real_llamacpp_runs_shows_their_cost_records(synth, tmp_path):
     """SmolLM2-135M and Gemma-3-270M on llama.cpp (lite tasks, --limit 30): cost from config.slm_cost."""
-    runs = FIX / "llamacpp-limit30"
+    runs = synth.FIXTURES / "llamacpp-limit30"
     out = build([runs], spec="lite", out=tmp_path / "b", allow_limit=True)
     board = read_board(out)
     assert board["smoke"] and {c["task"] for c in board["columns"]} == {"slm_arc_easy_lite", "slm_boolq_lite"}

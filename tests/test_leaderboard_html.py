@@ -8,7 +8,6 @@ The screenshot goes to $SLM_ARTIFACTS_DIR (CI) or the test's tmp folder.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import random
 import re
@@ -23,14 +22,6 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
 
 
-def _synthetic():
-    spec = importlib.util.spec_from_file_location("lb_synthetic", Path(__file__).with_name("test_leaderboard_synthetic.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-synth = _synthetic()
 SPEC = {"schema": "slm-suite.board-spec/1", "name": "demo", "title": "Browser test board", "domains": [
     {"name": "commonsense", "title": "Commonsense", "tasks": [{"task": "t_a"}, {"task": "t_b"}]},
     {"name": "problem_solving", "title": "Problem solving", "tasks": [{"task": "t_c"}, {"task": "t_absent"}]},
@@ -43,7 +34,7 @@ TWIN = "alpha-twin"  # alpha's outcomes again, no cost record: tied with alpha
 
 
 @pytest.fixture(scope="module")
-def board_dir(tmp_path_factory):
+def board_dir(synth, tmp_path_factory):
     root = tmp_path_factory.mktemp("html")
     rng = random.Random(7)
     for name, acc, decode, peak in MODELS:

@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from slm_tasks import lite_analysis as la
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _benchmark_module(name: str):
+    """benchmarks/<name>.py (the folder is no package)."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = sys.modules[name] = importlib.util.module_from_spec(spec)  # dataclasses look it up
+    spec.loader.exec_module(module)
+    return module
+
+
+la = _benchmark_module("lite_analysis")
 
 
 def population(N=1200, p=0.4, seed=1):
@@ -163,16 +178,12 @@ def test_estimate_table_adds_domain_means():
 
 def test_lite_precision_reads_domains_and_metrics_from_the_lite_spec():
     """benchmarks/lite_precision.py takes the domains and metrics of the one score definition."""
-    import importlib.util
     import json
-    from pathlib import Path
 
     from slm_tasks.leaderboards.spec import load_spec
 
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("lite_precision", root / "benchmarks" / "lite_precision.py")
-    lp = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(lp)
+    root = BENCHMARKS.parent
+    lp = _benchmark_module("lite_precision")
     domains, entries = lp.spec_domains(load_spec("lite"))
     assert list(domains) == ["commonsense", "problem solving", "math", "coding"]
     assert domains["math"] == ["gsm8k", "minerva_math"] and "slm_icl_mmlu_5shot_lite" not in entries

@@ -5,6 +5,7 @@ from collections import Counter
 import pytest
 
 from slm_tasks import run_plan
+from slm_tasks.adapters.llamacpp import LlamaCppLM
 
 
 @pytest.mark.parametrize("tasks,limit", [(["slm_arc_easy_lite", "slm_gsm8k_lite", "slm_truthfulqa_mc2"], 5),
@@ -22,12 +23,13 @@ def test_planned_requests_equal_the_requests_lm_eval_builds(tm, tasks, limit):
 
 def test_the_header_names_what_the_mirror_lacks(tm, hub):
     plan = run_plan.count(run_plan.preload(tm, ["slm_icl_lite"]), 1)
-    lines = run_plan.header(plan, "slm-llamacpp", "smollm2-135m", {"n_threads": "2"}, str(hub))
+    spec = LlamaCppLM.resolve({"model": "smollm2-135m", "n_threads": "2"})
+    lines = run_plan.header(plan, spec, str(hub))
     text = "\n".join(lines)
     assert "re-encoded to f16 for scoring" in text and "2 threads" in text
     assert "Rowan/hellaswag ('train')" in text and "slm_icl_hellaswag_5shot_lite" in text
-    stored = run_plan.header(plan, "slm-llamacpp", "smollm2-135m", {"dequantise": "stored"}, str(hub))[0]
-    assert "weights as stored)" in stored
+    stored = LlamaCppLM.resolve({"model": "smollm2-135m", "dequantise": "stored"})
+    assert "weights as stored)" in run_plan.header(plan, stored, str(hub))[0]
 
 
 def test_a_run_compiles_each_prompt_template_once_and_builds_the_same_requests(tm, monkeypatch):

@@ -7,7 +7,6 @@ survey); the ICL variants are reported as a paired gain beside the overall, neve
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -25,14 +24,6 @@ REPO = Path(__file__).resolve().parents[1]
 CAPABILITY = ["commonsense", "problem_solving", "math", "coding"]
 
 
-def _synthetic():
-    spec = importlib.util.spec_from_file_location("lb_synthetic", Path(__file__).with_name("test_leaderboard_synthetic.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-synth = _synthetic()
 
 
 def group_yaml(name: str) -> dict:
@@ -76,7 +67,7 @@ def test_a_spec_may_not_put_icl_variants_into_a_domain():
 
 # ---- slm-suite run's summary and the board: same numbers --------------------------------------
 
-def test_summary_of_a_results_file_equals_its_board_row(tmp_path):
+def test_summary_of_a_results_file_equals_its_board_row(synth, tmp_path):
     runs = synth.FIXTURES / "llamacpp-limit30"
     board = json.loads((build([runs], spec="lite", out=tmp_path / "b", allow_limit=True, html=False)
                         / "leaderboard.json").read_text())
@@ -128,7 +119,7 @@ SPEC = {"schema": "slm-suite.board-spec/1", "name": "t", "domains": [
 ], "icl": {"title": "ICL gain", "match": "slm_icl_*shot"}}
 
 
-def icl_run(root, model, zero, five, with_icl=True, samples=True):
+def icl_run(synth, root, model, zero, five, with_icl=True, samples=True):
     tasks = {"t_a": synth.outcomes(40, 20), "t_c": synth.outcomes(40, 10)}
     if with_icl:
         tasks |= {"slm_icl_arc_challenge_0shot": zero, "slm_icl_arc_challenge_5shot": five}
@@ -138,12 +129,12 @@ def icl_run(root, model, zero, five, with_icl=True, samples=True):
                           n_shot={f"{same}_0shot": 0, f"{same}_5shot": 5})
 
 
-def test_icl_variants_are_gains_beside_the_overall_not_in_it(tmp_path):
+def test_icl_variants_are_gains_beside_the_overall_not_in_it(synth, tmp_path):
     rng = np.random.default_rng(4)
     zero = (rng.random(60) < 0.3).astype(float)
     five = np.maximum(zero, rng.random(60) < 0.3)  # shots fix some answers, break none
-    icl_run(tmp_path / "runs", "with-icl", zero.tolist(), five.tolist())
-    icl_run(tmp_path / "runs", "without-icl", [], [], with_icl=False)
+    icl_run(synth, tmp_path / "runs", "with-icl", zero.tolist(), five.tolist())
+    icl_run(synth, tmp_path / "runs", "without-icl", [], [], with_icl=False)
     out = build([tmp_path / "runs"], spec=SPEC, out=tmp_path / "b")
     board = json.loads((out / "leaderboard.json").read_text())
     rows = {r["model"]: r for r in board["rows"]}
@@ -167,16 +158,16 @@ def test_icl_variants_are_gains_beside_the_overall_not_in_it(tmp_path):
     assert "ICL gain" in (out / "index.html").read_text()
 
 
-def test_icl_gain_without_samples_is_unpaired(tmp_path):
-    icl_run(tmp_path / "runs", "m", synth.outcomes(40, 10), synth.outcomes(40, 14), samples=False)
+def test_icl_gain_without_samples_is_unpaired(synth, tmp_path):
+    icl_run(synth, tmp_path / "runs", "m", synth.outcomes(40, 10), synth.outcomes(40, 14), samples=False)
     board = json.loads((build([tmp_path / "runs"], spec=SPEC, out=tmp_path / "b", html=False)
                         / "leaderboard.json").read_text())
     g = board["rows"][0]["icl"]["mean"]
     assert g["method"] == "unpaired" and g["value"] == pytest.approx(0.1)
 
 
-def test_an_icl_shot_override_is_one_board_error_naming_the_model(tmp_path):
-    path = icl_run(tmp_path / "runs", "m", synth.outcomes(10, 2), synth.outcomes(10, 3))
+def test_an_icl_shot_override_is_one_board_error_naming_the_model(synth, tmp_path):
+    path = icl_run(synth, tmp_path / "runs", "m", synth.outcomes(10, 2), synth.outcomes(10, 3))
     res = json.loads(path.read_text())
     res["n-shot"]["slm_icl_arc_challenge_5shot"] = 3  # as --num_fewshot 3 would record it
     path.write_text(json.dumps(res))

@@ -1,6 +1,7 @@
-"""Shared by the GPU device check (device_check.py), its llama.cpp reference (reference.py)
-and the packer (pack.py): which tasks the check runs, what mirror files they read, and
-per-document digests of lm-eval samples with their agreement.
+"""Shared by the GPU device check (device_check.py and its stage modules), its llama.cpp
+reference (reference.py) and the packer (pack.py): which tasks the check runs with which
+engine settings, what mirror files they read, and per-document digests of lm-eval samples
+with their agreement.
 
 Nothing here imports lm-eval, torch or vLLM at module level.
 """
@@ -21,6 +22,9 @@ FULL_SLM = ["slm_arc_easy", "slm_openbookqa"]
 FULL_BUILTIN = ["arc_easy", "openbookqa"]
 BUILTIN_TO_SLM = dict(zip(FULL_BUILTIN, FULL_SLM))
 MC_GROUPS = ["slm_commonsense_lite", "slm_problem_solving_lite"]  # the lite multiple-choice domains
+# vLLM engine settings of stages 2-3: the GPU baseline's memory share, and the context length
+GPU_MEM = 0.5
+MAX_LEN = 2048
 
 
 # --- task YAMLs ------------------------------------------------------------------------
@@ -203,6 +207,14 @@ def compare_digests(a: dict, b: dict, rename: dict[str, str] | None = None) -> d
 
 
 # --- small file helpers -----------------------------------------------------------------
+
+def read_json(path: Path):
+    """The JSON in ``path``, or None when a stage left no (whole) file."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
 
 def write_json(path: Path, obj) -> None:
     """Write atomically (a reader, or a killed run, never sees half a file)."""

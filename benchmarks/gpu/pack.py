@@ -107,11 +107,23 @@ def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     return subprocess.run([str(c) for c in cmd], check=True, **kw)
 
 
-def tree_bytes() -> int:
-    """Bytes of what travels with every command: tracked and untracked-not-ignored files."""
+def tree_files() -> list[str]:
+    """What travels with every command: tracked and untracked-not-ignored files."""
     out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
                          check=True, capture_output=True).stdout.decode()
-    return sum((REPO / n).stat().st_size for n in out.split("\0") if n and (REPO / n).is_file())
+    return [n for n in out.split("\0") if n and (REPO / n).is_file()]
+
+
+def tree_bytes() -> int:
+    return sum((REPO / n).stat().st_size for n in tree_files())
+
+
+def check_modules_left_behind() -> list[str]:
+    """The device check's own modules (every benchmarks/gpu/*.py: the parent, its stage
+    children, their helpers) that git ignores, so the device would not get them."""
+    here = Path(__file__).resolve().parent
+    travels = set(tree_files())
+    return sorted(rel for rel in (p.relative_to(REPO).as_posix() for p in here.glob("*.py")) if rel not in travels)
 
 
 def dir_bytes(path: Path) -> int:
@@ -313,6 +325,9 @@ def _link_or_copy(src, dst):
 def check(out: Path) -> int:
     tree = tree_bytes()
     bad = 0
+    for rel in check_modules_left_behind():
+        bad += 1
+        print(f"{rel}: ignored by git, so it does not travel with the tree; the device check needs it")
     print(f"working tree that travels: {tree / MIB:.2f} MiB")
     for kdir in sorted(out.glob("k*"), key=lambda p: int(p.name[1:]) if p.name[1:].isdigit() else 0):
         total = tree + dir_bytes(kdir)
