@@ -59,8 +59,9 @@ def write_folder(out: Path, files: dict[str, str]) -> Path:
     return write(Path(out), files)
 
 
-def gate(baseline, candidate, policy=None, out=None):
-    """Decide whether ``candidate`` may replace ``baseline``; see slm_tasks.leaderboards.release_gate."""
+def gate(baseline, candidate, policy=None, out=None, allow_limit: bool | None = None):
+    """Decide whether ``candidate`` may replace ``baseline``; see slm_tasks.leaderboards.release_gate.
+    ``allow_limit``: accept --limit runs (a smoke comparison, never a pass), as ``--allow-limit``."""
     from slm_tasks.leaderboards.release_gate import run_gate
 
-    return run_gate(baseline, candidate, policy, out=out)
+    return run_gate(baseline, candidate, policy, out=out, allow_limit=allow_limit)
