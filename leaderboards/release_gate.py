@@ -171,6 +171,9 @@ def _accuracy_check(task, domain, metric, b, c, pol: Policy, rng, notes) -> Chec
     sb, sc = b.samples(flt), c.samples(flt)
     for label, tr, s in (("baseline", b, sb), ("candidate", c, sc)):
         if s is None or s.numeric(name) is None:
+            if tr.samples_problem:  # a samples file is there but cannot be read
+                raise GateError(f"task {task}: the {label}'s samples file cannot be read ({tr.samples_problem}); "
+                                f"put the samples_*.jsonl lm-eval wrote in its place, the gate pairs documents")
             where = tr.samples_path.name if tr.samples_path else "no samples file"
             raise GateError(f"task {task}: the {label} has no per-document {metric} values ({where}); "
                             f"rerun with --log_samples, the gate pairs documents")

@@ -244,8 +244,8 @@ def test_an_unreadable_samples_file_is_skipped_with_a_note_naming_it(tmp_path, r
 
 @pytest.mark.parametrize("kind", sorted(SAMPLES_ODD))
 def test_the_gate_refuses_a_run_whose_samples_cannot_be_read(tmp_path, runs, user_files, kind):
-    make, _ = SAMPLES_ODD[kind]
-    _replace_samples(runs, make)
+    make, expect = SAMPLES_ODD[kind]
+    odd = _replace_samples(runs, make)
     policy = tmp_path / "policy.yaml"
     policy.write_text(yaml.safe_dump({"schema": "slm-suite.gate-policy/1",
                                       "spec": str(tmp_path / "spec.yaml"),
@@ -255,7 +255,7 @@ def test_the_gate_refuses_a_run_whose_samples_cannot_be_read(tmp_path, runs, use
                            "--policy", str(policy)])
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     line = one_line(proc.stderr)
-    assert "t_a" in line and "candidate" in line
+    assert "t_a" in line and "candidate" in line and odd.name in line and expect in line  # says why
     kept.assert_kept()
 
 
