@@ -2,6 +2,7 @@
 entry points, so a tiny import hook (slm_tasks/activation.py) is how `lm_eval --tasks
 slm_suite` and `--model slm-llamacpp` find us. The .pth only appends a meta-path finder; see
 activation.py."""
+
 import os
 
 from setuptools import setup

@@ -55,8 +55,7 @@ OFF = ("off", "no", "none", "false", "0")
 TRUE, FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 # model_args every lm-eval model receives from lm-eval itself (simple_evaluate's
 # additional_config; --trust_remote_code)
-GENERIC_MODEL_ARGS = {"device": "any", "batch_size": "any", "max_batch_size": "any",
-                      "trust_remote_code": "bool"}
+GENERIC_MODEL_ARGS = {"device": "any", "batch_size": "any", "max_batch_size": "any", "trust_remote_code": "bool"}
 
 
 class ModelArgsError(SLMError):
@@ -73,8 +72,7 @@ def as_bool(key: str, value) -> bool:
     text = str(value).strip().lower()
     if text in TRUE or text in FALSE:
         return text in TRUE
-    raise ModelArgsError(f"model argument {key}={value!r} is not true or false: "
-                         f"pass {key}=true or {key}=false")
+    raise ModelArgsError(f"model argument {key}={value!r} is not true or false: pass {key}=true or {key}=false")
 
 
 def as_int(key: str, value) -> int:
@@ -85,8 +83,7 @@ def as_int(key: str, value) -> int:
             raise ValueError
         return int(str(value).strip()) if not isinstance(value, int) else value
     except ValueError:
-        raise ModelArgsError(f"model argument {key}={value!r} is not a whole number: "
-                             f"pass e.g. {key}=2") from None
+        raise ModelArgsError(f"model argument {key}={value!r} is not a whole number: pass e.g. {key}=2") from None
 
 
 def as_float(key: str, value) -> float:
@@ -115,11 +112,11 @@ class GenJob:
     """One generation request, normalised by lm-eval's rules."""
 
     index: int
-    ids: tuple[int, ...]          # prompt tokens, truncated from the left to fit
-    until: list[str]              # stop sequences (the end-of-text string included)
+    ids: tuple[int, ...]  # prompt tokens, truncated from the left to fit
+    until: list[str]  # stop sequences (the end-of-text string included)
     max_gen: int
     do_sample: bool
-    options: dict                 # the remaining generation kwargs (temperature, top_p, ...)
+    options: dict  # the remaining generation kwargs (temperature, top_p, ...)
     truncated: bool
     task: str | None
 
@@ -127,7 +124,7 @@ class GenJob:
 class SLMBackend(TemplateLM):
     """Base of ``slm-llamacpp`` and ``slm-vllm``; see the module docstring."""
 
-    backend_name = "slm"          # the lm-eval model name, for messages and progress bars
+    backend_name = "slm"  # the lm-eval model name, for messages and progress bars
     meter: CostMeter
     max_gen_toks: int = DEFAULT_MAX_GEN_TOKS
     store: store.ResponseStore | None = None
@@ -162,7 +159,8 @@ class SLMBackend(TemplateLM):
             also = f"; any name of {cls.PASSES_ON}" if cls.PASSES_ON else ""
             raise ModelArgsError(
                 f"{cls.backend_name}: unknown model argument '{key}'; {hint}known: "
-                f"{', '.join(cls.MODEL_ARGS)}{also}; lm-eval's own: {', '.join(GENERIC_MODEL_ARGS)}")
+                f"{', '.join(cls.MODEL_ARGS)}{also}; lm-eval's own: {', '.join(GENERIC_MODEL_ARGS)}"
+            )
         out = dict(args)
         for key, value in args.items():
             convert = _CONVERT.get(known.get(key, "any"))
@@ -269,8 +267,14 @@ class SLMBackend(TemplateLM):
                 run = progress.current()
                 if run is not None:
                     run.skip(kind, len(stored))
-                log.info("%s %s: %d of %d requests answered from the response store %s", self.backend_name,
-                         kind, len(stored), len(requests), self.store.path)
+                log.info(
+                    "%s %s: %d of %d requests answered from the response store %s",
+                    self.backend_name,
+                    kind,
+                    len(stored),
+                    len(requests),
+                    self.store.path,
+                )
 
         def emit(i: int, answer, seconds: float) -> None:
             answers[i] = answer
@@ -305,24 +309,31 @@ class SLMBackend(TemplateLM):
     def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
         def compute(reqs, emit, stored):
             pairs = [self.encode_request(*r.args) for r in reqs]
-            self._score_pairs(pairs, [getattr(r, "task_name", None) for r in reqs], "loglikelihood",
-                              disable_tqdm, emit, stored)
+            self._score_pairs(
+                pairs, [getattr(r, "task_name", None) for r in reqs], "loglikelihood", disable_tqdm, emit, stored
+            )
+
         return self._serve("loglikelihood", requests, compute)
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs):
         """TemplateLM's token-level entry point (lm-eval calls it for already-encoded pairs)."""
         pairs = [(ctx, cont) for _, ctx, cont in requests]
         results: list = [None] * len(pairs)
-        self._score_pairs(pairs, [None] * len(pairs), "loglikelihood", disable_tqdm,
-                          lambda i, r, _s: results.__setitem__(i, r))
+        self._score_pairs(
+            pairs, [None] * len(pairs), "loglikelihood", disable_tqdm, lambda i, r, _s: results.__setitem__(i, r)
+        )
         return results
 
     def _score_pairs(self, pairs, tasks, kind: str, disable_tqdm: bool, emit: Emit, stored=frozenset()) -> None:
         """Score ``pairs`` unit by unit; a unit whose requests are all in ``stored`` is skipped."""
         plan = scoring.plan_groups(pairs, max_length=self.score_length)
         if plan.truncated:
-            log.warning("%d of %d requests are longer than the model's %d tokens: their contexts were truncated "
-                        "from the left", len(plan.truncated), len(pairs), self.score_length)
+            log.warning(
+                "%d of %d requests are longer than the model's %d tokens: their contexts were truncated from the left",
+                len(plan.truncated),
+                len(pairs),
+                self.score_length,
+            )
         truncated = set(plan.truncated)
         self._start(kind)
         units = self._score_units(plan)
@@ -353,8 +364,9 @@ class SLMBackend(TemplateLM):
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
         def compute(reqs, emit, stored):
-            windows, owners, tasks = scoring.rolling_windows(reqs, self.tok_encode, self.prefix_token_id,
-                                                             self.score_length)
+            windows, owners, tasks = scoring.rolling_windows(
+                reqs, self.tok_encode, self.prefix_token_id, self.score_length
+            )
             left = [0] * len(reqs)
             totals = [0.0] * len(reqs)
             seconds = [0.0] * len(reqs)
@@ -374,6 +386,7 @@ class SLMBackend(TemplateLM):
                     emit(o, 0.0, 0.0)
             done = {w for w, o in enumerate(owners) if o in stored}
             self._score_pairs(windows, tasks, "loglikelihood_rolling", disable_tqdm, add, done)
+
         return self._serve("loglikelihood_rolling", requests, compute)
 
     # --- generation ---------------------------------------------------------------------
@@ -386,19 +399,27 @@ class SLMBackend(TemplateLM):
             until = handle_stop_sequences(kwargs.pop("until", None), eos=eos_text)
             max_gen = int(kwargs.pop("max_gen_toks"))
             if max_gen >= self.max_length:
-                log.warning("max_gen_toks=%d does not fit the model's %d tokens; generating at most %d tokens",
-                            max_gen, self.max_length, self.max_length // 2)
+                log.warning(
+                    "max_gen_toks=%d does not fit the model's %d tokens; generating at most %d tokens",
+                    max_gen,
+                    self.max_length,
+                    self.max_length // 2,
+                )
                 max_gen = self.max_length // 2
             do_sample = bool(kwargs.pop("do_sample", False))
             ids = self.tok_encode(context) or [self.prefix_token_id]
             cut = len(ids) + max_gen > self.max_length
             ids, max_gen = maybe_truncate(ids, max_gen_toks=max_gen, max_model_len=self.max_length, verbose=False)
-            jobs.append(GenJob(idx, tuple(ids), until, max_gen, do_sample, kwargs, cut,
-                               getattr(req, "task_name", None)))
+            jobs.append(
+                GenJob(idx, tuple(ids), until, max_gen, do_sample, kwargs, cut, getattr(req, "task_name", None))
+            )
         n_cut = sum(j.truncated for j in jobs)
         if n_cut:
-            log.warning("%d generation prompts were truncated from the left to fit the model's %d tokens",
-                        n_cut, self.max_length)
+            log.warning(
+                "%d generation prompts were truncated from the left to fit the model's %d tokens",
+                n_cut,
+                self.max_length,
+            )
         return jobs
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
@@ -407,8 +428,9 @@ class SLMBackend(TemplateLM):
             self._start("generate_until")
             units = self._generation_units(jobs)
             skipped = False
-            with self._progress(len(jobs) - len(stored), "generate_until", disable_tqdm,
-                                _generation_plan(units, stored)) as bar:
+            with self._progress(
+                len(jobs) - len(stored), "generate_until", disable_tqdm, _generation_plan(units, stored)
+            ) as bar:
                 for u, unit in enumerate(units):
                     if stored and all(j.index in stored for j in unit):
                         skipped = True
@@ -427,6 +449,7 @@ class SLMBackend(TemplateLM):
                     for job, text in new:
                         emit(job.index, postprocess_generated_text(text, job.until, None), each)
                     bar.update(len(new), prompt_tokens=work.prompt_tokens, out_tokens=work.generated_tokens)
+
         return self._serve("generate_until", requests, compute)
 
     # --- cost ---------------------------------------------------------------------------
@@ -452,7 +475,8 @@ def _generation_plan(units: list[list[GenJob]], stored: set[int]) -> list[progre
     for unit in units:
         for job in unit:
             if job.index not in stored:
-                plan.append(progress.Job(job.task, len(job.ids) - scoring.common_prefix_len(prev, job.ids),
-                                         job.max_gen))
+                plan.append(
+                    progress.Job(job.task, len(job.ids) - scoring.common_prefix_len(prev, job.ids), job.max_gen)
+                )
             prev = job.ids
     return plan

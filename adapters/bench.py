@@ -57,9 +57,15 @@ def stats(values) -> dict:
     if v.size == 0:
         return {"median": None, "iqr": None, "mean": None, "sd": None, "min": None, "max": None, "values": []}
     q25, q50, q75 = np.percentile(v, [25, 50, 75])
-    return {"median": float(q50), "iqr": float(q75 - q25), "mean": float(v.mean()),
-            "sd": float(v.std(ddof=1)) if v.size > 1 else 0.0, "min": float(v.min()), "max": float(v.max()),
-            "values": [float(x) for x in v]}
+    return {
+        "median": float(q50),
+        "iqr": float(q75 - q25),
+        "mean": float(v.mean()),
+        "sd": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+        "min": float(v.min()),
+        "max": float(v.max()),
+        "values": [float(x) for x in v],
+    }
 
 
 def _random_tokens(engine, n: int, rng: np.random.Generator) -> list[int]:
@@ -91,8 +97,12 @@ def _survey_run(engine, rng) -> tuple[dict, dict]:
     ttft = time.perf_counter() - t0
     steps = SURVEY["gen_tokens"] - 1
     tg_s = _decode_steps(engine, first, steps)
-    metrics = {"ttft_ms": ttft * 1000, "pp_tok_s": len(prompt) / pp_s, "tg_ms_per_token": tg_s * 1000 / steps,
-               "e2e_s": ttft + tg_s}
+    metrics = {
+        "ttft_ms": ttft * 1000,
+        "pp_tok_s": len(prompt) / pp_s,
+        "tg_ms_per_token": tg_s * 1000 / steps,
+        "e2e_s": ttft + tg_s,
+    }
     return metrics, {"pp50": pp_s, "tg50": tg_s, "ttft": ttft}
 
 
@@ -110,13 +120,24 @@ def _test_row(name: str, seconds: list[float], started: str | None) -> dict:
     protocol, n_prompt, n_gen, n_depth = TESTS[name]
     ns, ts = stats(s * 1e9 for s in seconds), stats((n_prompt + n_gen) / s for s in seconds)
     ms = stats(s * 1000 / (n_gen or 1) for s in seconds)  # per token for tg, whole for ttft
-    return {"test": name, "protocol": protocol, "n_prompt": n_prompt, "n_gen": n_gen, "n_depth": n_depth,
-            "test_time": started, "avg_ns": round(ns["mean"]), "stddev_ns": round(ns["sd"]),
-            "avg_ts": ts["mean"], "stddev_ts": ts["sd"],
-            "avg_ms_per_token": ms["mean"] if n_gen else None, "stddev_ms_per_token": ms["sd"] if n_gen else None,
-            "avg_ttft_ms": ms["mean"] if name == "ttft" else None,
-            "stddev_ttft_ms": ms["sd"] if name == "ttft" else None,
-            "samples_ns": [round(x) for x in ns["values"]], "samples_ts": ts["values"]}
+    return {
+        "test": name,
+        "protocol": protocol,
+        "n_prompt": n_prompt,
+        "n_gen": n_gen,
+        "n_depth": n_depth,
+        "test_time": started,
+        "avg_ns": round(ns["mean"]),
+        "stddev_ns": round(ns["sd"]),
+        "avg_ts": ts["mean"],
+        "stddev_ts": ts["sd"],
+        "avg_ms_per_token": ms["mean"] if n_gen else None,
+        "stddev_ms_per_token": ms["sd"] if n_gen else None,
+        "avg_ttft_ms": ms["mean"] if name == "ttft" else None,
+        "stddev_ttft_ms": ms["sd"] if name == "ttft" else None,
+        "samples_ns": [round(x) for x in ns["values"]],
+        "samples_ts": ts["values"],
+    }
 
 
 def resolve(model: str, n_threads: int | None = None):
@@ -124,12 +145,21 @@ def resolve(model: str, n_threads: int | None = None):
     :class:`~slm_tasks.adapters.model_spec.ModelSpec`)."""
     from slm_tasks.adapters.llamacpp import LlamaCppLM
 
-    return LlamaCppLM.resolve({"model": model, "dequantise": "stored",
-                               **({"n_threads": n_threads} if n_threads is not None else {})})
+    return LlamaCppLM.resolve(
+        {"model": model, "dequantise": "stored", **({"n_threads": n_threads} if n_threads is not None else {})}
+    )
 
 
-def bench(model, runs: int = 5, pause_s: float = 2.0, n_threads: int | None = None, protocols=PROTOCOLS,
-          n_batch: int = 512, seed: int = 0, progress: bool = True) -> dict:
+def bench(
+    model,
+    runs: int = 5,
+    pause_s: float = 2.0,
+    n_threads: int | None = None,
+    protocols=PROTOCOLS,
+    n_batch: int = 512,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict:
     """Benchmark ``model`` in its stored format: a :class:`~slm_tasks.adapters.model_spec.ModelSpec`
     (run on its threads), or a GGUF path or short name (resolved by :func:`resolve` with
     ``n_threads``); returns a cost record with ``bench``."""
@@ -144,19 +174,22 @@ def bench(model, runs: int = 5, pause_s: float = 2.0, n_threads: int | None = No
         raise SLMError(f"bench runs must be at least 1 (--runs); got {runs}")
     spec = (resolve(model, n_threads) if isinstance(model, (str, os.PathLike)) else model).stored()
     n_ctx = max(SURVEY["n_ctx"], LLAMA_BENCH["pp"] + LLAMA_BENCH["tg"])
-    engine = LlamaEngine(spec.path, max_length=n_ctx, n_batch=n_batch, n_threads=spec.threads, n_parallel=1,
-                         kv_slack=0)
+    engine = LlamaEngine(spec.path, max_length=n_ctx, n_batch=n_batch, n_threads=spec.threads, n_parallel=1, kv_slack=0)
     try:
-        meter = CostMeter(spec.model_section(engine.describe()), describe_hardware(threads=engine.n_threads),
-                          software_versions(engine.llama_cpp_version, engine.build()))
+        meter = CostMeter(
+            spec.model_section(engine.describe()),
+            describe_hardware(threads=engine.n_threads),
+            software_versions(engine.llama_cpp_version, engine.build()),
+        )
         rng = np.random.default_rng(seed)
         fns = {"survey": _survey_run, "llama-bench": _llama_bench_run}
         results: dict[str, list[dict]] = {p: [] for p in protocols}
         energy: dict[str, list[float]] = {p: [] for p in protocols}
         seconds: dict[str, list[float]] = {}
         started: dict[str, str] = {}
-        bar = tqdm(total=(runs + 1) * len(protocols), disable=not progress, desc=f"bench {spec.requested}",
-                   file=sys.stderr)
+        bar = tqdm(
+            total=(runs + 1) * len(protocols), disable=not progress, desc=f"bench {spec.requested}", file=sys.stderr
+        )
         try:
             for i in range(runs + 1):  # run 0 warms caches and is not reported
                 for p in protocols:
@@ -190,8 +223,9 @@ def bench(model, runs: int = 5, pause_s: float = 2.0, n_threads: int | None = No
             per_protocol[p] = entry
         survey, lb = per_protocol.get("survey", {}), per_protocol.get("llama-bench", {})
         record["bench"] = {
-            "protocol": "+".join({"survey": "survey-p50-g50-c2048", "llama-bench": "llama-bench-pp512-tg128"}[p]
-                                 for p in protocols),
+            "protocol": "+".join(
+                {"survey": "survey-p50-g50-c2048", "llama-bench": "llama-bench-pp512-tg128"}[p] for p in protocols
+            ),
             "runs": runs,
             "warmup_runs": 1,
             "pause_s": pause_s,
@@ -204,8 +238,12 @@ def bench(model, runs: int = 5, pause_s: float = 2.0, n_threads: int | None = No
             "peak_rss_bytes": record["run"]["peak_rss_bytes"],
             "energy_unavailable_reason": record["run"]["energy_unavailable_reason"],
             "protocols": per_protocol,
-            "tests": [_test_row(name, seconds[name], started[TESTS[name][0]])
-                      for p in protocols for name in TESTS if TESTS[name][0] == p],
+            "tests": [
+                _test_row(name, seconds[name], started[TESTS[name][0]])
+                for p in protocols
+                for name in TESTS
+                if TESTS[name][0] == p
+            ],
         }
         return record
     finally:
@@ -215,36 +253,61 @@ def bench(model, runs: int = 5, pause_s: float = 2.0, n_threads: int | None = No
 def _output_format(value: str) -> str:
     if value in FORMATS:
         return value
-    raise argparse.ArgumentTypeError(f"'{value}' is not an output format ({', '.join(FORMATS)}); "
-                                     "write the cost record with --record FILE")
+    raise argparse.ArgumentTypeError(
+        f"'{value}' is not an output format ({', '.join(FORMATS)}); write the cost record with --record FILE"
+    )
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("bench", help="runtime benchmark of a GGUF model (survey p50/g50 and llama-bench pp512/tg128)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "bench",
+        help="runtime benchmark of a GGUF model (survey p50/g50 and llama-bench pp512/tg128)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("model", help="a .gguf path or a short name (smollm2-135m, gemma3-270m)")
     p.add_argument("--runs", type=int, default=5, help="measured runs per protocol (default 5)")
     p.add_argument("--pause", type=float, default=2.0, help="seconds to wait between runs (default 2)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all usable cores)")
-    p.add_argument("--protocol", default=",".join(PROTOCOLS), help="comma-separated: survey, llama-bench (default both)")
+    p.add_argument(
+        "--protocol", default=",".join(PROTOCOLS), help="comma-separated: survey, llama-bench (default both)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the random prompt tokens")
-    p.add_argument("--output", "-o", type=_output_format, default="md", metavar="{md,csv,json}",
-                   help="format of the table printed on stdout, as llama-bench's -o (default md); "
-                        "the cost record goes to --record")
-    p.add_argument("--record", type=Path, default=None, metavar="FILE",
-                   help="also write the slm-suite.cost/1 record (JSON) to FILE")
+    p.add_argument(
+        "--output",
+        "-o",
+        type=_output_format,
+        default="md",
+        metavar="{md,csv,json}",
+        help="format of the table printed on stdout, as llama-bench's -o (default md); "
+        "the cost record goes to --record",
+    )
+    p.add_argument(
+        "--record",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also write the slm-suite.cost/1 record (JSON) to FILE",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
     return p
 
 
 def run(args) -> int:
-    record = bench(args.model, runs=args.runs, pause_s=args.pause, n_threads=args.threads,
-                   protocols=[x.strip() for x in args.protocol.split(",") if x.strip()], seed=args.seed,
-                   progress=not args.no_progress)
+    record = bench(
+        args.model,
+        runs=args.runs,
+        pause_s=args.pause,
+        n_threads=args.threads,
+        protocols=[x.strip() for x in args.protocol.split(",") if x.strip()],
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
     sys.stdout.write(render(record, args.output))
     if args.record:
         from slm_tasks.run_output import write_text_atomic  # a write error: one line, exit 2
+
         write_text_atomic(args.record, json.dumps(record, indent=2) + "\n", fix="choose another --record")
         print(f"wrote {args.record}", file=sys.stderr)  # stdout stays parseable csv/json
     return 0

@@ -17,10 +17,30 @@ import re
 
 FORMATS = ("md", "csv", "json")
 FIELDS = (
-    "build", "cpu_info", "gpu_info", "backends", "model_filename", "model_type", "model_size",
-    "model_n_params", "n_batch", "n_ubatch", "n_threads", "test", "n_prompt", "n_gen", "n_depth",
-    "test_time", "avg_ns", "stddev_ns", "avg_ts", "stddev_ts",
-    "avg_ms_per_token", "stddev_ms_per_token", "avg_ttft_ms", "stddev_ttft_ms",
+    "build",
+    "cpu_info",
+    "gpu_info",
+    "backends",
+    "model_filename",
+    "model_type",
+    "model_size",
+    "model_n_params",
+    "n_batch",
+    "n_ubatch",
+    "n_threads",
+    "test",
+    "n_prompt",
+    "n_gen",
+    "n_depth",
+    "test_time",
+    "avg_ns",
+    "stddev_ns",
+    "avg_ts",
+    "stddev_ts",
+    "avg_ms_per_token",
+    "stddev_ms_per_token",
+    "avg_ttft_ms",
+    "stddev_ttft_ms",
 )
 SAMPLES = ("samples_ns", "samples_ts")  # JSON only, as llama-bench
 COLUMNS = ("model", "size", "params", "backend", "threads", "test", "t/s", "ms/token", "ttft ms")
@@ -38,12 +58,18 @@ def rows(record: dict) -> list[dict]:
     """The table's rows: the record's ``bench.tests`` with the model, machine and build."""
     b, model, hw = record["bench"], record["model"], record.get("hardware") or {}
     common = {
-        "build": b["build"], "cpu_info": hw.get("cpu"), "gpu_info": (hw.get("gpu") or {}).get("name"),
-        "backends": backends(b["build"]), "model_filename": model.get("path"),
+        "build": b["build"],
+        "cpu_info": hw.get("cpu"),
+        "gpu_info": (hw.get("gpu") or {}).get("name"),
+        "backends": backends(b["build"]),
+        "model_filename": model.get("path"),
         "model_type": " ".join(str(x) for x in (model.get("name"), model.get("quant")) if x),
-        "model_size": model.get("file_bytes"), "model_n_params": model.get("n_params"),
+        "model_size": model.get("file_bytes"),
+        "model_n_params": model.get("n_params"),
         # one llama_decode call per batch: the micro-batch is the batch
-        "n_batch": b["n_batch"], "n_ubatch": b["n_batch"], "n_threads": b["n_threads"],
+        "n_batch": b["n_batch"],
+        "n_ubatch": b["n_batch"],
+        "n_threads": b["n_threads"],
     }
     return [{**common, **{k: t[k] for k in FIELDS + SAMPLES if k in t}} for t in b["tests"]]
 
@@ -61,15 +87,28 @@ def _params(n) -> str:
 
 
 def markdown(table: list[dict], build: str) -> str:
-    cells = [[r["model_type"], _size(r["model_size"]), _params(r["model_n_params"]), r["backends"],
-              str(r["n_threads"]), r["test"], _pm(r["avg_ts"], r["stddev_ts"]),
-              _pm(r["avg_ms_per_token"], r["stddev_ms_per_token"]), _pm(r["avg_ttft_ms"], r["stddev_ttft_ms"])]
-             for r in table]
+    cells = [
+        [
+            r["model_type"],
+            _size(r["model_size"]),
+            _params(r["model_n_params"]),
+            r["backends"],
+            str(r["n_threads"]),
+            r["test"],
+            _pm(r["avg_ts"], r["stddev_ts"]),
+            _pm(r["avg_ms_per_token"], r["stddev_ms_per_token"]),
+            _pm(r["avg_ttft_ms"], r["stddev_ttft_ms"]),
+        ]
+        for r in table
+    ]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(COLUMNS)]
 
     def line(values) -> str:
-        return "| " + " | ".join(v.rjust(w) if c in RIGHT else v.ljust(w)
-                                 for c, v, w in zip(COLUMNS, values, widths)) + " |"
+        return (
+            "| "
+            + " | ".join(v.rjust(w) if c in RIGHT else v.ljust(w) for c, v, w in zip(COLUMNS, values, widths))
+            + " |"
+        )
 
     rule = "| " + " | ".join("-" * (w - 1) + ":" if c in RIGHT else "-" * w for c, w in zip(COLUMNS, widths)) + " |"
     return "\n".join([line(COLUMNS), rule, *map(line, cells), "", f"build: {build}"]) + "\n"

@@ -37,19 +37,23 @@ def _compile(template: str) -> jinja2.Template:
     return env.from_string(template)
 
 
-def render(template: str, messages: list[dict[str, str]], add_generation_prompt: bool = True,
-           continue_final_message: bool = False, **special_tokens) -> str:
+def render(
+    template: str,
+    messages: list[dict[str, str]],
+    add_generation_prompt: bool = True,
+    continue_final_message: bool = False,
+    **special_tokens,
+) -> str:
     """The prompt text for ``messages``. ``continue_final_message`` ends the text right
     after the last message (an assistant turn the model is to continue), as transformers does."""
-    text = _compile(template).render(messages=messages, add_generation_prompt=add_generation_prompt,
-                                     **special_tokens)
+    text = _compile(template).render(messages=messages, add_generation_prompt=add_generation_prompt, **special_tokens)
     if continue_final_message:
         final = messages[-1]["content"]
         if final.strip() not in text:
             raise ChatTemplateError("the chat template dropped the final message, so it cannot be continued")
         at = text.rindex(final.strip())
-        if text[at:at + len(final.lstrip())] == final:
-            text = text[:at + len(final.lstrip())]
+        if text[at : at + len(final.lstrip())] == final:
+            text = text[: at + len(final.lstrip())]
         else:  # the template trimmed the message's trailing space
-            text = text[:at + len(final.strip())]
+            text = text[: at + len(final.strip())]
     return text

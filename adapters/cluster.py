@@ -4,7 +4,8 @@ The driver (the process lm-eval runs in) keeps everything a plain run has: lm-ev
 response store, the cost record, one progress bar. Only the engine work moves: lm-eval
 hands the model each request type's requests, :meth:`SLMBackend._serve` takes out what the
 store already holds, the workers plan the call as one machine would, and the plan is cut
-into shards (:func:`cluster_worker.plan_shards`), each answered by a Ray actor that holds the model once (:class:`cluster_worker.ShardWorker`:
+into shards (:func:`cluster_worker.plan_shards`), each answered by a Ray actor that holds the
+model once (:class:`cluster_worker.ShardWorker`:
 one per node with the node's cores for CPU engines, one per ``tensor_parallel_size`` GPUs
 for vLLM). Answers come back to the driver, which stores them and hands them to lm-eval, so
 metrics are computed once over the whole run, as on one machine.
@@ -32,8 +33,8 @@ from slm_tasks.errors import SLMError
 
 log = logging.getLogger(__name__)
 
-RESTARTS = 3          # per worker: Ray restarts a dead worker process this often, retrying its shards
-IN_FLIGHT = 2         # shards queued per worker: the next one is there when the current one ends
+RESTARTS = 3  # per worker: Ray restarts a dead worker process this often, retrying its shards
+IN_FLIGHT = 2  # shards queued per worker: the next one is there when the current one ends
 START_TIMEOUT_S = 900.0
 GPU_BACKENDS = {"slm-vllm"}
 
@@ -71,9 +72,12 @@ class _Worker:
         self.info = info
         self.incarnations.add(info["incarnation"])
         energy = info.get("energy_source")
-        self.meter = _WorkerMeter(info["model"], info["hardware"], info["software"],
-                                  energy=(_Summed(energy), None) if energy else (None, info.get(
-                                      "energy_unavailable_reason")))
+        self.meter = _WorkerMeter(
+            info["model"],
+            info["hardware"],
+            info["software"],
+            energy=(_Summed(energy), None) if energy else (None, info.get("energy_unavailable_reason")),
+        )
         self.meter.peak_rss = 0
 
     def book(self, out: dict) -> None:
@@ -88,11 +92,20 @@ class _Worker:
     def record(self, now: float) -> dict:
         rec = self.meter.record()
         rec["run"]["peak_gpu_bytes"] = self.peak_gpu
-        return {"worker": self.index, "host": self.info.get("host"), "address": self.info.get("ip"),
-                "node_id": self.info.get("node_id"), "resources": {"CPU": self.place["cpus"], "GPU": self.place["gpus"]},
-                "hardware": rec["hardware"], "run": rec["run"], "shards": self.shards,
-                "restarts": len(self.incarnations) - 1, "load_s": round(self.info.get("load_s", 0.0), 3),
-                "busy_s": round(self.busy_s, 6), "machine_s": round(now - self.created, 3)}
+        return {
+            "worker": self.index,
+            "host": self.info.get("host"),
+            "address": self.info.get("ip"),
+            "node_id": self.info.get("node_id"),
+            "resources": {"CPU": self.place["cpus"], "GPU": self.place["gpus"]},
+            "hardware": rec["hardware"],
+            "run": rec["run"],
+            "shards": self.shards,
+            "restarts": len(self.incarnations) - 1,
+            "load_s": round(self.info.get("load_s", 0.0), 3),
+            "busy_s": round(self.busy_s, 6),
+            "machine_s": round(now - self.created, 3),
+        }
 
 
 class _WorkerMeter(CostMeter):
@@ -123,7 +136,10 @@ class WorkerPool:
             if not gpu and backend.backend_name == "slm-llamacpp":
                 args.setdefault("n_threads", place["cpus"])
             actor = remote.options(
-                num_cpus=place["cpus"], num_gpus=place["gpus"], max_restarts=RESTARTS, max_task_retries=RESTARTS,
+                num_cpus=place["cpus"],
+                num_gpus=place["gpus"],
+                max_restarts=RESTARTS,
+                max_task_retries=RESTARTS,
                 # pinned: a restarted worker comes back on its node, never on top of another worker
                 scheduling_strategy=NodeAffinitySchedulingStrategy(place["node"], soft=False),
             ).remote(path, args)
@@ -134,9 +150,11 @@ class WorkerPool:
         refs = {w.actor.describe.remote(): w for w in self.workers}
         ready, waiting = ray.wait(list(refs), num_returns=len(refs), timeout=START_TIMEOUT_S)
         if waiting:
-            raise ClusterError(f"{len(waiting)} of {len(refs)} workers did not start within {START_TIMEOUT_S:.0f} s "
-                               "(the cluster may lack the CPUs/GPUs they ask for; `ray status` shows them): "
-                               "free them, or pass ray_workers=N for fewer workers")
+            raise ClusterError(
+                f"{len(waiting)} of {len(refs)} workers did not start within {START_TIMEOUT_S:.0f} s "
+                "(the cluster may lack the CPUs/GPUs they ask for; `ray status` shows them): "
+                "free them, or pass ray_workers=N for fewer workers"
+            )
         for ref in ready:
             w = refs[ref]
             try:
@@ -149,10 +167,15 @@ class WorkerPool:
         first = self.workers[0].info
         for w in self.workers[1:]:
             if w.info["identity"] != first["identity"]:
-                diff = sorted(k for k in set(first["identity"]) | set(w.info["identity"])
-                              if first["identity"].get(k) != w.info["identity"].get(k))
-                raise ClusterError(f"{w.name} computes another model than {self.workers[0].name} ({', '.join(diff)} "
-                                   "differ): install the same model file and software on every node")
+                diff = sorted(
+                    k
+                    for k in set(first["identity"]) | set(w.info["identity"])
+                    if first["identity"].get(k) != w.info["identity"].get(k)
+                )
+                raise ClusterError(
+                    f"{w.name} computes another model than {self.workers[0].name} ({', '.join(diff)} "
+                    "differ): install the same model file and software on every node"
+                )
 
     @property
     def info(self) -> dict:
@@ -190,13 +213,17 @@ class WorkerPool:
             raise self._all_dead()
         for w, plan in plans[1:]:
             if plan != plans[0][1]:
-                raise ClusterError(f"{w.name} plans the requests differently from {plans[0][0].name}: install the "
-                                   "same model file and software on every node")
+                raise ClusterError(
+                    f"{w.name} plans the requests differently from {plans[0][0].name}: install the "
+                    "same model file and software on every node"
+                )
         return plans[0][1]
 
     def _all_dead(self) -> ClusterError:
-        return ClusterError("every worker of the run has died: see `ray logs` on their nodes (out of memory?), "
-                            "then run the same command again: answers so far are in the response store")
+        return ClusterError(
+            "every worker of the run has died: see `ray logs` on their nodes (out of memory?), "
+            "then run the same command again: answers so far are in the response store"
+        )
 
     def run(self, kind: str, requests, stored, emit, bar, flush, book) -> None:
         """Answer the requests not in ``stored`` on the workers: ``emit(i, answer, seconds)``
@@ -204,8 +231,7 @@ class WorkerPool:
         ray = import_ray()
         # every request travels (once, through the object store): a worker plans them all, as
         # a plain run does, and computes its shard
-        ref = ray.put([(tuple(r.args), getattr(r, "task_name", None), getattr(r, "doc_id", None))
-                       for r in requests])
+        ref = ray.put([(tuple(r.args), getattr(r, "task_name", None), getattr(r, "doc_id", None)) for r in requests])
         call_id = uuid.uuid4().hex
         shards = plan_shards(self._plan(kind, call_id, ref), len(self._alive()), done=stored)
         pending = deque(sorted(range(len(shards)), key=lambda s: -len(shards[s])))
@@ -232,10 +258,12 @@ class WorkerPool:
                 failures[s] = failures.get(s, 0) + 1
                 why = str(exc).splitlines()[0][:300]
                 if failures[s] > 1:
-                    raise ClusterError(f"{w.name} died on a shard of {len(shards[s])} {kind} requests ({why}), "
-                                       "as another worker did before: see `ray logs` on their nodes (out of "
-                                       "memory?); answers so far are in the response store, the same command "
-                                       "resumes") from None
+                    raise ClusterError(
+                        f"{w.name} died on a shard of {len(shards[s])} {kind} requests ({why}), "
+                        "as another worker did before: see `ray logs` on their nodes (out of "
+                        "memory?); answers so far are in the response store, the same command "
+                        "resumes"
+                    ) from None
                 if not self._alive():
                     raise self._all_dead() from None
                 log.warning("%s died (%s); its shards go to the other workers", w.name, why)
@@ -265,14 +293,18 @@ class WorkerPool:
 
         now = time.time() if now is None else now
         workers = [w.record(now) for w in self.workers]
-        return {"address": self.address, "ray": ray.__version__,
-                "nodes": len({w["node_id"] for w in workers}), "workers": workers,
-                # the cluster was held from its first worker's start to this record
-                "wall_s": round(now - min(w.created for w in self.workers), 3),
-                "machine_s": round(sum(w["machine_s"] for w in workers), 3),
-                "busy_s": round(sum(w["busy_s"] for w in workers), 6),
-                "shards": sum(w["shards"] for w in workers),
-                "restarts": sum(w["restarts"] for w in workers)}
+        return {
+            "address": self.address,
+            "ray": ray.__version__,
+            "nodes": len({w["node_id"] for w in workers}),
+            "workers": workers,
+            # the cluster was held from its first worker's start to this record
+            "wall_s": round(now - min(w.created for w in self.workers), 3),
+            "machine_s": round(sum(w["machine_s"] for w in workers), 3),
+            "busy_s": round(sum(w["busy_s"] for w in workers), 6),
+            "shards": sum(w["shards"] for w in workers),
+            "restarts": sum(w["restarts"] for w in workers),
+        }
 
     def close(self) -> None:
         ray = import_ray()
@@ -298,8 +330,11 @@ class ClusterMeter(CostMeter):
         self.pool = pool
         infos = [w.info for w in pool.workers]
         missing = [(w, i) for w, i in zip(pool.workers, infos) if not i.get("energy_source")]
-        energy = ((None, f"{missing[0][0].name}: {missing[0][1].get('energy_unavailable_reason')}") if missing
-                  else (_Summed("sum over workers: " + "; ".join(sorted({i['energy_source'] for i in infos}))), None))
+        energy = (
+            (None, f"{missing[0][0].name}: {missing[0][1].get('energy_unavailable_reason')}")
+            if missing
+            else (_Summed("sum over workers: " + "; ".join(sorted({i["energy_source"] for i in infos}))), None)
+        )
         hardware = dict(infos[0]["hardware"])
         for key in hardware:  # what differs between the workers is in cluster.workers[].hardware
             if any(i["hardware"].get(key) != hardware[key] for i in infos):
@@ -329,17 +364,21 @@ class ClusterLM(SLMBackend):
         workers = args.pop("ray_workers", None)
         location = args.pop("store", None)
         if backend.backend_name in GPU_BACKENDS and int(args.get("data_parallel_size") or 1) > 1:
-            raise ClusterError("ray= already runs one vLLM engine per GPU (per tensor_parallel_size GPUs) of the "
-                               "cluster: leave data_parallel_size out, or pass ray_workers=N")
+            raise ClusterError(
+                "ray= already runs one vLLM engine per GPU (per tensor_parallel_size GPUs) of the "
+                "cluster: leave data_parallel_size out, or pass ray_workers=N"
+            )
         self.backend_name = backend.backend_name
         self.pool = WorkerPool(backend, args, address, int(workers) if workers else None)
         info = self.pool.info
         mine = software_versions(None, None)
         theirs = info["software"]
         if (mine["slm_suite"], mine["lm_eval"]) != (theirs.get("slm_suite"), theirs.get("lm_eval")):
-            raise ClusterError(f"{self.pool.workers[0].name} runs slm-suite {theirs.get('slm_suite')} / lm-eval "
-                               f"{theirs.get('lm_eval')}, this driver slm-suite {mine['slm_suite']} / lm-eval "
-                               f"{mine['lm_eval']}: install the same versions on every node")
+            raise ClusterError(
+                f"{self.pool.workers[0].name} runs slm-suite {theirs.get('slm_suite')} / lm-eval "
+                f"{theirs.get('lm_eval')}, this driver slm-suite {mine['slm_suite']} / lm-eval "
+                f"{mine['lm_eval']}: install the same versions on every node"
+            )
         self.meter = ClusterMeter(self.pool)
         self._open_store(location, info["identity"])
 
@@ -386,8 +425,16 @@ class ClusterLM(SLMBackend):
     def _dispatch(self, kind: str, disable_tqdm: bool):
         def compute(reqs, emit, stored):
             with self._progress(len(reqs) - len(stored), kind, disable_tqdm) as bar:
-                self.pool.run(kind, reqs, stored, emit, bar,
-                              self.store.flush if self.store is not None else lambda: 0, self.meter.add)
+                self.pool.run(
+                    kind,
+                    reqs,
+                    stored,
+                    emit,
+                    bar,
+                    self.store.flush if self.store is not None else lambda: 0,
+                    self.meter.add,
+                )
+
         return compute
 
     def loglikelihood(self, requests, disable_tqdm: bool = False):

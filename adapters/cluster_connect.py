@@ -58,9 +58,11 @@ def connect(address: str) -> str:
         try:
             ray.init(address=address, **kw)
         except (ConnectionError, ValueError) as exc:
-            raise ClusterError(f"no Ray cluster at {address} ({str(exc).splitlines()[0][:200]}): start one with "
-                               "`ray start --head` (docs/cluster.md), or pass --ray local to start one for this "
-                               "run") from None
+            raise ClusterError(
+                f"no Ray cluster at {address} ({str(exc).splitlines()[0][:200]}): start one with "
+                "`ray start --head` (docs/cluster.md), or pass --ray local to start one for this "
+                "run"
+            ) from None
     return ray.get_runtime_context().gcs_address
 
 
@@ -70,14 +72,18 @@ def _probe(address: str) -> None:
         return
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
-        raise ClusterError(f"ray address {address!r} is not a cluster address: pass the head's HOST:PORT (the one "
-                           "`ray start --head` prints, default port 6379), auto or local")
+        raise ClusterError(
+            f"ray address {address!r} is not a cluster address: pass the head's HOST:PORT (the one "
+            "`ray start --head` prints, default port 6379), auto or local"
+        )
     try:
         socket.create_connection((host, int(port)), timeout=10).close()
     except OSError as exc:
-        raise ClusterError(f"no Ray cluster answers at {address} ({exc.strerror or exc}): check the address "
-                           "`ray start --head` printed and that the head is up (`ray status`), or pass --ray local "
-                           "to start one for this run") from None
+        raise ClusterError(
+            f"no Ray cluster answers at {address} ({exc.strerror or exc}): check the address "
+            "`ray start --head` printed and that the head is up (`ray status`), or pass --ray local "
+            "to start one for this run"
+        ) from None
 
 
 def placements(nodes: list[dict], gpu: bool, tp: int, workers: int | None) -> list[dict]:
@@ -87,23 +93,34 @@ def placements(nodes: list[dict], gpu: bool, tp: int, workers: int | None) -> li
     if gpu:
         slots = [(n, 1, tp) for n in alive for _ in range(int(n["Resources"].get("GPU", 0)) // tp)]
         if not slots:
-            raise ClusterError(f"no node of the cluster has {tp} free GPU(s) for a vLLM worker: add GPU nodes, "
-                               "or lower tensor_parallel_size")
-        return [{"node": n["NodeID"], "host": n.get("NodeManagerHostname"), "cpus": c, "gpus": g}
-                for n, c, g in slots[:workers or len(slots)]]
+            raise ClusterError(
+                f"no node of the cluster has {tp} free GPU(s) for a vLLM worker: add GPU nodes, "
+                "or lower tensor_parallel_size"
+            )
+        return [
+            {"node": n["NodeID"], "host": n.get("NodeManagerHostname"), "cpus": c, "gpus": g}
+            for n, c, g in slots[: workers or len(slots)]
+        ]
     cpus = [int(n["Resources"].get("CPU", 0)) for n in alive]
     if not workers:
         per_node = [int(c > 0) for c in cpus]
     elif workers > sum(cpus):
-        raise ClusterError(f"ray_workers={workers} does not fit the cluster's {sum(cpus)} CPUs on {len(alive)} "
-                           "nodes: pass ray_workers=N with N at most the CPU count, or add nodes")
+        raise ClusterError(
+            f"ray_workers={workers} does not fit the cluster's {sum(cpus)} CPUs on {len(alive)} "
+            "nodes: pass ray_workers=N with N at most the CPU count, or add nodes"
+        )
     else:
         per_node = [0] * len(alive)
         for _ in range(workers):  # each to the node that gives it the most cores, then the least used
             i = max(range(len(alive)), key=lambda j: (cpus[j] // (per_node[j] + 1), -per_node[j], -j))
             per_node[i] += 1
     if not any(per_node):
-        raise ClusterError("the Ray cluster has no node with CPUs for a worker: add a node (`ray start "
-                           "--address=HEAD:6379`, docs/cluster.md)")
-    return [{"node": n["NodeID"], "host": n.get("NodeManagerHostname"), "cpus": cpus[i] // k, "gpus": 0}
-            for i, (n, k) in enumerate(zip(alive, per_node)) for _ in range(k)]
+        raise ClusterError(
+            "the Ray cluster has no node with CPUs for a worker: add a node (`ray start "
+            "--address=HEAD:6379`, docs/cluster.md)"
+        )
+    return [
+        {"node": n["NodeID"], "host": n.get("NodeManagerHostname"), "cpus": cpus[i] // k, "gpus": 0}
+        for i, (n, k) in enumerate(zip(alive, per_node))
+        for _ in range(k)
+    ]

@@ -21,18 +21,18 @@ import time
 import uuid
 
 from slm_tasks.adapters import scoring
-
 from slm_tasks.errors import SLMError
 
-GEN_TOKEN_COST = 10       # a generated token costs about as much as 10 prompt tokens (CPU decode vs prefill)
-SHARDS_PER_WORKER = 8     # enough shards that a slow node or a retry does not leave the others idle
-MIN_SHARD_TOKENS = 500    # below this, a shard's fixed cost (one Ray call, one rebuilt cache) shows
+GEN_TOKEN_COST = 10  # a generated token costs about as much as 10 prompt tokens (CPU decode vs prefill)
+SHARDS_PER_WORKER = 8  # enough shards that a slow node or a retry does not leave the others idle
+MIN_SHARD_TOKENS = 500  # below this, a shard's fixed cost (one Ray call, one rebuilt cache) shows
 MAX_SHARD_REQUESTS = 1_000  # a retried shard redoes at most this much; one store commit holds it
 CALLS = frozenset({"apply_chat_template", "chat_template", "tok_encode", "tok_decode", "_loglikelihood_tokens"})
 
 
-def plan_shards(families: list[tuple[list[int], int]], workers: int, done=frozenset(),
-                target: float | None = None) -> list[list[int]]:
+def plan_shards(
+    families: list[tuple[list[int], int]], workers: int, done=frozenset(), target: float | None = None
+) -> list[list[int]]:
     """Cut the plan's families (request indices, token weight; in plan order) into shards:
     contiguous runs of about ``target`` tokens; requests in ``done`` are left out."""
     todo = [([i for i in members if i not in done], w) for members, w in families]
@@ -110,15 +110,18 @@ def _worker_class(cls):
         def _score_units(self, plan):
             units = super()._score_units(plan)
             if self.recording is not None:
-                self.recording += [([i for it in u for i in it.members],
-                                    sum(len(it.context) + len(it.continuation) for it in u)) for u in units]
+                self.recording += [
+                    ([i for it in u for i in it.members], sum(len(it.context) + len(it.continuation) for it in u))
+                    for u in units
+                ]
             return units
 
         def _generation_units(self, jobs):
             units = super()._generation_units(jobs)
             if self.recording is not None:
-                self.recording += [([j.index for j in u], sum(len(j.ids) + GEN_TOKEN_COST * j.max_gen for j in u))
-                                   for u in units]
+                self.recording += [
+                    ([j.index for j in u], sum(len(j.ids) + GEN_TOKEN_COST * j.max_gen for j in u)) for u in units
+                ]
             return units
 
         def encode_request(self, context, continuation):
@@ -153,8 +156,12 @@ class ShardWorker:
         import ray
 
         self.incarnation = uuid.uuid4().hex  # a restarted actor is a new incarnation
-        self.place = {"host": socket.gethostname(), "ip": ray.util.get_node_ip_address(),
-                      "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+        self.place = {
+            "host": socket.gethostname(),
+            "ip": ray.util.get_node_ip_address(),
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "pid": os.getpid(),
+        }
         self.error = None
         self.lm = None
         self.call_id = None
@@ -175,15 +182,24 @@ class ShardWorker:
         run = lm.meter.record()["run"]
         tok = getattr(lm, "tokenizer", None)
         info.update(
-            identity=lm.cluster_identity, model=lm.meter.model, hardware=lm.meter.hardware,
-            software=lm.meter.software, energy_source=run["energy_source"],
-            energy_unavailable_reason=run["energy_unavailable_reason"], backend_name=lm.backend_name,
-            eot_token_id=lm.eot_token_id, prefix_token_id=lm.prefix_token_id, max_length=lm.max_length,
+            identity=lm.cluster_identity,
+            model=lm.meter.model,
+            hardware=lm.meter.hardware,
+            software=lm.meter.software,
+            energy_source=run["energy_source"],
+            energy_unavailable_reason=run["energy_unavailable_reason"],
+            backend_name=lm.backend_name,
+            eot_token_id=lm.eot_token_id,
+            prefix_token_id=lm.prefix_token_id,
+            max_length=lm.max_length,
             tokenizer_name=lm.tokenizer_name,
             # what lm-eval copies into the results file from a model's tokenizer
-            tokenizer=None if tok is None or not hasattr(tok, "pad_token") else {
-                k: getattr(tok, k, None) for k in ("pad_token", "pad_token_id", "eos_token", "eos_token_id",
-                                                   "bos_token", "bos_token_id")},
+            tokenizer=None
+            if tok is None or not hasattr(tok, "pad_token")
+            else {
+                k: getattr(tok, k, None)
+                for k in ("pad_token", "pad_token_id", "eos_token", "eos_token_id", "bos_token", "bos_token_id")
+            },
         )
         return info
 
@@ -226,9 +242,15 @@ class ShardWorker:
             lm.skip = frozenset()
         busy = time.perf_counter() - t0
         run = lm.meter.record()["run"]
-        return {"answers": [answers[i] for i in shard], "seconds": [lm.last_seconds[i] for i in shard],
-                "cost": lm.meter.take(), "busy_s": busy, "peak_rss_bytes": run["peak_rss_bytes"],
-                "peak_gpu_bytes": run["peak_gpu_bytes"], "incarnation": self.incarnation}
+        return {
+            "answers": [answers[i] for i in shard],
+            "seconds": [lm.last_seconds[i] for i in shard],
+            "cost": lm.meter.take(),
+            "busy_s": busy,
+            "peak_rss_bytes": run["peak_rss_bytes"],
+            "peak_gpu_bytes": run["peak_gpu_bytes"],
+            "incarnation": self.incarnation,
+        }
 
     def call(self, name: str, *args, **kwargs):
         if name not in CALLS:

@@ -23,10 +23,23 @@ from slm_tasks.adapters.hardware import RaplReader
 SCHEMA = "slm-suite.cost/1"
 
 RUN_KEYS = (
-    "wall_s", "prompt_tokens", "generated_tokens", "prefill_tok_s", "decode_ms_per_token",
-    "ttft_ms", "throughput_tok_s", "peak_rss_bytes", "peak_gpu_bytes", "energy_j",
-    "energy_per_token_j", "energy_source", "energy_unavailable_reason", "requests",
-    "truncated_requests", "reused_requests", "reused_stored_s",
+    "wall_s",
+    "prompt_tokens",
+    "generated_tokens",
+    "prefill_tok_s",
+    "decode_ms_per_token",
+    "ttft_ms",
+    "throughput_tok_s",
+    "peak_rss_bytes",
+    "peak_gpu_bytes",
+    "energy_j",
+    "energy_per_token_j",
+    "energy_source",
+    "energy_unavailable_reason",
+    "requests",
+    "truncated_requests",
+    "reused_requests",
+    "reused_stored_s",
 )
 
 
@@ -34,11 +47,11 @@ RUN_KEYS = (
 class Work:
     """What one unit of work did; filled in by the engine code inside ``measure``."""
 
-    prompt_tokens: int = 0       # tokens evaluated in prompt batches (contexts, continuations)
-    generated_tokens: int = 0    # tokens produced by generation
-    prefill_s: float = 0.0       # seconds spent evaluating prompt tokens
-    decode_s: float = 0.0        # seconds spent on generation steps after the first token
-    decode_tokens: int = 0       # generation steps timed in decode_s
+    prompt_tokens: int = 0  # tokens evaluated in prompt batches (contexts, continuations)
+    generated_tokens: int = 0  # tokens produced by generation
+    prefill_s: float = 0.0  # seconds spent evaluating prompt tokens
+    decode_s: float = 0.0  # seconds spent on generation steps after the first token
+    decode_tokens: int = 0  # generation steps timed in decode_s
     ttft_s: list[float] = field(default_factory=list)  # per generation request
     requests: int = 0
     truncated_requests: int = 0
@@ -57,9 +70,9 @@ class _Tally:
     requests: float = 0.0
     truncated_requests: float = 0.0
     energy_j: float = 0.0
-    reused_requests: int = 0      # answered from the response store, not computed here
+    reused_requests: int = 0  # answered from the response store, not computed here
     reused_stored_s: float = 0.0  # what those answers took when they were computed
-    reused_untimed: int = 0       # reused answers stored without a timing
+    reused_untimed: int = 0  # reused answers stored without a timing
 
     def book(self, w: Work, wall: float, energy: float, share: float = 1.0) -> None:
         self.wall_s += wall * share
@@ -87,9 +100,14 @@ def _ratio(num: float, den: float, scale: float = 1.0) -> float | None:
 class CostMeter:
     """Accumulates cost per run and per task; see the module docstring."""
 
-    def __init__(self, model: Mapping, hardware: Mapping, software: Mapping,
-                 energy: tuple[RaplReader | None, str | None] | None = None,
-                 clock: Callable[[], float] = time.perf_counter):
+    def __init__(
+        self,
+        model: Mapping,
+        hardware: Mapping,
+        software: Mapping,
+        energy: tuple[RaplReader | None, str | None] | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ):
         self.model, self.hardware, self.software = dict(model), dict(hardware), dict(software)
         self._clock = clock  # seconds; tests drive it to book exact durations
         self._rapl, self._energy_reason = energy if energy is not None else RaplReader.open()
@@ -217,4 +235,3 @@ def software_versions(backend_version: str | None, backend_build: str | None) ->
         "lm_eval": ver("lm_eval"),
         "slm_suite": ver("slm-suite"),
     }
-

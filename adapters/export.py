@@ -55,8 +55,9 @@ def is_exported(out_dir: str | os.PathLike, gguf: str | os.PathLike | None = Non
     return dtype is None or info.get("dtype") == dtype
 
 
-def export_gguf(model: str | os.PathLike, out_dir: str | os.PathLike, dtype: str = "float32",
-                overwrite: bool = False) -> Path:
+def export_gguf(
+    model: str | os.PathLike, out_dir: str | os.PathLike, dtype: str = "float32", overwrite: bool = False
+) -> Path:
     """Write a transformers checkpoint of ``model`` (a .gguf path or a short name) to ``out_dir``.
 
     Returns ``out_dir``. An existing complete export of the same file and dtype is reused
@@ -74,8 +75,9 @@ def export_gguf(model: str | os.PathLike, out_dir: str | os.PathLike, dtype: str
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as exc:
-        raise ExportError(f"exporting '{gguf}' needs transformers, gguf, accelerate and torch "
-                          f"({exc}): {PIP_EXPORT}") from None
+        raise ExportError(
+            f"exporting '{gguf}' needs transformers, gguf, accelerate and torch ({exc}): {PIP_EXPORT}"
+        ) from None
 
     t0 = time.perf_counter()
     src_dir, name = str(gguf.parent), gguf.name
@@ -83,8 +85,10 @@ def export_gguf(model: str | os.PathLike, out_dir: str | os.PathLike, dtype: str
         tokenizer = AutoTokenizer.from_pretrained(src_dir, gguf_file=name)
         loaded = AutoModelForCausalLM.from_pretrained(src_dir, gguf_file=name, dtype=getattr(torch, dtype))
     except (ValueError, KeyError, RuntimeError, OSError) as exc:
-        raise ExportError(f"transformers could not read '{gguf}': {exc}. Only architectures transformers' "
-                          "GGUF loader supports can be exported (llama, gemma3, qwen2, ...).") from None
+        raise ExportError(
+            f"transformers could not read '{gguf}': {exc}. Only architectures transformers' "
+            "GGUF loader supports can be exported (llama, gemma3, qwen2, ...)."
+        ) from None
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config  # the marker that blocks save_pretrained
@@ -94,21 +98,28 @@ def export_gguf(model: str | os.PathLike, out_dir: str | os.PathLike, dtype: str
     # tied embeddings appear as a missing lm_head in some architectures: harmless when tied
     missing = [k for k in missing if not (k == "lm_head.weight" and getattr(config, "tie_word_embeddings", False))]
     if missing or unexpected:
-        raise ExportError(f"exporting '{gguf}': weights do not match the config "
-                          f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+        raise ExportError(
+            f"exporting '{gguf}': weights do not match the config (missing {missing[:5]}, unexpected {unexpected[:5]})"
+        )
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).unlink(missing_ok=True)
     plain.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-    info = {"source": _fingerprint(gguf), "dtype": dtype, "seconds": round(time.perf_counter() - t0, 1),
-            "architecture": type(plain).__name__}
+    info = {
+        "source": _fingerprint(gguf),
+        "dtype": dtype,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "architecture": type(plain).__name__,
+    }
     (out / MARKER).write_text(json.dumps(info, indent=1) + "\n")
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m slm_tasks.adapters.export",
-                                description="Export a GGUF model to a transformers checkpoint (for vLLM).")
+    p = argparse.ArgumentParser(
+        prog="python -m slm_tasks.adapters.export",
+        description="Export a GGUF model to a transformers checkpoint (for vLLM).",
+    )
     p.add_argument("model", help="a .gguf path or a short name (smollm2-135m, gemma3-270m)")
     p.add_argument("out_dir")
     p.add_argument("--dtype", default="float32", choices=DTYPES)

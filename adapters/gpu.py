@@ -62,8 +62,11 @@ def describe() -> dict | None:
         handles = visible_handles(nv)
         if not handles:
             return None
-        return {"name": _text(nv.nvmlDeviceGetName(handles[0])), "count": len(handles),
-                "driver": _text(nv.nvmlSystemGetDriverVersion())}
+        return {
+            "name": _text(nv.nvmlDeviceGetName(handles[0])),
+            "count": len(handles),
+            "driver": _text(nv.nvmlSystemGetDriverVersion()),
+        }
     except Exception:
         return None
     finally:

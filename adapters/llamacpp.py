@@ -22,10 +22,10 @@ from slm_tasks.adapters.cost import CostMeter, Work, software_versions
 from slm_tasks.adapters.hardware import describe as describe_hardware
 from slm_tasks.adapters.hardware import usable_cores
 from slm_tasks.adapters.llamacpp_engine import DEFAULT_DEQUANTISE, LlamaCppError, LlamaEngine, dequantise_kind
+from slm_tasks.adapters.make import ClusterCapable
 from slm_tasks.adapters.model_spec import ModelSpec
 from slm_tasks.adapters.models import display_name, resolve_gguf
 from slm_tasks.adapters.store_keys import model_identity
-from slm_tasks.adapters.make import ClusterCapable
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +48,18 @@ class LlamaCppLM(ClusterCapable, SLMBackend):
 
     backend_name = "slm-llamacpp"
     MODEL_ARGS = {
-        "model": "str", "pretrained": "str", "n_threads": "int", "n_ctx": "int", "n_batch": "int",
-        "n_parallel": "int", "prefix_cache": "bool", "dequantise": "str", "seed": "int",
-        "max_gen_toks": "int", "verbose": "bool", "store": "any",
+        "model": "str",
+        "pretrained": "str",
+        "n_threads": "int",
+        "n_ctx": "int",
+        "n_batch": "int",
+        "n_parallel": "int",
+        "prefix_cache": "bool",
+        "dequantise": "str",
+        "seed": "int",
+        "max_gen_toks": "int",
+        "verbose": "bool",
+        "store": "any",
     }
 
     def __init__(self, model: str | None = None, **model_args):
@@ -61,11 +70,16 @@ class LlamaCppLM(ClusterCapable, SLMBackend):
         self.spec = spec
         a = spec.settings
         self.model_path = spec.path
-        self.engine = LlamaEngine(spec.path, max_length=a.get("n_ctx") or None, n_batch=a.get("n_batch", 512),
-                                  n_threads=spec.threads, n_parallel=a.get("n_parallel", 16),
-                                  prefix_cache=a.get("prefix_cache", True),
-                                  dequantise=spec.weights or "stored",
-                                  verbose=a.get("verbose", False))
+        self.engine = LlamaEngine(
+            spec.path,
+            max_length=a.get("n_ctx") or None,
+            n_batch=a.get("n_batch", 512),
+            n_threads=spec.threads,
+            n_parallel=a.get("n_parallel", 16),
+            prefix_cache=a.get("prefix_cache", True),
+            dequantise=spec.weights or "stored",
+            verbose=a.get("verbose", False),
+        )
         self.seed = a.get("seed", 1234)
         self.max_gen_toks = a.get("max_gen_toks", DEFAULT_MAX_GEN_TOKS)
         self._rng = np.random.default_rng(self.seed)
@@ -76,14 +90,23 @@ class LlamaCppLM(ClusterCapable, SLMBackend):
             software=software_versions(eng.llama_cpp_version, eng.build()),
         )
         template = eng.chat_template()
-        self._open_store(spec.store, {
-            "backend": self.backend_name, "model_sha256": spec.sha256,
-            # everything of the engine that can change an answer (threads cannot)
-            "weights": spec.weights or "stored", "max_length": eng.max_length, "n_batch": eng.n_batch,
-            "n_parallel": eng.n_parallel, "prefix_cache": eng.prefix_cache, "seed": self.seed,
-            "max_gen_toks": self.max_gen_toks, "llama_cpp": eng.llama_cpp_version,
-            "chat_template": hashlib.sha256(template.encode()).hexdigest() if template else None,
-        })
+        self._open_store(
+            spec.store,
+            {
+                "backend": self.backend_name,
+                "model_sha256": spec.sha256,
+                # everything of the engine that can change an answer (threads cannot)
+                "weights": spec.weights or "stored",
+                "max_length": eng.max_length,
+                "n_batch": eng.n_batch,
+                "n_parallel": eng.n_parallel,
+                "prefix_cache": eng.prefix_cache,
+                "seed": self.seed,
+                "max_gen_toks": self.max_gen_toks,
+                "llama_cpp": eng.llama_cpp_version,
+                "chat_template": hashlib.sha256(template.encode()).hexdigest() if template else None,
+            },
+        )
 
     @classmethod
     def _resolve(cls, args) -> ModelSpec:
@@ -93,14 +116,23 @@ class LlamaCppLM(ClusterCapable, SLMBackend):
         weights = dequantise_kind(args["dequantise"] if "dequantise" in args else DEFAULT_DEQUANTISE)
         requested = args.get("model") or args.get("pretrained")
         if not requested:
-            raise LlamaCppError("slm-llamacpp needs model_args model=<path to .gguf or short name>, "
-                                "e.g. --model_args model=smollm2-135m")
+            raise LlamaCppError(
+                "slm-llamacpp needs model_args model=<path to .gguf or short name>, "
+                "e.g. --model_args model=smollm2-135m"
+            )
         path, header = resolve_gguf(requested)  # checks the file before anything else loads
         return ModelSpec(
-            backend=cls.backend_name, requested=str(requested), path=path, sha256=model_identity(path),
-            base_name=display_name(requested, header["name"], path.stem), weights=weights,
-            threads=args.get("n_threads") or usable_cores(), store=args.get("store"), cluster=args.get("ray"),
-            settings=args)
+            backend=cls.backend_name,
+            requested=str(requested),
+            path=path,
+            sha256=model_identity(path),
+            base_name=display_name(requested, header["name"], path.stem),
+            weights=weights,
+            threads=args.get("n_threads") or usable_cores(),
+            store=args.get("store"),
+            cluster=args.get("ray"),
+            settings=args,
+        )
 
     # --- TemplateLM interface ------------------------------------------------------------
     @property
@@ -126,7 +158,9 @@ class LlamaCppLM(ClusterCapable, SLMBackend):
             # the tokenizer's default (BOS for Gemma, none for SmolLM2), unless the text
             # already starts with the BOS text (HF's has_bos_prefix rule)
             bos = self.engine.bos
-            add = self.engine.adds_bos and not (bos is not None and string.startswith(self.engine.detokenize_special(bos)))
+            add = self.engine.adds_bos and not (
+                bos is not None and string.startswith(self.engine.detokenize_special(bos))
+            )
         else:
             add = bool(add_special_tokens)
         return self.engine.tokenize(string, add)
@@ -138,15 +172,19 @@ class LlamaCppLM(ClusterCapable, SLMBackend):
         if not chat_template:
             return None
         if isinstance(chat_template, str) and chat_template not in ("True", "true", "default"):
-            raise LlamaCppError(f"'{self.model_path.name}' carries one chat template; named templates "
-                                f"('{chat_template}') are not supported: pass --apply_chat_template alone")
+            raise LlamaCppError(
+                f"'{self.model_path.name}' carries one chat template; named templates "
+                f"('{chat_template}') are not supported: pass --apply_chat_template alone"
+            )
         return self._chat_template()
 
     def _chat_template(self) -> str:
         tmpl = self.engine.chat_template()
         if not tmpl:
-            raise LlamaCppError(f"'{self.model_path.name}' has no chat template (GGUF key "
-                                "tokenizer.chat_template): run without --apply_chat_template")
+            raise LlamaCppError(
+                f"'{self.model_path.name}' has no chat template (GGUF key "
+                "tokenizer.chat_template): run without --apply_chat_template"
+            )
         return tmpl
 
     def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
@@ -154,8 +192,12 @@ class LlamaCppLM(ClusterCapable, SLMBackend):
         (lm-eval's HF model: ``continue_final_message = not add_generation_prompt``)."""
         eng = self.engine
         bos = eng.detokenize_special(eng.bos) if eng.bos is not None else ""
-        kwargs = dict(add_generation_prompt=add_generation_prompt, continue_final_message=not add_generation_prompt,
-                      bos_token=bos, eos_token=eng.detokenize_special(eng.eos))
+        kwargs = dict(
+            add_generation_prompt=add_generation_prompt,
+            continue_final_message=not add_generation_prompt,
+            bos_token=bos,
+            eos_token=eng.detokenize_special(eng.eos),
+        )
         try:
             return chat.render(self._chat_template(), chat_history, **kwargs)
         except chat.TemplateError:  # as lm-eval's HF model: retry without the system turn

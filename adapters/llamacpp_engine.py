@@ -96,9 +96,11 @@ def dequantise_kind(value) -> str | None:
         return None
     kind = str(value).lower()
     if kind not in DEQUANTISE:
-        raise LlamaCppError(f"dequantise={value!r} is not supported: use one of {', '.join(DEQUANTISE)} "
-                            f"(compute on a copy re-encoded in that format), or stored (compute in the "
-                            f"stored format); left out, it computes on a {DEFAULT_DEQUANTISE} copy")
+        raise LlamaCppError(
+            f"dequantise={value!r} is not supported: use one of {', '.join(DEQUANTISE)} "
+            f"(compute on a copy re-encoded in that format), or stored (compute in the "
+            f"stored format); left out, it computes on a {DEFAULT_DEQUANTISE} copy"
+        )
     return kind
 
 
@@ -141,9 +143,11 @@ def dequantised_copy(lib, path: Path, kind: str) -> Path:
     try:
         rc = lib.llama_model_quantize(str(path).encode(), str(tmp).encode(), ctypes.byref(params))
         if rc != 0:
-            raise LlamaCppError(f"llama.cpp could not re-encode '{path}' as {kind} (code {rc}){_log_tail()}. "
-                                f"Check free space in {cache} (set SLM_SUITE_CACHE to move it), "
-                                "or leave dequantise out")
+            raise LlamaCppError(
+                f"llama.cpp could not re-encode '{path}' as {kind} (code {rc}){_log_tail()}. "
+                f"Check free space in {cache} (set SLM_SUITE_CACHE to move it), "
+                "or leave dequantise out"
+            )
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
@@ -158,9 +162,18 @@ class LlamaEngine:
     continuations fit next to a long context.
     """
 
-    def __init__(self, path: str | os.PathLike, max_length: int | None = None, n_batch: int = 512,
-                 n_threads: int | None = None, n_parallel: int = 16, kv_slack: int = 1024,
-                 prefix_cache: bool = True, dequantise: str | None = None, verbose: bool = False):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        max_length: int | None = None,
+        n_batch: int = 512,
+        n_threads: int | None = None,
+        n_parallel: int = 16,
+        kv_slack: int = 1024,
+        prefix_cache: bool = True,
+        dequantise: str | None = None,
+        verbose: bool = False,
+    ):
         llama_cpp, lib = _import_llama_cpp()
         self.lib = lib
         self.llama_cpp_version = llama_cpp.__version__
@@ -171,8 +184,10 @@ class LlamaEngine:
         load = dequantised_copy(lib, self.path, self.dequantised_to) if self.dequantised_to else self.path
         self.model = lib.llama_model_load_from_file(str(load).encode(), model_params(lib))
         if not self.model:
-            raise LlamaCppError(f"llama.cpp could not load '{self.path}'{_log_tail()}. Check that the file "
-                                "is a GGUF model this llama.cpp version supports")
+            raise LlamaCppError(
+                f"llama.cpp could not load '{self.path}'{_log_tail()}. Check that the file "
+                "is a GGUF model this llama.cpp version supports"
+            )
         self._stored_ftype = self._read_stored_ftype() if self.dequantised_to else None
         self.vocab = lib.llama_model_get_vocab(self.model)
         self.n_vocab = lib.llama_vocab_n_tokens(self.vocab)
@@ -198,8 +213,10 @@ class LlamaEngine:
         if not self.ctx:
             lib.llama_model_free(self.model)
             self.model = None
-            raise LlamaCppError(f"llama.cpp could not create a context for '{self.path}' "
-                                f"(n_ctx={cp.n_ctx}, n_batch={self.n_batch}){_log_tail()}. Try a smaller n_ctx")
+            raise LlamaCppError(
+                f"llama.cpp could not create a context for '{self.path}' "
+                f"(n_ctx={cp.n_ctx}, n_batch={self.n_batch}){_log_tail()}. Try a smaller n_ctx"
+            )
         self.kv_size = lib.llama_n_ctx(self.ctx)
         self.mem = lib.llama_get_memory(self.ctx)
         self._batch = lib.llama_batch_init(self.n_batch, 0, 1)
@@ -289,7 +306,7 @@ class LlamaEngine:
         """The text of one token, special tokens included (e.g. '<|im_end|>')."""
         buf = ctypes.create_string_buffer(256)
         n = self.lib.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, True)
-        return buf.raw[:max(n, 0)].decode("utf-8", "ignore")
+        return buf.raw[: max(n, 0)].decode("utf-8", "ignore")
 
     def detokenize(self, tokens: Sequence[int]) -> str:
         if not tokens:
@@ -299,13 +316,20 @@ class LlamaEngine:
         n = self.lib.llama_detokenize(self.vocab, arr, len(tokens), self._text_buf, len(self._text_buf), False, False)
         if n < 0:
             self._text_buf = ctypes.create_string_buffer(-n + 16)
-            n = self.lib.llama_detokenize(self.vocab, arr, len(tokens), self._text_buf, len(self._text_buf),
-                                          False, False)
+            n = self.lib.llama_detokenize(
+                self.vocab, arr, len(tokens), self._text_buf, len(self._text_buf), False, False
+            )
         return self._text_buf.raw[:n].decode("utf-8", "ignore")
 
     # --- evaluation --------------------------------------------------------------------
-    def decode(self, tokens: Sequence[int], positions: Sequence[int], seqs: Sequence[int],
-               want: Sequence[bool], prompt: bool = True) -> Iterator[tuple[int, np.ndarray]]:
+    def decode(
+        self,
+        tokens: Sequence[int],
+        positions: Sequence[int],
+        seqs: Sequence[int],
+        want: Sequence[bool],
+        prompt: bool = True,
+    ) -> Iterator[tuple[int, np.ndarray]]:
         """Evaluate tokens in batches of n_batch; yields (index, logits row) for wanted rows.
 
         ``prompt``: count the tokens and time in the prompt counters (generation steps
@@ -332,8 +356,10 @@ class LlamaEngine:
                 self.prefill_s += time.perf_counter() - t0
                 self.prompt_tokens += m
             if rc != 0:
-                raise LlamaCppError(f"llama_decode failed with code {rc} on a batch of {m} tokens "
-                                    f"(KV cache {self.kv_size} cells){_log_tail()}")
+                raise LlamaCppError(
+                    f"llama_decode failed with code {rc} on a batch of {m} tokens "
+                    f"(KV cache {self.kv_size} cells){_log_tail()}"
+                )
             for i in np.flatnonzero(want[start:end]):
                 ptr = lib.llama_get_logits_ith(self.ctx, int(i))
                 yield start + int(i), np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
@@ -358,8 +384,7 @@ class LlamaEngine:
             keep = 0
         rest = tokens[keep:]
         last = None
-        for _, row in self.decode(rest, range(keep, len(tokens)), [0] * len(rest),
-                                  [False] * (len(rest) - 1) + [True]):
+        for _, row in self.decode(rest, range(keep, len(tokens)), [0] * len(rest), [False] * (len(rest) - 1) + [True]):
             last = row.copy()
         self.cached = list(tokens)
         return last
@@ -368,7 +393,7 @@ class LlamaEngine:
         """Append one generated token to sequence 0 and return the logits after it (a copy).
 
         Counted as decoding, not prompt work: callers time generation steps themselves."""
-        (_, row), = self.decode([token], [len(self.cached)], [0], [True], prompt=False)
+        ((_, row),) = self.decode([token], [len(self.cached)], [0], [True], prompt=False)
         self.cached.append(token)
         return row.copy()
 

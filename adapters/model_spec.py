@@ -26,16 +26,16 @@ from pathlib import Path
 class ModelSpec:
     """One model as a backend will run it."""
 
-    backend: str                 # the lm-eval model name (slm-llamacpp, slm-vllm)
-    requested: str               # the model argument as given: a short name, a path or a hub id
-    path: Path | None            # the weights file or checkpoint folder; None for a hub id
-    sha256: str | None           # content identity (store_keys.model_identity); None for a hub id
-    base_name: str               # the weights' name (models.display_name's rule)
-    weights: str | None = None   # llama.cpp: the re-encoded format computing the scores; None: stored
-    dtype: str | None = None     # vLLM: the dtype argument (auto: the checkpoint's own)
-    threads: int | None = None   # CPU threads of the computation; None where the engine schedules its own
-    store: object = None         # model_args store: None (the default file), a path, or off
-    cluster: str | None = None   # model_args ray: the Ray cluster's address, or None
+    backend: str  # the lm-eval model name (slm-llamacpp, slm-vllm)
+    requested: str  # the model argument as given: a short name, a path or a hub id
+    path: Path | None  # the weights file or checkpoint folder; None for a hub id
+    sha256: str | None  # content identity (store_keys.model_identity); None for a hub id
+    base_name: str  # the weights' name (models.display_name's rule)
+    weights: str | None = None  # llama.cpp: the re-encoded format computing the scores; None: stored
+    dtype: str | None = None  # vLLM: the dtype argument (auto: the checkpoint's own)
+    threads: int | None = None  # CPU threads of the computation; None where the engine schedules its own
+    store: object = None  # model_args store: None (the default file), a path, or off
+    cluster: str | None = None  # model_args ray: the Ray cluster's address, or None
     # the checked model arguments the spec was made from (what the backend loads with)
     settings: Mapping = field(default_factory=dict, compare=False, hash=False, repr=False)
 

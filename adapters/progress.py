@@ -29,8 +29,7 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 _CURRENT: contextvars.ContextVar[RunProgress | None] = contextvars.ContextVar("slm_run_progress", default=None)
-PHASE_NAMES = {"loglikelihood": "scoring", "loglikelihood_rolling": "scoring (rolling)",
-               "generate_until": "generation"}
+PHASE_NAMES = {"loglikelihood": "scoring", "loglikelihood_rolling": "scoring (rolling)", "generate_until": "generation"}
 
 
 @dataclass(frozen=True)
@@ -84,9 +83,15 @@ class RunProgress:
     def __post_init__(self):
         self._shown = 0.0
         self.phases = {k: _Phase(int(n)) for k, n in self.totals.items() if n}
-        self._bar = tqdm(total=sum(p.total for p in self.phases.values()), disable=self.disable, file=sys.stderr,
-                         desc="slm-suite", unit="req", dynamic_ncols=True,
-                         bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
+        self._bar = tqdm(
+            total=sum(p.total for p in self.phases.values()),
+            disable=self.disable,
+            file=sys.stderr,
+            desc="slm-suite",
+            unit="req",
+            dynamic_ncols=True,
+            bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
+        )
 
     def s_per_prompt_token(self) -> float | None:
         """The run's measured seconds per evaluated prompt token, from its scoring phases."""
@@ -155,7 +160,7 @@ class RunProgress:
         p.prompt_tokens += prompt_tokens
         p.out_tokens += out_tokens
         if p.at < len(p.plan):
-            jobs = p.plan[p.at:p.at + n]
+            jobs = p.plan[p.at : p.at + n]
             p.at += n
             for j in jobs:  # a unit's tokens are shared evenly among its requests
                 count, tokens = p.out_by_task.get(j.task, (0, 0))

@@ -32,8 +32,9 @@ class _Encoder:
         self.tok_encode = tok_encode
 
 
-def encode_request(context: str, continuation: str, tok_encode: Callable[..., list[int]],
-                   prefix_token_id: int) -> tuple[list[int], list[int]]:
+def encode_request(
+    context: str, continuation: str, tok_encode: Callable[..., list[int]], prefix_token_id: int
+) -> tuple[list[int], list[int]]:
     """Token ids for one loglikelihood request, exactly as ``TemplateLM.loglikelihood``:
     lm-eval's own ``_encode_pair`` (trailing spaces move to the continuation; the pair is
     encoded whole and split), and for an empty context the prefix token (which lm-eval
@@ -60,7 +61,7 @@ def truncate_left(context: Sequence[int], continuation: Sequence[int], max_lengt
     if len(cont) > max_length:
         whole = ctx + cont
         cont = cont[-max_length:]
-        ctx = whole[-(max_length + 1):-max_length]
+        ctx = whole[-(max_length + 1) : -max_length]
         return ctx, cont, True
     keep = max_length + 1 - len(cont)
     return ctx[-keep:], cont, True
@@ -177,9 +178,12 @@ def rolling_windows(requests, tok_encode, prefix_token: int, max_len: int):
     windows, owners, tasks = [], [], []
     for idx, req in enumerate(requests):
         (text,) = req.args
-        for ctx, cont in map(lm_utils.make_disjoint_window, lm_utils.get_rolling_token_windows(
-                token_list=tok_encode(text), prefix_token=prefix_token,
-                max_seq_len=max_len, context_len=1)):
+        for ctx, cont in map(
+            lm_utils.make_disjoint_window,
+            lm_utils.get_rolling_token_windows(
+                token_list=tok_encode(text), prefix_token=prefix_token, max_seq_len=max_len, context_len=1
+            ),
+        ):
             windows.append((ctx, cont))
             owners.append(idx)
             tasks.append(getattr(req, "task_name", None))

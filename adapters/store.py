@@ -46,6 +46,8 @@ APPLICATION_ID = 0x534C4D52  # "SLMR" in the sqlite header: tells a store from o
 FIX = "pass --store PATH for another file, or --no-store (model_args store=PATH / store=off)"
 _CHUNK = 500  # keys per SELECT ... IN (...), well under sqlite's bound-parameter limit
 _FLOAT, _STR, _PAIR_F, _PAIR_T, _JSON = range(5)  # how the ``v`` column holds a value
+
+
 def default_store_path() -> Path:
     return cache_dir() / "responses.sqlite"
 
@@ -101,12 +103,18 @@ def _error(path: Path, exc: BaseException) -> StoreError:
     if "full" in low or "disk i/o" in low:
         return StoreError(f"cannot write response store {path} ({msg}): free space on its disk, or {FIX}")
     if "unable to open" in low:
-        why = ("its folder does not exist" if not path.parent.is_dir()
-               else "its folder is not writable" if not os.access(path.parent, os.W_OK) else msg)
+        why = (
+            "its folder does not exist"
+            if not path.parent.is_dir()
+            else "its folder is not writable"
+            if not os.access(path.parent, os.W_OK)
+            else msg
+        )
         return StoreError(f"cannot open response store {path} ({why}): {FIX}")
     if "locked" in low or "busy" in low:
-        return StoreError(f"response store {path} stayed locked by another process ({msg}): "
-                          f"wait for it to finish, or {FIX}")
+        return StoreError(
+            f"response store {path} stayed locked by another process ({msg}): wait for it to finish, or {FIX}"
+        )
     return StoreError(f"response store {path} failed ({msg}): {FIX}")
 
 
@@ -156,8 +164,10 @@ def _close_all() -> None:
 # --- the file -----------------------------------------------------------------------------
 _SCHEMA = (
     "CREATE TABLE models(id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, identity TEXT)",
-    ("CREATE TABLE responses(model INTEGER NOT NULL, kind INTEGER NOT NULL, req BLOB NOT NULL, "
-     "t INTEGER NOT NULL, v, timing TEXT, crc INTEGER NOT NULL, PRIMARY KEY (model, kind, req)) WITHOUT ROWID"),
+    (
+        "CREATE TABLE responses(model INTEGER NOT NULL, kind INTEGER NOT NULL, req BLOB NOT NULL, "
+        "t INTEGER NOT NULL, v, timing TEXT, crc INTEGER NOT NULL, PRIMARY KEY (model, kind, req)) WITHOUT ROWID"
+    ),
     f"PRAGMA application_id = {APPLICATION_ID}",
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
@@ -202,14 +212,17 @@ def _check_header(conn: sqlite3.Connection, path: Path) -> bool:
     # one statement, one snapshot: another process may be creating the schema meanwhile
     app, version, tables = conn.execute(
         "SELECT (SELECT application_id FROM pragma_application_id), "
-        "(SELECT user_version FROM pragma_user_version), (SELECT count(*) FROM sqlite_master)").fetchone()
+        "(SELECT user_version FROM pragma_user_version), (SELECT count(*) FROM sqlite_master)"
+    ).fetchone()
     if app == 0 and tables == 0:
         return False
     if app != APPLICATION_ID:
         raise StoreError(f"{path} is an sqlite file but not a response store: {_NOT_A_STORE}")
     if version > SCHEMA_VERSION:
-        raise StoreError(f"response store {path} was written by a newer slm-suite (schema {version}, this one "
-                         f"reads {SCHEMA_VERSION}): upgrade slm-suite, or {FIX}")
+        raise StoreError(
+            f"response store {path} was written by a newer slm-suite (schema {version}, this one "
+            f"reads {SCHEMA_VERSION}): upgrade slm-suite, or {FIX}"
+        )
     return True
 
 
@@ -229,8 +242,9 @@ def _use_wal(conn: sqlite3.Connection, timeout: float) -> None:
         delay = min(delay * 2, 0.1)
 
 
-def _prepare(conn: sqlite3.Connection, path: Path, model_key: str, identity: Mapping | None,
-             readonly: bool, timeout: float) -> int | None:
+def _prepare(
+    conn: sqlite3.Connection, path: Path, model_key: str, identity: Mapping | None, readonly: bool, timeout: float
+) -> int | None:
     """Check the file, create the schema if it is new; the model's row id."""
     ready = _check_header(conn, path)
     problem = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
@@ -247,8 +261,10 @@ def _prepare(conn: sqlite3.Connection, path: Path, model_key: str, identity: Map
         if not _check_header(conn, path):  # again under the lock: another process may have made it
             for stmt in _SCHEMA:
                 conn.execute(stmt)
-        conn.execute("INSERT OR IGNORE INTO models(key, identity) VALUES (?, ?)",
-                     (model_key, None if identity is None else canonical_json(identity, "identity")))
+        conn.execute(
+            "INSERT OR IGNORE INTO models(key, identity) VALUES (?, ?)",
+            (model_key, None if identity is None else canonical_json(identity, "identity")),
+        )
         model_id = conn.execute("SELECT id FROM models WHERE key=?", (model_key,)).fetchone()[0]
         conn.execute("COMMIT")
     finally:
@@ -261,21 +277,37 @@ def _prepare(conn: sqlite3.Connection, path: Path, model_key: str, identity: Map
 class ResponseStore:
     """One model's view of a response store file (one thread at a time). Use :meth:`open`."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, model_key: str, model_id: int | None,
-                 readonly: bool, commit_every_s: float, commit_every_n: int):
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        path: Path,
+        model_key: str,
+        model_id: int | None,
+        readonly: bool,
+        commit_every_s: float,
+        commit_every_n: int,
+    ):
         self._conn, self.path, self.model_key, self._model_id = conn, path, model_key, model_id
         self.readonly, self.commit_every_s, self.commit_every_n = readonly, commit_every_s, commit_every_n
-        self.hits = 0      # responses returned by get_many
-        self.written = 0   # new rows committed through this object
+        self.hits = 0  # responses returned by get_many
+        self.written = 0  # new rows committed through this object
         self._pending: dict[tuple[int, bytes], tuple] = {}
         self._last_commit = time.monotonic()
         self._closed = False
         _OPEN.add(self)
 
     @classmethod
-    def open(cls, path: str | os.PathLike | None, model_key: str, *, readonly: bool = False,
-             identity: Mapping | None = None, commit_every_s: float = 2.0, commit_every_n: int = 1000,
-             busy_timeout_s: float = 30.0) -> ResponseStore:
+    def open(
+        cls,
+        path: str | os.PathLike | None,
+        model_key: str,
+        *,
+        readonly: bool = False,
+        identity: Mapping | None = None,
+        commit_every_s: float = 2.0,
+        commit_every_n: int = 1000,
+        busy_timeout_s: float = 30.0,
+    ) -> ResponseStore:
         """The store at ``path`` (None: :func:`default_store_path`; created if missing unless
         ``readonly``) for ``model_key``. ``identity`` is recorded next to the key for people
         reading the file. Runs ``PRAGMA quick_check``: a corrupt file fails here."""
@@ -315,9 +347,11 @@ class ResponseStore:
         reqs = list(want) if self._model_id is not None else []
         try:
             for i in range(0, len(reqs), _CHUNK):
-                chunk = reqs[i:i + _CHUNK]
-                sql = ("SELECT model, kind, req, t, v, timing, crc FROM responses "
-                       f"WHERE model=? AND kind=? AND req IN ({','.join('?' * len(chunk))})")
+                chunk = reqs[i : i + _CHUNK]
+                sql = (
+                    "SELECT model, kind, req, t, v, timing, crc FROM responses "
+                    f"WHERE model=? AND kind=? AND req IN ({','.join('?' * len(chunk))})"
+                )
                 for row in self._conn.execute(sql, (self._model_id, k, *chunk)):
                     out[want[row[2]]] = self._row(row)
         except sqlite3.Error as exc:
@@ -328,16 +362,18 @@ class ResponseStore:
     def _row(self, row: tuple) -> tuple[object, dict | None]:
         model, kind, req, t, v, timing, crc = row
         if v is None or _crc(model, kind, req, t, v, timing) != crc:
-            raise StoreError(f"response store {self.path} is corrupt (a stored response fails its checksum): "
-                             f"delete it, or {FIX}")
+            raise StoreError(
+                f"response store {self.path} is corrupt (a stored response fails its checksum): delete it, or {FIX}"
+            )
         return _decode(t, v), (None if timing is None else json.loads(timing))
 
     def put(self, kind: str, key: str, value, timing: Mapping | None = None) -> None:
         """Buffer one response; committed within ``commit_every_s`` / ``commit_every_n``
         (checked at each put: no background thread)."""
         if self.readonly or self._closed:
-            raise StoreError(f"response store {self.path} was opened read-only or is closed: "
-                             "open it writable to add responses")
+            raise StoreError(
+                f"response store {self.path} was opened read-only or is closed: open it writable to add responses"
+            )
         k, req = _kind(kind), bytes.fromhex(key)
         t, v = _encode(value)
         tj = None if timing is None else json.dumps(timing, separators=(",", ":"))
@@ -351,13 +387,15 @@ class ResponseStore:
             self._last_commit = time.monotonic()
             return 0
         if self._closed:
-            raise StoreError(f"response store {self.path} was closed with {len(self._pending)} responses "
-                             f"not written: {FIX}")
+            raise StoreError(
+                f"response store {self.path} was closed with {len(self._pending)} responses not written: {FIX}"
+            )
         with _signals_deferred():
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
-                added = self._conn.executemany("INSERT OR IGNORE INTO responses VALUES (?,?,?,?,?,?,?)",
-                                               list(self._pending.values())).rowcount
+                added = self._conn.executemany(
+                    "INSERT OR IGNORE INTO responses VALUES (?,?,?,?,?,?,?)", list(self._pending.values())
+                ).rowcount
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 if self._conn.in_transaction:

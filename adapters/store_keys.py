@@ -24,8 +24,25 @@ log = logging.getLogger(__name__)
 
 KINDS = {"loglikelihood": 1, "loglikelihood_rolling": 2, "generate_until": 3}
 # files of a checkpoint folder that can change an answer: weights, configs, tokenizers, code
-_MODEL_SUFFIXES = frozenset({".gguf", ".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack",
-                             ".json", ".jinja", ".model", ".tiktoken", ".txt", ".vocab", ".py"})
+_MODEL_SUFFIXES = frozenset(
+    {
+        ".gguf",
+        ".safetensors",
+        ".bin",
+        ".pt",
+        ".pth",
+        ".ckpt",
+        ".h5",
+        ".msgpack",
+        ".json",
+        ".jinja",
+        ".model",
+        ".tiktoken",
+        ".txt",
+        ".vocab",
+        ".py",
+    }
+)
 
 
 class StoreError(SLMError):
@@ -96,9 +113,14 @@ def _sha256_file(p: Path) -> bytes:
 
 
 def _model_files(folder: Path) -> list[Path]:
-    return sorted((p for p in folder.iterdir()
-                   if not p.name.startswith(".") and p.suffix.lower() in _MODEL_SUFFIXES and p.is_file()),
-                  key=lambda p: p.name)
+    return sorted(
+        (
+            p
+            for p in folder.iterdir()
+            if not p.name.startswith(".") and p.suffix.lower() in _MODEL_SUFFIXES and p.is_file()
+        ),
+        key=lambda p: p.name,
+    )
 
 
 def _signature(p: Path) -> tuple[int, int, str]:
@@ -108,8 +130,11 @@ def _signature(p: Path) -> tuple[int, int, str]:
         return st.st_size, st.st_mtime_ns, ""
     stats = [(f.name, f.stat()) for f in _model_files(p)]
     listing = json.dumps([[n, s.st_size, s.st_mtime_ns] for n, s in stats]).encode()
-    return (sum(s.st_size for _, s in stats), max((s.st_mtime_ns for _, s in stats), default=0),
-            hashlib.sha256(listing).hexdigest())
+    return (
+        sum(s.st_size for _, s in stats),
+        max((s.st_mtime_ns for _, s in stats), default=0),
+        hashlib.sha256(listing).hexdigest(),
+    )
 
 
 def _digest(p: Path) -> str:
@@ -117,8 +142,10 @@ def _digest(p: Path) -> str:
         return _sha256_file(p).hex()
     files = _model_files(p)
     if not files:
-        raise StoreError(f"model folder {p} holds no weight, config or tokenizer files "
-                         "(*.safetensors, *.gguf, config.json, ...): pass the checkpoint folder itself")
+        raise StoreError(
+            f"model folder {p} holds no weight, config or tokenizer files "
+            "(*.safetensors, *.gguf, config.json, ...): pass the checkpoint folder itself"
+        )
     h = hashlib.sha256(b"slm-suite.checkpoint/1\n")
     for f in files:  # names count: two files swapping contents make another model
         h.update(f.name.encode() + b"\0" + _sha256_file(f))
@@ -140,10 +167,13 @@ def model_identity(path: str | os.PathLike, *, cache: str | os.PathLike | None =
         folder = Path(cache) if cache is not None else cache_dir()
         folder.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(folder / "model-identity.sqlite", timeout=30, isolation_level=None)
-        conn.execute("CREATE TABLE IF NOT EXISTS identity(path TEXT PRIMARY KEY, size INTEGER, "
-                     "mtime_ns INTEGER, listing TEXT, sha256 TEXT NOT NULL)")
-        hit = conn.execute("SELECT sha256 FROM identity WHERE path=? AND size=? AND mtime_ns=? AND listing=?",
-                           row).fetchone()
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS identity(path TEXT PRIMARY KEY, size INTEGER, "
+            "mtime_ns INTEGER, listing TEXT, sha256 TEXT NOT NULL)"
+        )
+        hit = conn.execute(
+            "SELECT sha256 FROM identity WHERE path=? AND size=? AND mtime_ns=? AND listing=?", row
+        ).fetchone()
         if hit:
             conn.close()
             return hit[0]

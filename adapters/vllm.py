@@ -51,6 +51,7 @@ WAVE_TOKENS = 262_144  # prompt tokens per generate() call: bounds the memory of
 
 # --- cost ------------------------------------------------------------------------------
 
+
 class VLLMCostMeter(CostMeter):
     """CostMeter that counts vLLM's engine processes in peak RSS and reads GPUs from NVML."""
 
@@ -112,6 +113,7 @@ def _energy_reader(nvml: gpu.NvmlMeter | None, nvml_reason: str | None):
 
 # --- the lm-eval model -----------------------------------------------------------------
 
+
 class VLLMLM(ClusterCapable, SLMBackend):
     """lm-eval model ``slm-vllm``.
 
@@ -131,10 +133,21 @@ class VLLMLM(ClusterCapable, SLMBackend):
 
     backend_name = "slm-vllm"
     MODEL_ARGS = {
-        "pretrained": "str", "model": "str", "dtype": "str", "tensor_parallel_size": "int",
-        "data_parallel_size": "int", "gpu_memory_utilization": "float", "max_model_len": "int",
-        "max_length": "int", "max_gen_toks": "int", "seed": "int", "add_bos_token": "bool",
-        "prefix_token_id": "int", "tokenizer": "str", "trust_remote_code": "bool", "name": "str",
+        "pretrained": "str",
+        "model": "str",
+        "dtype": "str",
+        "tensor_parallel_size": "int",
+        "data_parallel_size": "int",
+        "gpu_memory_utilization": "float",
+        "max_model_len": "int",
+        "max_length": "int",
+        "max_gen_toks": "int",
+        "seed": "int",
+        "add_bos_token": "bool",
+        "prefix_token_id": "int",
+        "tokenizer": "str",
+        "trust_remote_code": "bool",
+        "name": "str",
         "store": "any",
     }
 
@@ -150,27 +163,59 @@ class VLLMLM(ClusterCapable, SLMBackend):
             return None
         return vllm_compat.struct_fields(EngineArgs)
 
-    def __init__(self, pretrained: str | None = None, model: str | None = None, dtype: str = "auto",
-                 tensor_parallel_size: int = 1, data_parallel_size: int = 1,
-                 gpu_memory_utilization: float | None = None, max_model_len: int | None = None,
-                 max_length: int | None = None, max_gen_toks: int = DEFAULT_MAX_GEN_TOKS, seed: int = 1234,
-                 add_bos_token: bool | None = None, prefix_token_id: int | None = None,
-                 tokenizer: str | None = None, trust_remote_code: bool = False, name: str | None = None,
-                 batch_size=None, max_batch_size=None, device=None, store=None, **engine_kwargs):
+    def __init__(
+        self,
+        pretrained: str | None = None,
+        model: str | None = None,
+        dtype: str = "auto",
+        tensor_parallel_size: int = 1,
+        data_parallel_size: int = 1,
+        gpu_memory_utilization: float | None = None,
+        max_model_len: int | None = None,
+        max_length: int | None = None,
+        max_gen_toks: int = DEFAULT_MAX_GEN_TOKS,
+        seed: int = 1234,
+        add_bos_token: bool | None = None,
+        prefix_token_id: int | None = None,
+        tokenizer: str | None = None,
+        trust_remote_code: bool = False,
+        name: str | None = None,
+        batch_size=None,
+        max_batch_size=None,
+        device=None,
+        store=None,
+        **engine_kwargs,
+    ):
         super().__init__()
         # names and values judged, and the checkpoint named, before anything loads (the Python
         # API's path; lm-eval's was checked the same way in create_from_arg_obj)
-        given = {"pretrained": pretrained, "model": model, "dtype": dtype,
-                 "tensor_parallel_size": tensor_parallel_size, "data_parallel_size": data_parallel_size,
-                 "gpu_memory_utilization": gpu_memory_utilization, "max_model_len": max_model_len,
-                 "max_length": max_length, "max_gen_toks": max_gen_toks, "seed": seed,
-                 "add_bos_token": add_bos_token, "prefix_token_id": prefix_token_id, "tokenizer": tokenizer,
-                 "trust_remote_code": trust_remote_code, "name": name, "store": store, **engine_kwargs}
+        given = {
+            "pretrained": pretrained,
+            "model": model,
+            "dtype": dtype,
+            "tensor_parallel_size": tensor_parallel_size,
+            "data_parallel_size": data_parallel_size,
+            "gpu_memory_utilization": gpu_memory_utilization,
+            "max_model_len": max_model_len,
+            "max_length": max_length,
+            "max_gen_toks": max_gen_toks,
+            "seed": seed,
+            "add_bos_token": add_bos_token,
+            "prefix_token_id": prefix_token_id,
+            "tokenizer": tokenizer,
+            "trust_remote_code": trust_remote_code,
+            "name": name,
+            "store": store,
+            **engine_kwargs,
+        }
         self.spec = spec = self.resolve({k: v for k, v in given.items() if v is not None})
         a = {**dict.fromkeys(given), **spec.settings}
         tensor_parallel_size, data_parallel_size = a["tensor_parallel_size"], a["data_parallel_size"]
-        gpu_memory_utilization, max_model_len, max_length = (a["gpu_memory_utilization"], a["max_model_len"],
-                                                              a["max_length"])
+        gpu_memory_utilization, max_model_len, max_length = (
+            a["gpu_memory_utilization"],
+            a["max_model_len"],
+            a["max_length"],
+        )
         max_gen_toks, seed, add_bos_token = a["max_gen_toks"], a["seed"], a["add_bos_token"]
         prefix_token_id, trust_remote_code = a["prefix_token_id"], a["trust_remote_code"]
         if max_model_len and max_length and int(max_model_len) != int(max_length):
@@ -180,9 +225,15 @@ class VLLMLM(ClusterCapable, SLMBackend):
         self.seed = int(seed)
         self.add_bos_token = add_bos_token
         self._prefix_token_id = int(prefix_token_id) if prefix_token_id is not None else None
-        kwargs = {"model": self.model_name, "dtype": dtype, "tensor_parallel_size": int(tensor_parallel_size),
-                  "seed": self.seed, "tokenizer": tokenizer, "trust_remote_code": bool(trust_remote_code),
-                  **vllm_compat.engine_defaults((vllm_distribution() or (None, None))[0])}
+        kwargs = {
+            "model": self.model_name,
+            "dtype": dtype,
+            "tensor_parallel_size": int(tensor_parallel_size),
+            "seed": self.seed,
+            "tokenizer": tokenizer,
+            "trust_remote_code": bool(trust_remote_code),
+            **vllm_compat.engine_defaults((vllm_distribution() or (None, None))[0]),
+        }
         if max_model_len or max_length:
             kwargs["max_model_len"] = int(max_model_len or max_length)
         if gpu_memory_utilization is not None:
@@ -213,8 +264,10 @@ class VLLMLM(ClusterCapable, SLMBackend):
             self.tokenizer = self.engine.llm.get_tokenizer()
         else:
             from transformers import AutoTokenizer
-            self.tokenizer = AutoTokenizer.from_pretrained(tokenizer or self.model_name,
-                                                           trust_remote_code=bool(trust_remote_code))
+
+            self.tokenizer = AutoTokenizer.from_pretrained(
+                tokenizer or self.model_name, trust_remote_code=bool(trust_remote_code)
+            )
         self._bos_text = self.tokenizer.decode([self.prefix_token_id])  # lm-eval's has_bos_prefix text
 
         nvml, nvml_reason = gpu.NvmlMeter.open()
@@ -225,8 +278,9 @@ class VLLMLM(ClusterCapable, SLMBackend):
         on_cpu = nvml is None
         self.meter = VLLMCostMeter(
             model=self._model_info(),
-            hardware=describe_hardware(threads=usable_cores() if on_cpu else None,
-                                       gpu=None if on_cpu else gpu.describe()),
+            hardware=describe_hardware(
+                threads=usable_cores() if on_cpu else None, gpu=None if on_cpu else gpu.describe()
+            ),
             software=software_versions(dist[1], f"{dist[0]} {dist[1]}; {'cpu' if on_cpu else 'cuda'}"),
             energy=_energy_reader(nvml, nvml_reason),
             nvml=nvml,
@@ -244,12 +298,18 @@ class VLLMLM(ClusterCapable, SLMBackend):
         path = Path(model_name)
         local = path.exists()
         return ModelSpec(
-            backend=cls.backend_name, requested=str(requested), path=path if local else None,
+            backend=cls.backend_name,
+            requested=str(requested),
+            path=path if local else None,
             sha256=store_mod.model_identity(path) if local else None,
-            base_name=display_name(args.get("name") or "", args.get("name"),
-                                   path.name if path.is_dir() else model_name),
-            dtype=args.get("dtype") or "auto", store=args.get("store"), cluster=args.get("ray"),
-            settings=args)
+            base_name=display_name(
+                args.get("name") or "", args.get("name"), path.name if path.is_dir() else model_name
+            ),
+            dtype=args.get("dtype") or "auto",
+            store=args.get("store"),
+            cluster=args.get("ray"),
+            settings=args,
+        )
 
     def _model_info(self) -> dict:
         path = Path(self.model_name)
@@ -263,23 +323,37 @@ class VLLMLM(ClusterCapable, SLMBackend):
         dtype = self.engine_kwargs.get("dtype")
         if not dtype or dtype == "auto":
             dtype = cfg.get("dtype") or cfg.get("torch_dtype")
-        return self.spec.model_section({
-            "name": None, "path": str(path) if local else None,
-            "file_bytes": sum(w.stat().st_size for w in weights) or None,
-            "quant": quant or (str(dtype) if dtype else None),
-            "n_params": _count_params(weights), "backend": "vllm"})
+        return self.spec.model_section(
+            {
+                "name": None,
+                "path": str(path) if local else None,
+                "file_bytes": sum(w.stat().st_size for w in weights) or None,
+                "quant": quant or (str(dtype) if dtype else None),
+                "n_params": _count_params(weights),
+                "backend": "vllm",
+            }
+        )
 
     def _store_identity(self) -> dict:
         """What can change an answer: the checkpoint's files, the tokenizer rules and the
         engine arguments (memory and scheduling settings cannot)."""
         path = Path(self.model_name)
-        engine = {k: v for k, v in self.engine_kwargs.items()
-                  if k not in ("model", "gpu_memory_utilization", "disable_log_stats", "max_num_seqs", "swap_space")}
-        return {"backend": self.backend_name, "model_sha256": self.spec.sha256,
-                "model": None if path.exists() else self.model_name, "engine": engine,
-                "add_bos_token": self.add_bos_token, "prefix_token_id": self._prefix_token_id,
-                "max_gen_toks": self.max_gen_toks, "vllm": (vllm_distribution() or (None, None))[1],
-                "chat_template": getattr(self.tokenizer, "chat_template", None)}
+        engine = {
+            k: v
+            for k, v in self.engine_kwargs.items()
+            if k not in ("model", "gpu_memory_utilization", "disable_log_stats", "max_num_seqs", "swap_space")
+        }
+        return {
+            "backend": self.backend_name,
+            "model_sha256": self.spec.sha256,
+            "model": None if path.exists() else self.model_name,
+            "engine": engine,
+            "add_bos_token": self.add_bos_token,
+            "prefix_token_id": self._prefix_token_id,
+            "max_gen_toks": self.max_gen_toks,
+            "vllm": (vllm_distribution() or (None, None))[1],
+            "chat_template": getattr(self.tokenizer, "chat_template", None),
+        }
 
     # --- TemplateLM interface ------------------------------------------------------------
     @property
@@ -317,9 +391,12 @@ class VLLMLM(ClusterCapable, SLMBackend):
         return self.tokenizer.decode(list(tokens), **kwargs)
 
     def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
-        return self.tokenizer.apply_chat_template(chat_history, tokenize=False,
-                                                  add_generation_prompt=add_generation_prompt,
-                                                  continue_final_message=not add_generation_prompt)
+        return self.tokenizer.apply_chat_template(
+            chat_history,
+            tokenize=False,
+            add_generation_prompt=add_generation_prompt,
+            continue_final_message=not add_generation_prompt,
+        )
 
     # --- engine side ------------------------------------------------------------------
     @property
@@ -345,8 +422,14 @@ class VLLMLM(ClusterCapable, SLMBackend):
         return [[jobs[i] for i in wave] for wave in self._waves([len(j.ids) for j in jobs])]
 
     def _sampling_params(self, job: GenJob) -> dict:
-        params = {"skip_special_tokens": False, "spaces_between_special_tokens": False,  # HF's decode
-                  **job.options, "stop": job.until, "seed": self.seed, "max_tokens": job.max_gen}
+        params = {
+            "skip_special_tokens": False,
+            "spaces_between_special_tokens": False,  # HF's decode
+            **job.options,
+            "stop": job.until,
+            "seed": self.seed,
+            "max_tokens": job.max_gen,
+        }
         if not job.do_sample:
             params["temperature"] = 0.0  # greedy
         return params

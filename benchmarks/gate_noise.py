@@ -47,8 +47,7 @@ def collect(model: str, n: int, folder: Path) -> None:
         path = folder / f"record_{i:03d}.json"
         path.write_text(json.dumps(rec, indent=1) + "\n")
         tg = rec["bench"]["tg_ms_per_token"]
-        print(f"{path.name}: decode {tg['values']} ms/token ({time.time() - t0:.0f} s)",
-              file=sys.stderr, flush=True)
+        print(f"{path.name}: decode {tg['values']} ms/token ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
 
 
 def old_rule(budgets: dict, brec: dict, crec: dict) -> dict[str, bool]:
@@ -88,18 +87,21 @@ def spread(records: list[dict], entry: str) -> dict:
     medians = [r["bench"][entry]["median"] for r in records]
     runs = [v for r in records for v in r["bench"][entry]["values"]]
     within = [max(r["bench"][entry]["values"]) / min(r["bench"][entry]["values"]) for r in records]
-    return {"median_of_medians": float(np.median(medians)),
-            "min_median": min(medians), "max_median": max(medians),
-            "max_over_min_medians": max(medians) / min(medians), "max_over_min_runs": max(runs) / min(runs),
-            "cv_medians": float(np.std(medians, ddof=1) / np.mean(medians)) if len(medians) > 1 else None,
-            "within_record_max_over_min_median": float(np.median(within))}
+    return {
+        "median_of_medians": float(np.median(medians)),
+        "min_median": min(medians),
+        "max_median": max(medians),
+        "max_over_min_medians": max(medians) / min(medians),
+        "max_over_min_runs": max(runs) / min(runs),
+        "cv_medians": float(np.std(medians, ddof=1) / np.mean(medians)) if len(medians) > 1 else None,
+        "within_record_max_over_min_median": float(np.median(within)),
+    }
 
 
 def machine() -> str:
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines()
-                    if line.startswith("Model name"))
+        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
     except (OSError, subprocess.CalledProcessError, StopIteration):
         return platform.processor() or "unknown"
 
@@ -122,10 +124,15 @@ def main(argv=None) -> int:
     consecutive = [(i, i + 1) for i in range(len(records) - 1)]
     all_pairs = list(itertools.permutations(range(len(records)), 2))
     doc = {
-        "model": args.model, "records": len(records), "machine": machine(),
-        "first": records[0].get("collected_at"), "last": records[-1].get("collected_at"),
-        "protocol": records[0]["bench"]["protocol"], "runs_per_record": records[0]["bench"]["runs"],
-        "budgets": pol.budgets, "alpha": pol.alpha,
+        "model": args.model,
+        "records": len(records),
+        "machine": machine(),
+        "first": records[0].get("collected_at"),
+        "last": records[-1].get("collected_at"),
+        "protocol": records[0]["bench"]["protocol"],
+        "runs_per_record": records[0]["bench"]["runs"],
+        "budgets": pol.budgets,
+        "alpha": pol.alpha,
         "consecutive": summarise(records, pol.budgets, pol.alpha, consecutive),
         "all_ordered_pairs": summarise(records, pol.budgets, pol.alpha, all_pairs),
         "decode_ms_per_token": spread(records, "tg_ms_per_token"),
@@ -138,32 +145,45 @@ def main(argv=None) -> int:
 
 
 def report(doc: dict) -> str:
-    lines = [f"model {doc['model']}, {doc['records']} records ({doc['protocol']}, "
-             f"{doc['runs_per_record']} runs each), {doc['first']} .. {doc['last']}, "
-             f"machine: {doc['machine']}",
-             "",
-             "| pairs | comparisons | old rule: fail | new rule: fail | new: not shown | new: pass |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"model {doc['model']}, {doc['records']} records ({doc['protocol']}, "
+        f"{doc['runs_per_record']} runs each), {doc['first']} .. {doc['last']}, "
+        f"machine: {doc['machine']}",
+        "",
+        "| pairs | comparisons | old rule: fail | new rule: fail | new: not shown | new: pass |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for label in ("consecutive", "all_ordered_pairs"):
         s = doc[label]
         n = s["comparisons"]
-        pct = lambda k: f"{k} ({100 * k / n:.0f}%)"  # noqa: E731
-        lines.append(f"| {label.replace('_', ' ')} | {n} | {pct(s['old_fail'])} | {pct(s['new'][FAIL])} | "
-                     f"{pct(s['new'][NOT_SHOWN])} | {pct(s['new'][PASS])} |")
-    lines += ["", "| budget (all ordered pairs) | old fail | new fail | new not shown | new pass |",
-              "|---|---:|---:|---:|---:|"]
+        pct = lambda k: f"{k} ({100 * k / n:.0f}%)"  # noqa: B023, E731
+        lines.append(
+            f"| {label.replace('_', ' ')} | {n} | {pct(s['old_fail'])} | {pct(s['new'][FAIL])} | "
+            f"{pct(s['new'][NOT_SHOWN])} | {pct(s['new'][PASS])} |"
+        )
+    lines += [
+        "",
+        "| budget (all ordered pairs) | old fail | new fail | new not shown | new pass |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for name, row in doc["all_ordered_pairs"]["per_check"].items():
         lines.append(f"| {name} | {row['old fail']} | {row[FAIL]} | {row[NOT_SHOWN]} | {row[PASS]} |")
-    lines += ["", "| figure | median of medians | min..max median | max/min medians | max/min runs "
-              "| CV medians | within-record max/min (median) |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        "| figure | median of medians | min..max median | max/min medians | max/min runs "
+        "| CV medians | within-record max/min (median) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for key in ("decode_ms_per_token", "prefill_tok_s"):
         s = doc[key]
         known = s["cv_medians"] is not None and math.isfinite(s["cv_medians"])
         cv = f"{100 * s['cv_medians']:.0f}%" if known else "—"
-        lines.append(f"| {key} | {s['median_of_medians']:.3g} | "
-                     f"{s['min_median']:.3g}..{s['max_median']:.3g} | "
-                     f"{s['max_over_min_medians']:.2f} | {s['max_over_min_runs']:.2f} | {cv} | "
-                     f"{s['within_record_max_over_min_median']:.2f} |")
+        lines.append(
+            f"| {key} | {s['median_of_medians']:.3g} | "
+            f"{s['min_median']:.3g}..{s['max_median']:.3g} | "
+            f"{s['max_over_min_medians']:.2f} | {s['max_over_min_runs']:.2f} | {cv} | "
+            f"{s['within_record_max_over_min_median']:.2f} |"
+        )
     return "\n".join(lines)
 
 

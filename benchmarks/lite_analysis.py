@@ -26,8 +26,8 @@ number?". *Full suite* treats documents as a sample from a larger population of 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 from scipy.stats import norm
@@ -143,8 +143,17 @@ def task_lite_error(
         expect += w * yh.mean()
         if len(yh) > 1:
             var += w * w * (1 - nh / len(yh)) * yh.var(ddof=1) / nh
-    return LiteError(task, N, len(idx), full, math.sqrt(max(var, 0.0)), float(expect - full),
-                     float(y[idx].mean()), superpop, len(names))
+    return LiteError(
+        task,
+        N,
+        len(idx),
+        full,
+        math.sqrt(max(var, 0.0)),
+        float(expect - full),
+        float(y[idx].mean()),
+        superpop,
+        len(names),
+    )
 
 
 @dataclass
@@ -210,8 +219,13 @@ class Comparison:
 
 
 def compare_models(
-    a: Sequence[float], b: Sequence[float], n: int = 200, *, task: str = "",
-    strata: Sequence | None = None, indices: Sequence[int] | None = None,
+    a: Sequence[float],
+    b: Sequence[float],
+    n: int = 200,
+    *,
+    task: str = "",
+    strata: Sequence | None = None,
+    indices: Sequence[int] | None = None,
 ) -> Comparison:
     """Detectable differences between two models from their full per-doc scores."""
     ya, yb = np.asarray(a, float), np.asarray(b, float)
@@ -227,9 +241,16 @@ def compare_models(
     se_d_full = math.sqrt(d.var(ddof=1) / N)
     se_u_full = math.sqrt((ya.var(ddof=1) + yb.var(ddof=1)) / N)
     return Comparison(
-        task, n, N, float(d.mean()), float(d[idx].mean()), float(np.mean(d != 0)),
-        min_detectable_difference(se_d_lite), min_detectable_difference(se_u_lite),
-        min_detectable_difference(se_d_full), min_detectable_difference(se_u_full),
+        task,
+        n,
+        N,
+        float(d.mean()),
+        float(d[idx].mean()),
+        float(np.mean(d != 0)),
+        min_detectable_difference(se_d_lite),
+        min_detectable_difference(se_u_lite),
+        min_detectable_difference(se_d_full),
+        min_detectable_difference(se_u_full),
     )
 
 
@@ -241,7 +262,7 @@ def resample_lite_means(scores: Sequence[float], n: int = 200, reps: int = 2000,
     for start in range(0, reps, 500):  # blocks of random permutations, n first of each
         k = min(500, reps - start)
         picks = np.argpartition(rng.random((k, len(y))), n - 1, axis=1)[:, :n]
-        out[start:start + k] = y[picks].mean(axis=1)
+        out[start : start + k] = y[picks].mean(axis=1)
     return out
 
 
@@ -254,13 +275,17 @@ def lite_table(errors: Sequence[LiteError], domain: DomainError | None = None) -
     for e in errors:
         lite = "" if e.lite_mean is None else f"{e.lite_mean:.3f}"
         diff = "" if e.actual_diff is None else f"{e.actual_diff:+.3f}"
-        out.append(f"| {e.task} | {e.N} | {e.n} | {e.full_mean:.3f} | {lite} | {diff} | {e.se:.3f} | "
-                   f"±{e.half_width95:.3f} | {e.se_full_superpop:.3f} |")
+        out.append(
+            f"| {e.task} | {e.N} | {e.n} | {e.full_mean:.3f} | {lite} | {diff} | {e.se:.3f} | "
+            f"±{e.half_width95:.3f} | {e.se_full_superpop:.3f} |"
+        )
     if domain is not None:
         lite = "" if domain.lite_mean is None else f"{domain.lite_mean:.3f}"
         diff = "" if domain.lite_mean is None else f"{domain.lite_mean - domain.full_mean:+.3f}"
-        out.append(f"| domain mean | | | {domain.full_mean:.3f} | {lite} | {diff} | {domain.se:.3f} | "
-                   f"±{domain.half_width95:.3f} | {domain.se_full_superpop:.3f} |")
+        out.append(
+            f"| domain mean | | | {domain.full_mean:.3f} | {lite} | {diff} | {domain.se:.3f} | "
+            f"±{domain.half_width95:.3f} | {domain.se_full_superpop:.3f} |"
+        )
     return "\n".join(out)
 
 
@@ -330,12 +355,16 @@ def estimate_from_lite(scores: Sequence[float], N: int, *, task: str = "") -> Li
 def estimate_table(estimates: Sequence[LiteEstimate], domains: Mapping[str, Sequence[str]] | None = None) -> str:
     """Markdown: each task's lite score, SE and 95 % half-width, and each domain mean's
     (plain mean of its tasks; SE ``sqrt(sum se^2) / T``)."""
-    out = ["| task | N | n | lite score | SE lite vs full | 95% ± | MDD (unpaired) | full-split SE |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    out = [
+        "| task | N | n | lite score | SE lite vs full | 95% ± | MDD (unpaired) | full-split SE |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     by = {e.task: e for e in estimates}
     for e in estimates:
-        out.append(f"| {e.task} | {e.N} | {e.n} | {e.lite_mean:.3f} | {e.se:.3f} | ±{e.half_width95:.3f} | "
-                   f"{e.mdd_unpaired:.3f} | {e.se_full_planned:.3f} |")
+        out.append(
+            f"| {e.task} | {e.N} | {e.n} | {e.lite_mean:.3f} | {e.se:.3f} | ±{e.half_width95:.3f} | "
+            f"{e.mdd_unpaired:.3f} | {e.se_full_planned:.3f} |"
+        )
     z = stats.z_value(1 - ALPHA)
     for name, members in (domains or {}).items():
         parts = [by[t] for t in members if t in by]
@@ -345,6 +374,8 @@ def estimate_table(estimates: Sequence[LiteEstimate], domains: Mapping[str, Sequ
         se = stats.se_average(p.se for p in parts)
         full = stats.se_average(p.se_full_planned for p in parts)
         mean = sum(p.lite_mean for p in parts) / t
-        out.append(f"| **{name}** ({t}) | | | {mean:.3f} | {se:.3f} | ±{z * se:.3f} | "
-                   f"{min_detectable_difference(math.sqrt(2) * se):.3f} | {full:.3f} |")
+        out.append(
+            f"| **{name}** ({t}) | | | {mean:.3f} | {se:.3f} | ±{z * se:.3f} | "
+            f"{min_detectable_difference(math.sqrt(2) * se):.3f} | {full:.3f} |"
+        )
     return "\n".join(out)

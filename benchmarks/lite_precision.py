@@ -39,13 +39,16 @@ def spec_domains(spec) -> tuple[dict[str, list[str]], dict[str, object]]:
     for d in spec.domains:
         for t in d.tasks:
             if t.task:
-                domains.setdefault(d.name.replace("_", " "), []).append(t.task.removesuffix("_lite").removeprefix("slm_"))
+                domains.setdefault(d.name.replace("_", " "), []).append(
+                    t.task.removesuffix("_lite").removeprefix("slm_")
+                )
                 entries[t.task] = t
     return domains, entries
 
 
 def per_doc(by_filter: dict, entry) -> tuple[str, list[float]] | None:
     """The spec's metric of a task and its per-doc values in doc order, if the samples have it."""
+
     def values(metric):
         name, _, flt = metric.partition(",")
         ds = by_filter.get(flt)
@@ -63,10 +66,11 @@ def main(argv=None) -> int:
     ap.add_argument("results", type=Path)
     args = ap.parse_args(argv)
 
-    from slm_tasks.results.icl_gain import icl_gain
     import lite_analysis as la
+
     from slm_tasks.api import task_manager
     from slm_tasks.leaderboards.spec import load_spec
+    from slm_tasks.results.icl_gain import icl_gain
 
     results = json.loads(args.results.read_text())
     samples = load_samples(args.results)
@@ -100,9 +104,11 @@ def main(argv=None) -> int:
         for name, g in rows:
             ci = g.ci95
             base = name.removesuffix(" (lite)")
-            print(f"| {name} | {g.low:.3f} | {g.high:.3f} | {g.gain:+.3f} | "
-                  f"{'' if ci is None else f'[{ci[0]:+.3f}, {ci[1]:+.3f}]'} | {g.method} | "
-                  f"{_f(discordance(icl_samples, base))} |")
+            print(
+                f"| {name} | {g.low:.3f} | {g.high:.3f} | {g.gain:+.3f} | "
+                f"{'' if ci is None else f'[{ci[0]:+.3f}, {ci[1]:+.3f}]'} | {g.method} | "
+                f"{_f(discordance(icl_samples, base))} |"
+            )
         for base, why in (gain.get("skipped") or {}).items():
             print(f"\n{base}: {why}")
     return 0

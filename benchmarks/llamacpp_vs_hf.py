@@ -140,8 +140,11 @@ def _wait_port(port: int, timeout: float) -> bool:
     return False
 
 
-PROBE = [("The capital of France is", " Paris"), ("Question: What color is the sky?\nAnswer:", " blue"),
-         ("Question: What color is the sky?\nAnswer:", " green")]
+PROBE = [
+    ("The capital of France is", " Paris"),
+    ("Question: What color is the sky?\nAnswer:", " blue"),
+    ("Question: What color is the sky?\nAnswer:", " green"),
+]
 
 
 def _gguf_probe(port: int, model: str) -> list[dict]:
@@ -157,18 +160,29 @@ def _gguf_probe(port: int, model: str) -> list[dict]:
     ours = LlamaCppLM(model=model, n_threads=1, n_ctx=512)
     out = []
     try:
-        scores = ours.loglikelihood([Instance("loglikelihood", {}, p, i) for i, p in enumerate(PROBE)],
-                                    disable_tqdm=True)
+        scores = ours.loglikelihood(
+            [Instance("loglikelihood", {}, p, i) for i, p in enumerate(PROBE)], disable_tqdm=True
+        )
         for (ctx, cont), (mine, _) in zip(PROBE, scores):
-            body = json.dumps({"prompt": ctx + cont, "logprobs": 10, "temperature": 0.0, "max_tokens": 1,
-                               "echo": True}).encode()
-            req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions", data=body,
-                                         headers={"Content-Type": "application/json"})
+            body = json.dumps(
+                {"prompt": ctx + cont, "logprobs": 10, "temperature": 0.0, "max_tokens": 1, "echo": True}
+            ).encode()
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}/v1/completions", data=body, headers={"Content-Type": "application/json"}
+            )
             reply = json.loads(urllib.request.urlopen(req, timeout=300).read())
             lp = reply["choices"][0]["logprobs"]
             gguf_value, _ = get_result(lp, len(ctx))
-            out.append({"context": ctx, "continuation": cont, "gguf": gguf_value, "slm_llamacpp": mine,
-                        "echo_tokens": lp["tokens"], "echo_token_logprobs": lp["token_logprobs"]})
+            out.append(
+                {
+                    "context": ctx,
+                    "continuation": cont,
+                    "gguf": gguf_value,
+                    "slm_llamacpp": mine,
+                    "echo_tokens": lp["tokens"],
+                    "echo_token_logprobs": lp["token_logprobs"],
+                }
+            )
     finally:
         ours.close()
     return out
@@ -181,18 +195,30 @@ def main(argv=None) -> int:
     ap.add_argument("--gguf", help="export-hf: the GGUF file")
     ap.add_argument("--tasks", help="comma-separated multiple-choice tasks (default: the lite board's)")
     ap.add_argument("--limit", type=int, default=20, help="documents per task")
-    ap.add_argument("--gen-tasks", default="", help="comma-separated generation tasks, run by (a) and (b) as "
-                    "a second invocation each (lite: the lite board's)")
+    ap.add_argument(
+        "--gen-tasks",
+        default="",
+        help="comma-separated generation tasks, run by (a) and (b) as "
+        "a second invocation each (lite: the lite board's)",
+    )
     ap.add_argument("--gen-limit", type=int, default=10, help="prompts per generation task")
     ap.add_argument("--hf-batch", default="16", help="lm-eval --batch_size for (b)")
     ap.add_argument("--gguf-limit", type=int, default=5, help="documents per task for (c); 0: only the probe")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--hf-python", help="a Python with torch, transformers, gguf, lm-eval[hf,api], llama-cpp-python[server]")
+    ap.add_argument(
+        "--hf-python", help="a Python with torch, transformers, gguf, lm-eval[hf,api], llama-cpp-python[server]"
+    )
     ap.add_argument("--out", type=Path, default=Path("benchmark-out"))
-    ap.add_argument("--skip", default="", help="comma-separated: a,b,c,bench (runs kept from an earlier "
-                    "report.json in --out, same settings)")
-    ap.add_argument("--dequantise", default="", help="comma-separated: also run (a') slm-llamacpp with "
-                    "dequantise=<each> (f32, f16, bf16)")
+    ap.add_argument(
+        "--skip",
+        default="",
+        help="comma-separated: a,b,c,bench (runs kept from an earlier report.json in --out, same settings)",
+    )
+    ap.add_argument(
+        "--dequantise",
+        default="",
+        help="comma-separated: also run (a') slm-llamacpp with dequantise=<each> (f32, f16, bf16)",
+    )
     ap.add_argument("--gguf-timeout", type=float, default=600)
     args = ap.parse_args(argv)
     if args.command == "export-hf":
@@ -207,14 +233,27 @@ def main(argv=None) -> int:
     gguf = resolve_model(args.model)
     lite_mc, lite_gen = lite_tasks()
     tasks = args.tasks.split(",") if args.tasks else lite_mc
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), TOKENIZERS_PARALLELISM="false",
-               HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS=str(args.threads),
+        TOKENIZERS_PARALLELISM="false",
+        HF_DATASETS_OFFLINE="1",
+        HF_HUB_OFFLINE="1",
+    )
     lm_eval = lambda py: [py, "-m", "lm_eval"]  # noqa: E731
     common = ["--tasks", ",".join(tasks), "--limit", str(args.limit), "--log_samples"]
     gen_tasks = lite_gen if args.gen_tasks == "lite" else list(filter(None, args.gen_tasks.split(",")))
     gen = ["--tasks", ",".join(gen_tasks), "--limit", str(args.gen_limit), "--log_samples", "--confirm_run_unsafe_code"]
-    report: dict = {"model": args.model, "gguf": str(gguf), "limit": args.limit, "tasks": tasks,
-                    "gen_tasks": gen_tasks, "gen_limit": args.gen_limit, "threads": args.threads, "runs": {}}
+    report: dict = {
+        "model": args.model,
+        "gguf": str(gguf),
+        "limit": args.limit,
+        "tasks": tasks,
+        "gen_tasks": gen_tasks,
+        "gen_limit": args.gen_limit,
+        "threads": args.threads,
+        "runs": {},
+    }
     previous = out / "report.json"
     if skip and previous.is_file():  # a partial re-run keeps the skipped runs of the same settings
         old = json.loads(previous.read_text())
@@ -223,60 +262,113 @@ def main(argv=None) -> int:
         if not same:
             raise SystemExit(f"{previous} was made with other settings: use another --out")
         # a skipped backend keeps its generation run too, when generation is asked for again
-        report["runs"] = {k: v for k, v in old["runs"].items()
-                          if k.removesuffix("-gen") in skip and (gen_tasks or not k.endswith("-gen"))}
+        report["runs"] = {
+            k: v
+            for k, v in old["runs"].items()
+            if k.removesuffix("-gen") in skip and (gen_tasks or not k.endswith("-gen"))
+        }
         if "bench" in skip and old.get("bench"):
             report["bench"] = old["bench"]
 
     if "bench" not in skip:
         from slm_tasks.adapters.bench import bench
 
-        rec = bench(args.model, runs=3, pause_s=1.0, n_threads=args.threads, protocols=["llama-bench"],
-                    progress=False)
+        rec = bench(args.model, runs=3, pause_s=1.0, n_threads=args.threads, protocols=["llama-bench"], progress=False)
         report["bench"] = rec["bench"]
         (out / "bench.json").write_text(json.dumps(rec, indent=2))
 
-    ours = lambda extra="": lm_eval(sys.executable) + ["--model", "slm-llamacpp", "--model_args",  # noqa: E731
-                                                       f"model={args.model},n_threads={args.threads}{extra}"]
+    ours = lambda extra="": (  # noqa: E731
+        lm_eval(sys.executable)
+        + [
+            "--model",
+            "slm-llamacpp",
+            "--model_args",  # noqa: E731
+            f"model={args.model},n_threads={args.threads}{extra}",
+        ]
+    )
     mc = {"tasks": tasks, "ref": "b"}
     gen_facts = {"tasks": gen_tasks, "ref": "b-gen"}
     if "a" not in skip:
         report["runs"]["a"] = _run(ours() + ["--output_path", str(out / "a")] + common, env, out / "a.log", **mc)
         if gen_tasks:
-            report["runs"]["a-gen"] = _run(ours() + ["--output_path", str(out / "a-gen")] + gen, env,
-                                           out / "a-gen.log", **gen_facts)
+            report["runs"]["a-gen"] = _run(
+                ours() + ["--output_path", str(out / "a-gen")] + gen, env, out / "a-gen.log", **gen_facts
+            )
 
     for kind in filter(None, args.dequantise.split(",")):
         key = f"a-{kind}"
-        report["runs"][key] = _run(ours(f",dequantise={kind}") + ["--output_path", str(out / key)] + common, env,
-                                   out / f"{key}.log", dequantise=kind, **mc)
+        report["runs"][key] = _run(
+            ours(f",dequantise={kind}") + ["--output_path", str(out / key)] + common,
+            env,
+            out / f"{key}.log",
+            dequantise=kind,
+            **mc,
+        )
 
     if "b" not in skip and args.hf_python:
         hf_dir = out / "hf-model"
         if not (hf_dir / "config.json").exists():
-            report["export"] = _run([args.hf_python, __file__, "export-hf", "--gguf", str(gguf), "--out", str(hf_dir)],
-                                    env, out / "export.log")
-        cmd = lm_eval(args.hf_python) + ["--model", "hf", "--model_args", f"pretrained={hf_dir},dtype=float32",
-                                         "--device", "cpu", "--batch_size", args.hf_batch]
+            report["export"] = _run(
+                [args.hf_python, __file__, "export-hf", "--gguf", str(gguf), "--out", str(hf_dir)],
+                env,
+                out / "export.log",
+            )
+        cmd = lm_eval(args.hf_python) + [
+            "--model",
+            "hf",
+            "--model_args",
+            f"pretrained={hf_dir},dtype=float32",
+            "--device",
+            "cpu",
+            "--batch_size",
+            args.hf_batch,
+        ]
         report["runs"]["b"] = _run(cmd + ["--output_path", str(out / "b")] + common, env, out / "b.log", tasks=tasks)
         if gen_tasks:
-            report["runs"]["b-gen"] = _run(cmd + ["--output_path", str(out / "b-gen")] + gen, env, out / "b-gen.log",
-                                           tasks=gen_tasks)
+            report["runs"]["b-gen"] = _run(
+                cmd + ["--output_path", str(out / "b-gen")] + gen, env, out / "b-gen.log", tasks=gen_tasks
+            )
 
     if "c" not in skip and args.hf_python:
         port = 8765
-        server = subprocess.Popen([args.hf_python, "-m", "llama_cpp.server", "--model", str(gguf), "--n_ctx", "2048",
-                                   "--n_threads", str(args.threads), "--port", str(port)],
-                                  stdout=open(out / "server.log", "w"), stderr=subprocess.STDOUT, env=env)
+        server = subprocess.Popen(
+            [
+                args.hf_python,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                str(gguf),
+                "--n_ctx",
+                "2048",
+                "--n_threads",
+                str(args.threads),
+                "--port",
+                str(port),
+            ],
+            stdout=open(out / "server.log", "w"),
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
         try:
             if _wait_port(port, 120):
                 report["gguf_probe"] = _gguf_probe(port, args.model)
             if args.gguf_limit > 0 and "gguf_probe" in report:
-                cmd = lm_eval(args.hf_python) + ["--model", "gguf", "--model_args", f"base_url=http://127.0.0.1:{port}",
-                                                 "--tasks", ",".join(tasks), "--limit", str(args.gguf_limit),
-                                                 "--log_samples", "--output_path", str(out / "c")]
-                report["runs"]["c"] = _run(cmd, env, out / "c.log", timeout=args.gguf_timeout,
-                                           limit=args.gguf_limit, **mc)
+                cmd = lm_eval(args.hf_python) + [
+                    "--model",
+                    "gguf",
+                    "--model_args",
+                    f"base_url=http://127.0.0.1:{port}",
+                    "--tasks",
+                    ",".join(tasks),
+                    "--limit",
+                    str(args.gguf_limit),
+                    "--log_samples",
+                    "--output_path",
+                    str(out / "c"),
+                ]
+                report["runs"]["c"] = _run(
+                    cmd, env, out / "c.log", timeout=args.gguf_timeout, limit=args.gguf_limit, **mc
+                )
             elif "gguf_probe" not in report:
                 report["runs"]["c"] = {"rc": None, "error": "server did not start (see server.log)", **mc}
         finally:
@@ -316,22 +408,33 @@ def render(report: dict) -> str:
     names = {"a": "(a) slm-llamacpp", "b": "(b) hf fp32 (dequantised GGUF)", "c": "(c) gguf via llama_cpp.server"}
     names.update({k: f"(a') slm-llamacpp dequantise={r['dequantise']}" for k, r in runs.items() if r.get("dequantise")})
     names.update({"a-gen": "(a) slm-llamacpp, generation tasks", "b-gen": "(b) hf fp32, generation tasks"})
-    lines = [f"model `{report['model']}`, {len(report['tasks'])} tasks, --limit {report['limit']} per task, "
-             + (f"{len(report['gen_tasks'])} generation tasks, --limit {report['gen_limit']} each, "
-                if report.get("gen_tasks") else "") + f"{report['threads']} threads", ""]
-    lines += ["| backend | docs | requests | tokens evaluated | eval wall s | process wall s | requests/s "
-              "| tokens/s (evaluated) | mean acc | agreement with (b) |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"model `{report['model']}`, {len(report['tasks'])} tasks, --limit {report['limit']} per task, "
+        + (
+            f"{len(report['gen_tasks'])} generation tasks, --limit {report['gen_limit']} each, "
+            if report.get("gen_tasks")
+            else ""
+        )
+        + f"{report['threads']} threads",
+        "",
+    ]
+    lines += [
+        "| backend | docs | requests | tokens evaluated | eval wall s | process wall s | requests/s "
+        "| tokens/s (evaluated) | mean acc | agreement with (b) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     a_cost = runs.get("a", {}).get("cost") or {}
     for k, r in runs.items():
         accs = [v for v in (r.get("acc") or {}).values() if v is not None]
         tok_s = r["cost"]["throughput_tok_s"] if r.get("cost") else None
         req_s = r["requests"] / r["eval_s"] if r.get("eval_s") else None
         agree = r.get("agreement_with_b")
-        lines.append(f"| {names[k]} | {r.get('n_docs', 0)} | {r.get('requests', 0)} | {_f(r.get('tokens'), '{:,}')} | "
-                     f"{_f(r.get('eval_s'))} | "
-                     f"{_f(r.get('process_wall_s'))} | {_f(req_s)} | {_f(tok_s)} | {_f(sum(accs) / len(accs) if accs else None, '{:.3f}')} | "
-                     f"{_f(agree * 100 if agree is not None else None, '{:.1f}%')} |")
+        lines.append(
+            f"| {names[k]} | {r.get('n_docs', 0)} | {r.get('requests', 0)} | {_f(r.get('tokens'), '{:,}')} | "
+            f"{_f(r.get('eval_s'))} | "
+            f"{_f(r.get('process_wall_s'))} | {_f(req_s)} | {_f(tok_s)} | {_f(sum(accs) / len(accs) if accs else None, '{:.3f}')} | "  # noqa: E501
+            f"{_f(agree * 100 if agree is not None else None, '{:.1f}%')} |"
+        )
     lines.append("")
     lines += ["| task | " + " | ".join(names[k] for k in runs) + " |", "|---|" + "---:|" * len(runs)]
     for t in report["tasks"] + report.get("gen_tasks", []):
@@ -339,23 +442,33 @@ def render(report: dict) -> str:
     for k in [k for k in runs if k.startswith("a")]:
         ref = runs.get(runs[k].get("ref"), {})
         if runs[k].get("eval_s") and ref.get("eval_s"):
-            lines += ["", f"speed-up {names[k]} over {names[runs[k]['ref']]}, "
-                      f"lm-eval evaluation time: {ref['eval_s'] / runs[k]['eval_s']:.2f}x"]
+            lines += [
+                "",
+                f"speed-up {names[k]} over {names[runs[k]['ref']]}, "
+                f"lm-eval evaluation time: {ref['eval_s'] / runs[k]['eval_s']:.2f}x",
+            ]
     whole = [runs.get(k, {}).get("eval_s") for k in ("a", "a-gen", "b", "b-gen")]
     if all(whole):
-        lines += ["", f"whole profile (multiple choice + generation), lm-eval evaluation time: (a) "
-                  f"{whole[0] + whole[1]:.1f} s, (b) {whole[2] + whole[3]:.1f} s: "
-                  f"{(whole[2] + whole[3]) / (whole[0] + whole[1]):.2f}x"]
+        lines += [
+            "",
+            f"whole profile (multiple choice + generation), lm-eval evaluation time: (a) "
+            f"{whole[0] + whole[1]:.1f} s, (b) {whole[2] + whole[3]:.1f} s: "
+            f"{(whole[2] + whole[3]) / (whole[0] + whole[1]):.2f}x",
+        ]
     for p in report.get("gguf_probe", []):
-        lines.append(f"(c) probe {p['context']!r} + {p['continuation']!r}: gguf {p['gguf']:.4f}, "
-                     f"slm-llamacpp {p['slm_llamacpp']:.4f}")
+        lines.append(
+            f"(c) probe {p['context']!r} + {p['continuation']!r}: gguf {p['gguf']:.4f}, "
+            f"slm-llamacpp {p['slm_llamacpp']:.4f}"
+        )
     bench = report.get("bench")
     if bench and a_cost:
         pp = bench["pp_tok_s"]["median"]
         bound = a_cost["prompt_tokens"] / pp
-        lines += [f"compute bound for (a): {a_cost['prompt_tokens']} tokens evaluated / {pp:.1f} tok/s (pp512 median) "
-                  f"= {bound:.1f} s; adapter wall {a_cost['wall_s']:.1f} s -> {bound / a_cost['wall_s'] * 100:.0f}% "
-                  f"of the bound"]
+        lines += [
+            f"compute bound for (a): {a_cost['prompt_tokens']} tokens evaluated / {pp:.1f} tok/s (pp512 median) "
+            f"= {bound:.1f} s; adapter wall {a_cost['wall_s']:.1f} s -> {bound / a_cost['wall_s'] * 100:.0f}% "
+            f"of the bound"
+        ]
     return "\n".join(lines) + "\n"
 
 

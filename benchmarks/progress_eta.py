@@ -20,19 +20,20 @@ import sys
 
 import llama_cpp
 
-from slm_tasks.adapters import models
-from slm_tasks.adapters import scoring, store
+from slm_tasks.adapters import models, scoring, store
 from slm_tasks.adapters.progress import Job, RunProgress
 
 
 def load(results: str, stamp: str, store_path: str, gguf: str) -> list[tuple[Job, int, float]]:
     db = sqlite3.connect(f"file:{store_path}?mode=ro", uri=True)
-    seconds = {bytes(req): json.loads(t)["s"] for req, t in
-               db.execute("SELECT req, timing FROM responses WHERE kind=?", (store.KINDS["generate_until"],))}
+    seconds = {
+        bytes(req): json.loads(t)["s"]
+        for req, t in db.execute("SELECT req, timing FROM responses WHERE kind=?", (store.KINDS["generate_until"],))
+    }
     vocab = llama_cpp.Llama(gguf, vocab_only=True, verbose=False)
     jobs, seen = [], set()
     for path in sorted(glob.glob(f"{results}/samples_*_{stamp}.jsonl")):
-        task = os.path.basename(path)[len("samples_"):-len(f"_{stamp}.jsonl")]
+        task = os.path.basename(path)[len("samples_") : -len(f"_{stamp}.jsonl")]
         for line in open(path):
             sample = json.loads(line)
             args = sample["arguments"]["gen_args_0"]
@@ -65,8 +66,10 @@ def main() -> None:
     gen_s = sum(s for _, _, s in jobs)
     # the scoring phase as the bar saw it: the run's other prompt tokens and seconds
     score_tokens = cost["prompt_tokens"] - sum(j.prompt_tokens for j, _, _ in jobs)
-    print(f"{len(jobs)} generations, {gen_s:.0f} s; scoring {score_tokens} prompt tokens in "
-          f"{cost['wall_s'] - gen_s:.0f} s")
+    print(
+        f"{len(jobs)} generations, {gen_s:.0f} s; scoring {score_tokens} prompt tokens in "
+        f"{cost['wall_s'] - gen_s:.0f} s"
+    )
     print("| generations done | token model: estimate / truth | per request: estimate / truth |")
     print("|---:|---:|---:|")
     for stop in (3, 10, 50, 100, 160, 250, 300, 400, len(jobs) - 10):

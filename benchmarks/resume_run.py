@@ -51,10 +51,16 @@ def step(cmd: list[str], at: float | None) -> dict:
     rc = proc.wait()
     reader.join(timeout=10)
     m = REUSED.search(out)
-    return {"wall_s": round(time.perf_counter() - t0, 1), "rc": rc, "interrupted_at": state["done"] if at else None,
-            "bar_total": state["total"], "reused": int(m.group(1)) if m else 0,
-            "requests": int(m.group(2)) if m else None, "stdout_tail": out[-1500:],
-            "stderr_tail": "".join(err)[-800:]}
+    return {
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "rc": rc,
+        "interrupted_at": state["done"] if at else None,
+        "bar_total": state["total"],
+        "reused": int(m.group(1)) if m else 0,
+        "requests": int(m.group(2)) if m else None,
+        "stdout_tail": out[-1500:],
+        "stderr_tail": "".join(err)[-800:],
+    }
 
 
 def main(argv=None) -> int:
@@ -70,9 +76,12 @@ def main(argv=None) -> int:
     for name, at in (("interrupted", a.at), ("resumed", None), ("repeated", None)):
         report["steps"][name] = res = step(cmd, at)
         res["store_bytes"] = sum(os.path.getsize(p) for p in Path(store).parent.glob(Path(store).name + "*"))
-        print(f"{name}: {res['wall_s']} s, exit {res['rc']}, "
-              + (f"stopped at {res['interrupted_at']}/{res['bar_total']} requests, " if at else "")
-              + f"{res['reused']} requests from the store, store {res['store_bytes'] / 1e6:.1f} MB", flush=True)
+        print(
+            f"{name}: {res['wall_s']} s, exit {res['rc']}, "
+            + (f"stopped at {res['interrupted_at']}/{res['bar_total']} requests, " if at else "")
+            + f"{res['reused']} requests from the store, store {res['store_bytes'] / 1e6:.1f} MB",
+            flush=True,
+        )
     if a.out:
         a.out.write_text(json.dumps(report, indent=2))
     return 0

@@ -92,8 +92,11 @@ def time_suite(sandbox: Sandbox, jobs: list[tuple], repeats: int) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data-dir", default=os.environ.get("SLM_DATA_DIR"),
-                    help="offline mirror (default $SLM_DATA_DIR, else the hub)")
+    ap.add_argument(
+        "--data-dir",
+        default=os.environ.get("SLM_DATA_DIR"),
+        help="offline mirror (default $SLM_DATA_DIR, else the hub)",
+    )
     ap.add_argument("--repeats", type=int, default=3, help="runs of each suite (median reported)")
     ap.add_argument("--n", type=int, default=40, help="runs of the trivial program")
     ap.add_argument("--workers", type=int, default=None, help="parallel children (default: cpu count)")
@@ -101,16 +104,22 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="also write the raw numbers here")
     args = ap.parse_args(argv)
 
-    he = list(load("openai/openai_humaneval", "openai_humaneval", eval_split="test",
-                   slm_data_dir=args.data_dir)["test"])
-    he_jobs = [(d["prompt"] + d["canonical_solution"], code_eval.humaneval_tests(d),
-                code_eval.humaneval_exposed(d)) for d in he]
+    he = list(
+        load("openai/openai_humaneval", "openai_humaneval", eval_split="test", slm_data_dir=args.data_dir)["test"]
+    )
+    he_jobs = [
+        (d["prompt"] + d["canonical_solution"], code_eval.humaneval_tests(d), code_eval.humaneval_exposed(d))
+        for d in he
+    ]
     parallel = Sandbox(workers=args.workers)
     serial = Sandbox(workers=1)
     report = {
         "machine": machine(),
-        "isolation": {"netns": parallel.isolation.netns, "uid": parallel.isolation.drop_to_uid,
-                      "notes": list(parallel.isolation.notes)},
+        "isolation": {
+            "netns": parallel.isolation.netns,
+            "uid": parallel.isolation.drop_to_uid,
+            "notes": list(parallel.isolation.notes),
+        },
         "limits": parallel.limits.child_view(),
         "workers": parallel.workers,
         "bare_python_s": time_bare_python(args.n),
@@ -120,10 +129,10 @@ def main(argv=None) -> int:
     }
     if probe_isolation().netns:
         report["trivial_program_without_netns_s"] = time_trivial_program(
-            Sandbox(workers=1, network_namespace=False), args.n)
+            Sandbox(workers=1, network_namespace=False), args.n
+        )
     if not args.skip_mbpp:
-        mb = list(load("google-research-datasets/mbpp", "full", eval_split="test",
-                       slm_data_dir=args.data_dir)["test"])
+        mb = list(load("google-research-datasets/mbpp", "full", eval_split="test", slm_data_dir=args.data_dir)["test"])
         mb_jobs = [(d["code"], code_eval.mbpp_tests(d), code_eval.mbpp_exposed(d)) for d in mb]
         report["mbpp_parallel"] = time_suite(parallel, mb_jobs, 1)
     if args.json:

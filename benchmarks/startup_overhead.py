@@ -49,7 +49,7 @@ def main() -> None:
             times["without slm-suite"].append(wall_ms(base))
             times["with slm-suite"].append(wall_ms(ours))
         imp = subprocess.run([ours, "-X", "importtime", "-c", "pass"], capture_output=True, text=True).stderr
-        print(f"| venv | median ms | IQR ms | runs |\n|---|---|---|---|")
+        print("| venv | median ms | IQR ms | runs |\n|---|---|---|---|")
         for name, xs in times.items():
             q = statistics.quantiles(xs, n=4)
             print(f"| {name} | {statistics.median(xs):.1f} | {q[0]:.1f}–{q[2]:.1f} | {len(xs)} |")

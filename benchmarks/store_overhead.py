@@ -44,8 +44,10 @@ def main(argv=None) -> int:
     if a.results:
         reqs = requests_from(a.results)
     else:
-        reqs = [("loglikelihood", (f"Question {i}: " + "x" * a.context_chars, f" answer {i % 4}"))
-                for i in range(a.requests)]
+        reqs = [
+            ("loglikelihood", (f"Question {i}: " + "x" * a.context_chars, f" answer {i % 4}"))
+            for i in range(a.requests)
+        ]
     path = Path(tempfile.mkdtemp(prefix="slm-store-bench-")) / "responses.sqlite"
     t = {}
     t0 = time.perf_counter()
@@ -73,9 +75,14 @@ def main(argv=None) -> int:
     t["lookup, full store"] = time.perf_counter() - t0
     st.close()
     total = t["request keys"] + t["lookup, empty store"] + t["put + commits"]
-    report = {"requests": len(reqs), "found_again": found, "seconds": {k: round(v, 3) for k, v in t.items()},
-              "store_bytes": size, "bytes_per_10k": round(size / len(reqs) * 10_000),
-              "fresh_run_overhead_s": round(total, 3)}
+    report = {
+        "requests": len(reqs),
+        "found_again": found,
+        "seconds": {k: round(v, 3) for k, v in t.items()},
+        "store_bytes": size,
+        "bytes_per_10k": round(size / len(reqs) * 10_000),
+        "fresh_run_overhead_s": round(total, 3),
+    }
     if a.results:
         wall = json.loads(a.results.read_text())["config"]["slm_cost"]["run"]["wall_s"]
         report["run_wall_s"] = wall

@@ -47,8 +47,9 @@ def lm_eval_way(lm, pairs, one_call: bool, lp0: bool = False) -> tuple[list[floa
     engine = lm.engine
     params = engine.SamplingParams(temperature=0, prompt_logprobs=1, max_tokens=1, detokenize=False)
     if lp0:
-        params = engine.SamplingParams(temperature=0, prompt_logprobs=0, max_tokens=1, detokenize=False,
-                                       flat_logprobs=True)
+        params = engine.SamplingParams(
+            temperature=0, prompt_logprobs=0, max_tokens=1, detokenize=False, flat_logprobs=True
+        )
     prompts = [engine.TokensPrompt(prompt_token_ids=list(c) + list(x)) for c, x in pairs]
     if one_call:
         outs = engine.llm.generate(prompts, params, use_tqdm=False)
@@ -77,34 +78,47 @@ def main() -> int:
     from slm_tasks.adapters import scoring
     from slm_tasks.adapters.export import export_gguf
     from slm_tasks.adapters.vllm import VLLMLM, vllm_distribution
+
     global _read_rows
     from slm_tasks.adapters.vllm import _read_rows
 
     model_dir = export_gguf("smollm2-135m", args.model_dir, dtype="float32")
     t0 = time.perf_counter()
-    lm = VLLMLM(pretrained=str(model_dir), dtype="float32", max_model_len=2048, enforce_eager=True,
-                block_size=args.block_size)
+    lm = VLLMLM(
+        pretrained=str(model_dir), dtype="float32", max_model_len=2048, enforce_eager=True, block_size=args.block_size
+    )
     load_s = time.perf_counter() - t0
-    spec = {"slm_arc_easy": (args.arc, 0), "slm_hellaswag": (args.hellaswag, 0),
-            "slm_mmlu": (args.mmlu, args.mmlu_shots)}
-    report = {"machine": {"cpu": lm.meter.hardware["cpu"], "cores": lm.meter.hardware["cores"],
-                          "python": platform.python_version(), "vllm": vllm_distribution(),
-                          "load_avg_start": os.getloadavg()},
-              "engine": {"load_s": round(load_s, 1), "block_size": args.block_size, "enforce_eager": True},
-              "tasks": {}}
+    spec = {
+        "slm_arc_easy": (args.arc, 0),
+        "slm_hellaswag": (args.hellaswag, 0),
+        "slm_mmlu": (args.mmlu, args.mmlu_shots),
+    }
+    report = {
+        "machine": {
+            "cpu": lm.meter.hardware["cpu"],
+            "cores": lm.meter.hardware["cores"],
+            "python": platform.python_version(),
+            "vllm": vllm_distribution(),
+            "load_avg_start": os.getloadavg(),
+        },
+        "engine": {"load_s": round(load_s, 1), "block_size": args.block_size, "enforce_eager": True},
+        "tasks": {},
+    }
     for task, (n, shots) in spec.items():
         reqs = [r for r in suite_requests({task: (n, shots)})]
         pairs = [scoring.encode_request(c, x, lm.tok_encode, lm.prefix_token_id) for c, x in (r.args for r in reqs)]
         total_tokens = sum(len(c) + len(x) for c, x in pairs)
         row = {"docs": n, "shots": shots, "requests": len(pairs), "prompt_tokens": total_tokens}
-        runs = [("one_call", lambda: lm_eval_way(lm, pairs, one_call=True)),
-                ("one_call_lp0", lambda: lm_eval_way(lm, pairs, one_call=True, lp0=True))]
+        runs = [
+            ("one_call", lambda: lm_eval_way(lm, pairs, one_call=True)),  # noqa: B023
+            ("one_call_lp0", lambda: lm_eval_way(lm, pairs, one_call=True, lp0=True)),  # noqa: B023
+        ]
         if args.per_request:
-            runs.append(("per_request", lambda: lm_eval_way(lm, pairs, one_call=False)))
+            runs.append(("per_request", lambda: lm_eval_way(lm, pairs, one_call=False)))  # noqa: B023
 
         def ours():
             before = lm.meter.run.prompt_tokens
-            res = lm._score_pairs(pairs, [task] * len(pairs), disable_tqdm=True)
+            res = lm._score_pairs(pairs, [task] * len(pairs), disable_tqdm=True)  # noqa: B023
             return [r[0] for r in res], round(lm.meter.run.prompt_tokens - before)
 
         runs.append(("slm_vllm", ours))
@@ -123,9 +137,15 @@ def main() -> int:
         for name, _ in runs:
             w = sorted(walls[name])
             med = w[len(w) // 2]
-            row[name].update({"wall_s": [round(x, 2) for x in walls[name]], "req_s_median": round(len(pairs) / med, 2),
-                              "max_abs_diff_vs_one_call": float(max(abs(a - b) for a, b in
-                                                                    zip(values[name], values["one_call"])))})
+            row[name].update(
+                {
+                    "wall_s": [round(x, 2) for x in walls[name]],
+                    "req_s_median": round(len(pairs) / med, 2),
+                    "max_abs_diff_vs_one_call": float(
+                        max(abs(a - b) for a, b in zip(values[name], values["one_call"]))
+                    ),
+                }
+            )
             print(task, name, row[name], flush=True)
         report["tasks"][task] = row
     report["machine"]["load_avg_end"] = os.getloadavg()

@@ -7,15 +7,21 @@ The pieces load when called, so importing the package stays cheap.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 # what a board build writes into its folder (index.html unless html=False)
 BOARD_FILES = ("leaderboard.json", "leaderboard.csv", "leaderboard.md", "index.html")
 
 
-def build(inputs: Iterable[str | os.PathLike], spec=None, out: str | os.PathLike = "leaderboard",
-          allow_limit: bool | None = None, html: bool = True, strict: bool = False) -> Path:
+def build(
+    inputs: Iterable[str | os.PathLike],
+    spec=None,
+    out: str | os.PathLike = "leaderboard",
+    allow_limit: bool | None = None,
+    html: bool = True,
+    strict: bool = False,
+) -> Path:
     """Build a board from result files/folders/globs into the folder ``out``.
 
     Writes leaderboard.json, .csv, .md and index.html there and touches nothing else in it

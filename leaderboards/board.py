@@ -41,13 +41,15 @@ def build_board(runs: list[Run], spec: Spec, allow_limit: bool | None = None) ->
     used = {id(r) for _, _, r in entries}
     for r in runs:
         if id(r) not in used:
-            notes.append(f"{r.path}: none of its tasks ({', '.join(sorted(r.tasks)) or 'none'}) "
-                         f"is on this board; ignored")
+            notes.append(
+                f"{r.path}: none of its tasks ({', '.join(sorted(r.tasks)) or 'none'}) is on this board; ignored"
+            )
     if not entries:
         raise BoardError(
             f"none of the result files has a task of board '{spec.name}' "
             f"({', '.join(declared[:6]) or 'no tasks resolved'}...); "
-            f"use the spec that matches the runs (e.g. --spec lite for *_lite tasks)")
+            f"use the spec that matches the runs (e.g. --spec lite for *_lite tasks)"
+        )
     board_runs = [r for r in runs if id(r) in used]
     notes += [n for r in board_runs for n in r.notes]  # what reading its files skipped
 
@@ -74,7 +76,7 @@ def build_board(runs: list[Run], spec: Spec, allow_limit: bool | None = None) ->
         if task not in by_task:
             missing.append(task)
             continue
-        metric = entry.pick_metric(lambda m: any(cell[(m_, task)][1].value(m) is not None for m_, _ in by_task[task]))
+        metric = entry.pick_metric(lambda m: any(cell[(m_, task)][1].value(m) is not None for m_, _ in by_task[task]))  # noqa: B023
         if metric is None:
             notes.append(f"task {task}: none of the metrics {entry.metrics} in its results; column left out")
             missing.append(task)
@@ -99,8 +101,15 @@ def build_board(runs: list[Run], spec: Spec, allow_limit: bool | None = None) ->
     for d in spec.domains:
         tasks = [c["task"] for c in columns if c["domain"] == d.name]
         if tasks:
-            domain_cols.append({"id": f"domain:{d.name}", "domain": d.name, "title": d.title, "tasks": tasks,
-                                "missing": [t for t in missing if t in {n for dd, _, n in resolved if dd is d}]})
+            domain_cols.append(
+                {
+                    "id": f"domain:{d.name}",
+                    "domain": d.name,
+                    "title": d.title,
+                    "tasks": tasks,
+                    "missing": [t for t in missing if t in {n for dd, _, n in resolved if dd is d}],
+                }
+            )
         else:
             notes.append(f"domain {d.name}: no task present; left out of the overall score")
 
@@ -123,24 +132,31 @@ def build_board(runs: list[Run], spec: Spec, allow_limit: bool | None = None) ->
             f["path"] = names.get(f["path"], f["path"].name)
     board = {
         "schema": BOARD_SCHEMA,
-        "generated_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "generated_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "generator": f"slm-suite {__version__}",
-        "spec": {"name": spec.name, "title": spec.title, "profile": spec.profile,
-                 "source": Path(spec.source).name if spec.source.endswith((".yaml", ".yml")) else spec.source,
-                 "hardware_profile": spec.hardware, "normalized": spec.normalize},
+        "spec": {
+            "name": spec.name,
+            "title": spec.title,
+            "profile": spec.profile,
+            "source": Path(spec.source).name if spec.source.endswith((".yaml", ".yml")) else spec.source,
+            "hardware_profile": spec.hardware,
+            "normalized": spec.normalize,
+        },
         "smoke": bool(limit_runs),
-        "smoke_reason": (f"built from {len(limit_runs)} run(s) made with --limit: not for publication"
-                         if limit_runs else None),
+        "smoke_reason": (
+            f"built from {len(limit_runs)} run(s) made with --limit: not for publication" if limit_runs else None
+        ),
         "intervals": {
-            "level": spec.level, "bootstrap_iters": spec.bootstrap_iters, "seed": spec.seed,
+            "level": spec.level,
+            "bootstrap_iters": spec.bootstrap_iters,
+            "seed": spec.seed,
             "methods": {
                 "wilson": "Wilson score interval on the per-doc 0/1 outcomes (samples file)",
                 "bootstrap": "percentile bootstrap over documents (samples file)",
-                "stderr": "normal interval from lm-eval's reported stderr (no samples file), "
-                          "clamped to [0, 1]",
+                "stderr": "normal interval from lm-eval's reported stderr (no samples file), clamped to [0, 1]",
                 "mover": "domain/overall of several parts: MOVER on the parts' intervals, "
-                         "mean - sqrt(sum (v - low)^2)/k to mean + sqrt(sum (high - v)^2)/k; "
-                         "of one part: that part's interval",
+                "mean - sqrt(sum (v - low)^2)/k to mean + sqrt(sum (high - v)^2)/k; "
+                "of one part: that part's interval",
                 "paired": "ICL gain: normal interval from the per-document differences (samples files)",
                 "unpaired": "ICL gain: normal interval from the two stderrs, sqrt(se_a^2 + se_b^2)",
                 "none": "no interval: neither samples nor stderr",
@@ -150,8 +166,10 @@ def build_board(runs: list[Run], spec: Spec, allow_limit: bool | None = None) ->
         "domains": domain_cols,
         "icl": icl_header,
         "missing_tasks": missing,
-        "cost_columns": [{"id": c, "title": COST_COLUMNS[c][0], "unit": COST_COLUMNS[c][1],
-                          "lower_is_better": COST_COLUMNS[c][2]} for c in spec.cost_columns],
+        "cost_columns": [
+            {"id": c, "title": COST_COLUMNS[c][0], "unit": COST_COLUMNS[c][1], "lower_is_better": COST_COLUMNS[c][2]}
+            for c in spec.cost_columns
+        ],
         "pareto_axes": pareto_axes,
         "rows": rows,
         "notes": notes,
@@ -167,15 +185,16 @@ def rank_with_ties(rows: list[dict[str, Any]]) -> None:
     """Competition ranking ("1, 1, 1, 4") of rows sorted best first: equal overall scores (as
     published, to 6 digits) share the best rank among them and are marked ``tied``."""
     scores = [r["overall"]["value"] for r in rows if r["overall"]["value"] is not None]
-    for row in rows[:len(scores)]:
+    for row in rows[: len(scores)]:
         row["rank"] = scores.index(row["overall"]["value"]) + 1
         row["tied"] = scores.count(row["overall"]["value"]) > 1
-    for row in rows[len(scores):]:
+    for row in rows[len(scores) :]:
         row["rank"], row["tied"] = None, False
 
 
 def _matches(col, entry) -> bool:
     import fnmatch
+
     return fnmatch.fnmatchcase(col["task"], entry.match)
 
 
@@ -194,8 +213,7 @@ def _column(task, metric, domain, entry, trs) -> dict[str, Any]:
     # Chance accuracy on multiple choice = mean of 1/choices over the docs; tasks with their own
     # process_results (e.g. truthfulqa mc2: probability mass) have no such chance level.
     baseline, source = None, None
-    if (tr.output_type == "multiple_choice" and name in ("acc", "acc_norm")
-            and not tr.config.get("process_results")):
+    if tr.output_type == "multiple_choice" and name in ("acc", "acc_norm") and not tr.config.get("process_results"):
         ds = tr.samples(flt)
         if ds is not None and ds.n_choices and all(ds.n_choices.values()):
             baseline, source = float(np.mean([1 / k for k in ds.n_choices.values()])), "samples (1/choices)"
@@ -204,10 +222,19 @@ def _column(task, metric, domain, entry, trs) -> dict[str, Any]:
     if baseline is None:
         baseline, source = 0.0, "none (0)"
     return {
-        "id": f"task:{task}", "task": task, "title": entry.title or tr.config.get("task_alias") or task,
-        "domain": domain.name, "metric": metric, "higher_is_better": bool(hib),
-        "shots": tr.n_shot, "split": tr.split, "version": tr.version, "dataset": tr.dataset,
-        "output_type": tr.output_type, "random_baseline": baseline, "random_baseline_source": source,
+        "id": f"task:{task}",
+        "task": task,
+        "title": entry.title or tr.config.get("task_alias") or task,
+        "domain": domain.name,
+        "metric": metric,
+        "higher_is_better": bool(hib),
+        "shots": tr.n_shot,
+        "split": tr.split,
+        "version": tr.version,
+        "dataset": tr.dataset,
+        "output_type": tr.output_type,
+        "random_baseline": baseline,
+        "random_baseline_source": source,
     }
 
 
@@ -223,8 +250,7 @@ def _task_estimate(tr, metric, spec, rng):
         if vals is not None and vals and abs(np.mean(vals) - value) <= 1e-6:
             per_doc = np.asarray(vals)
         else:
-            note = (f"{tr.name}: samples file does not reproduce {metric} ({tr.samples_path.name}); "
-                    f"interval from stderr")
+            note = f"{tr.name}: samples file does not reproduce {metric} ({tr.samples_path.name}); interval from stderr"
     return stats.task_estimate(value, per_doc, tr.stderr(metric), spec.level, spec.bootstrap_iters, rng), note
 
 
@@ -252,8 +278,10 @@ def _row(model, columns, domain_cols, scores, cell, spec, notes, board_tasks) ->
     row = {
         "model": model,
         "overall": overall.to_json() if overall else dict(empty),
-        "domains": {d["domain"]: (domains[d["domain"]].to_json() if d["domain"] in domains else dict(empty))
-                    for d in domain_cols},
+        "domains": {
+            d["domain"]: (domains[d["domain"]].to_json() if d["domain"] in domains else dict(empty))
+            for d in domain_cols
+        },
         "tasks": {t: e.to_json() for t, e in tasks.items()},
         "provenance": _provenance(model, runs, board_tasks),
     }
@@ -270,17 +298,25 @@ def _provenance(model, runs: list[Run], board_tasks: list[str]) -> dict[str, Any
     out = {"files": [], "hardware": None, "software": None, "model": None}
     for r in runs:
         mine = [t for t in board_tasks if t in r.tasks]
-        out["files"].append({
-            "path": r.path, "tasks": mine, "sha256": publish.file_digest(r.path), "limit": r.limit,
-            "lm_eval_version": r.results.get("lm_eval_version"), "git_hash": r.results.get("git_hash"),
-            "date": r.results.get("date"), "model_source": r.results.get("model_source"),
-            "model_args": r.config.get("model_args"), "cost_source": r.cost_source,
-            "versions": {t: r.tasks[t].version for t in mine},
-            "n_shot": {t: r.tasks[t].n_shot for t in mine},
-            "task_hashes": {t: r.tasks[t].task_hash for t in mine},
-            "data": {t: r.tasks[t].dataset for t in mine},
-            "samples": {t: r.tasks[t].samples_path.name if r.tasks[t].samples_path else None for t in mine},
-        })
+        out["files"].append(
+            {
+                "path": r.path,
+                "tasks": mine,
+                "sha256": publish.file_digest(r.path),
+                "limit": r.limit,
+                "lm_eval_version": r.results.get("lm_eval_version"),
+                "git_hash": r.results.get("git_hash"),
+                "date": r.results.get("date"),
+                "model_source": r.results.get("model_source"),
+                "model_args": r.config.get("model_args"),
+                "cost_source": r.cost_source,
+                "versions": {t: r.tasks[t].version for t in mine},
+                "n_shot": {t: r.tasks[t].n_shot for t in mine},
+                "task_hashes": {t: r.tasks[t].task_hash for t in mine},
+                "data": {t: r.tasks[t].dataset for t in mine},
+                "samples": {t: r.tasks[t].samples_path.name if r.tasks[t].samples_path else None for t in mine},
+            }
+        )
         if r.cost:
             out["hardware"] = out["hardware"] or r.cost.get("hardware")
             out["software"] = out["software"] or r.cost.get("software")

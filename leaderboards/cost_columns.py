@@ -73,14 +73,17 @@ def cost_values(record: dict) -> dict[str, tuple[float | None, str | None]]:
 
     return {
         "ttft_ms": pick((_median(bench.get("ttft_ms")), "bench"), (_num(run.get("ttft_ms")), "run")),
-        "decode_ms_per_token": pick((_median(bench.get("tg_ms_per_token")), "bench"),
-                                    (_num(run.get("decode_ms_per_token")), "run")),
+        "decode_ms_per_token": pick(
+            (_median(bench.get("tg_ms_per_token")), "bench"), (_num(run.get("decode_ms_per_token")), "run")
+        ),
         "prefill_tok_s": pick((_median(bench.get("pp_tok_s")), "bench"), (_num(run.get("prefill_tok_s")), "run")),
         "throughput_tok_s": pick((_num(run.get("throughput_tok_s")), "run")),
         # the model as stored (bench) is the deployment figure; the evaluation's own process
         # may hold a re-encoded copy for scoring
-        "peak_memory_bytes": pick((_num(bench.get("peak_rss_bytes")) if not gpu else None, "bench"),
-                                  (_num(run.get("peak_gpu_bytes")) if gpu else _num(run.get("peak_rss_bytes")), "run")),
+        "peak_memory_bytes": pick(
+            (_num(bench.get("peak_rss_bytes")) if not gpu else None, "bench"),
+            (_num(run.get("peak_gpu_bytes")) if gpu else _num(run.get("peak_rss_bytes")), "run"),
+        ),
         "energy_per_token_j": pick((_num(run.get("energy_per_token_j")), "run")),
         "wall_s": _wall(run),
         "model_bytes": pick((_num(model.get("file_bytes")), "model")),
@@ -95,8 +98,11 @@ def _combine(records: list[dict]) -> tuple[dict[str, Any], list[str]]:
         return {k: {"value": v, "source": s} for k, (v, s) in vals[0].items()}, []
     notes, out = [], {}
     weights = {
-        "ttft_ms": "requests", "decode_ms_per_token": "generated_tokens", "prefill_tok_s": "prompt_tokens",
-        "throughput_tok_s": "generated_tokens", "energy_per_token_j": "generated_tokens",
+        "ttft_ms": "requests",
+        "decode_ms_per_token": "generated_tokens",
+        "prefill_tok_s": "prompt_tokens",
+        "throughput_tok_s": "generated_tokens",
+        "energy_per_token_j": "generated_tokens",
     }
     for key in vals[0]:
         have = [(v[key][0], rec) for v, rec in zip(vals, records) if v[key][0] is not None]
@@ -110,8 +116,10 @@ def _combine(records: list[dict]) -> tuple[dict[str, Any], list[str]]:
         else:
             w = [_num((rec.get("run") or {}).get(weights[key])) for _, rec in have]
             if all(x is not None and x > 0 for x in w):
-                out[key] = {"value": float(np.average([x for x, _ in have], weights=w)),
-                            "source": f"{'/'.join(sources)} (weighted by {weights[key]})"}
+                out[key] = {
+                    "value": float(np.average([x for x, _ in have], weights=w)),
+                    "source": f"{'/'.join(sources)} (weighted by {weights[key]})",
+                }
             else:
                 out[key] = {"value": None, "source": None}
                 notes.append(f"{key} not combinable over {len(records)} runs (no {weights[key]})")
@@ -126,8 +134,10 @@ def cost_and_pareto(rows, runs_by_model, spec, notes) -> dict[str, Any]:
         records = [r.cost for r in runs if r.cost and _hardware_matches(r.cost, spec.hardware)]
         other = [r for r in runs if r.cost and not _hardware_matches(r.cost, spec.hardware)]
         if other:
-            notes.append(f"model '{row['model']}': cost from {', '.join(str(r.path) for r in other)} is from "
-                         f"other hardware than the board's profile {spec.hardware}; not shown")
+            notes.append(
+                f"model '{row['model']}': cost from {', '.join(str(r.path) for r in other)} is from "
+                f"other hardware than the board's profile {spec.hardware}; not shown"
+            )
         if records:
             combined, why = _combine(records)
             notes += [f"model '{row['model']}': {w}" for w in why]
@@ -148,13 +158,15 @@ def cost_and_pareto(rows, runs_by_model, spec, notes) -> dict[str, Any]:
             "memory": "peak_memory_bytes",
         }
     if len(machines) > 1:
-        notes.append(f"cost columns come from {len(machines)} different machines ({', '.join(sorted(machines))}); "
-                     f"compare them with care")
+        notes.append(
+            f"cost columns come from {len(machines)} different machines ({', '.join(sorted(machines))}); "
+            f"compare them with care"
+        )
     axes = {}
     for axis, options in PARETO_AXES.items():
         # the first measure that some model has: scoring-only runs (multiple choice) never
         # decode, so their latency is the prefill time per prompt token
-        for key, label, convert in options:
+        for key, label, convert in options:  # noqa: B007
             xs = {}
             for r in rows:
                 raw = (r["cost"].get(key) or {}).get("value") if key in r["cost"] else None
@@ -163,8 +175,11 @@ def cost_and_pareto(rows, runs_by_model, spec, notes) -> dict[str, Any]:
             if xs:
                 break
         axes[axis] = {"key": key if xs else None, "label": label if xs else None, "values": xs}
-        pts = [(xs[r["model"]], r["overall"]["value"], r) for r in rows
-               if r["model"] in xs and r["overall"]["value"] is not None]
+        pts = [
+            (xs[r["model"]], r["overall"]["value"], r)
+            for r in rows
+            if r["model"] in xs and r["overall"]["value"] is not None
+        ]
         for r in rows:
             r.setdefault("pareto", {})[axis] = None
         for x, y, r in pts:

@@ -85,8 +85,7 @@ def _series(record: dict | None, key: str) -> tuple[float | None, list[float] | 
     return value, [float(v) for v in values] if _positive_numbers(values) else None
 
 
-def budget_checks(budgets: dict, on_missing: str, alpha: float,
-                  brec: dict | None, crec: dict | None) -> list[Check]:
+def budget_checks(budgets: dict, on_missing: str, alpha: float, brec: dict | None, crec: dict | None) -> list[Check]:
     """One check per budget rule; ``brec``/``crec`` the baseline's and candidate's cost records."""
     checks = []
     for key, rule in budgets.items():
@@ -108,12 +107,23 @@ def _budget_check(key, kind, value, base, cand, on_missing, conf) -> Check:
         missing = "candidate" if cv is None else "baseline"
         status = SKIPPED if on_missing == "skip" else FAIL
         effect = "skipped" if status == SKIPPED else "fails"
-        return Check(name, "budget", status, f"{name}: the {missing} has no measured {key} ({effect}: "
-                     f"budgets.missing is {on_missing})",
-                     reason=f"the {missing} has no measured {key}", **common)
+        return Check(
+            name,
+            "budget",
+            status,
+            f"{name}: the {missing} has no measured {key} ({effect}: budgets.missing is {on_missing})",
+            reason=f"the {missing} has no measured {key}",
+            **common,
+        )
     if relative and bv <= 0:
-        return Check(name, "budget", NOT_SHOWN, f"{name}: the baseline's {key} is {bv:g}; a relative "
-                     f"budget needs a positive figure", reason="baseline figure not positive", **common)
+        return Check(
+            name,
+            "budget",
+            NOT_SHOWN,
+            f"{name}: the baseline's {key} is {bv:g}; a relative budget needs a positive figure",
+            reason="baseline figure not positive",
+            **common,
+        )
     sign = "+" if kind == "max_increase" else "−"
     what = f"{sign}{100 * value:g}% of the baseline" if relative else kind
     head = f"{name}: candidate {title} {unit(key, cv)}"
@@ -123,9 +133,15 @@ def _budget_check(key, kind, value, base, cand, on_missing, conf) -> Check:
     if cruns is None or (relative and bruns is None):
         ok = cv <= bound if lower else cv >= bound
         sides = "per side" if relative else "of the candidate"
-        return Check(name, "budget", PASS if ok else FAIL,
-                     f"{head}; {'within' if ok else 'beyond'} the budget, based on one figure {sides} "
-                     f"(no run-to-run spread recorded)", basis="one figure", **common)
+        return Check(
+            name,
+            "budget",
+            PASS if ok else FAIL,
+            f"{head}; {'within' if ok else 'beyond'} the budget, based on one figure {sides} "
+            f"(no run-to-run spread recorded)",
+            basis="one figure",
+            **common,
+        )
     if relative:  # the typical ratio of a candidate run to a baseline run, on the log scale
         _, lo, hi = gate_stats.shift_bounds(np.log(cruns), np.log(bruns), conf)
         # no bound stays infinite (exp would make the missing lower bound a ratio of 0)
@@ -140,17 +156,34 @@ def _budget_check(key, kind, value, base, cand, on_missing, conf) -> Check:
     # lower is better: beyond the budget = above it; higher is better: below it
     beyond, within = (lo > target, hi <= target) if lower else (hi < target, lo >= target)
     status = FAIL if beyond else PASS if within else NOT_SHOWN
-    verdict = {FAIL: "beyond the budget beyond the run-to-run spread",
-               PASS: "within the budget beyond the run-to-run spread",
-               NOT_SHOWN: "not shown: the runs' spread is too wide to tell"}[status]
+    verdict = {
+        FAIL: "beyond the budget beyond the run-to-run spread",
+        PASS: "within the budget beyond the run-to-run spread",
+        NOT_SHOWN: "not shown: the runs' spread is too wide to tell",
+    }[status]
     reason = None
     if status == NOT_SHOWN:
-        reason = ("too few runs to bound the spread" if not (math.isfinite(lo) and math.isfinite(hi))
-                  else "the spread straddles the budget")
-    interval = (f"{evidence} one-sided {100 * conf:g}% bounds [{fmt(lo)}, {fmt(hi)}] from {n_runs}"
-                if math.isfinite(lo) and math.isfinite(hi)
-                else f"{n_runs} are too few for one-sided {100 * conf:g}% bounds on the {evidence}")
-    return Check(name, "budget", status, f"{head}; {verdict} ({interval})",
-                 low=lo if math.isfinite(lo) else None, high=hi if math.isfinite(hi) else None, basis="runs",
-                 runs={"baseline": len(bruns) if relative else None, "candidate": len(cruns)}, bounds_of=of,
-                 method=method, reason=reason, **common)
+        reason = (
+            "too few runs to bound the spread"
+            if not (math.isfinite(lo) and math.isfinite(hi))
+            else "the spread straddles the budget"
+        )
+    interval = (
+        f"{evidence} one-sided {100 * conf:g}% bounds [{fmt(lo)}, {fmt(hi)}] from {n_runs}"
+        if math.isfinite(lo) and math.isfinite(hi)
+        else f"{n_runs} are too few for one-sided {100 * conf:g}% bounds on the {evidence}"
+    )
+    return Check(
+        name,
+        "budget",
+        status,
+        f"{head}; {verdict} ({interval})",
+        low=lo if math.isfinite(lo) else None,
+        high=hi if math.isfinite(hi) else None,
+        basis="runs",
+        runs={"baseline": len(bruns) if relative else None, "candidate": len(cruns)},
+        bounds_of=of,
+        method=method,
+        reason=reason,
+        **common,
+    )

@@ -11,12 +11,23 @@ from pathlib import Path
 
 import yaml
 
-from slm_tasks.results.errors import GateError
 from slm_tasks.leaderboards.spec import COST_COLUMNS
+from slm_tasks.results.errors import GateError
 
 POLICY_SCHEMA = "slm-suite.gate-policy/1"
-KNOWN_KEYS = {"schema", "spec", "alpha", "level", "bootstrap_iters", "seed", "tasks", "metrics", "margins",
-              "budgets", "allow_limit"}
+KNOWN_KEYS = {
+    "schema",
+    "spec",
+    "alpha",
+    "level",
+    "bootstrap_iters",
+    "seed",
+    "tasks",
+    "metrics",
+    "margins",
+    "budgets",
+    "allow_limit",
+}
 
 
 @dataclass
@@ -45,11 +56,16 @@ class Policy:
 
     def describe(self) -> dict:
         """The policy as the reports show it (gate.json's ``policy``)."""
-        return {"source": self.source, "spec": self.spec, "alpha": self.alpha, "level": self.level,
-                "margins": {"default": self.margin_default, "domains": self.margin_domains,
-                            "tasks": self.margin_tasks},
-                "budgets": self.budgets, "missing_cost": self.on_missing_cost,
-                "allow_limit": self.allow_limit}
+        return {
+            "source": self.source,
+            "spec": self.spec,
+            "alpha": self.alpha,
+            "level": self.level,
+            "margins": {"default": self.margin_default, "domains": self.margin_domains, "tasks": self.margin_tasks},
+            "budgets": self.budgets,
+            "missing_cost": self.on_missing_cost,
+            "allow_limit": self.allow_limit,
+        }
 
 
 def _read(policy) -> tuple[dict, str]:
@@ -62,8 +78,7 @@ def _read(policy) -> tuple[dict, str]:
     elif not path.suffix and packaged.is_file():
         text, source = packaged.read_text(encoding="utf-8"), f"{path.name} (packaged)"
     else:
-        raise GateError(f"gate policy '{policy}' not found; pass a YAML file "
-                        f"(example: leaderboards/gate.yaml)")
+        raise GateError(f"gate policy '{policy}' not found; pass a YAML file (example: leaderboards/gate.yaml)")
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
@@ -88,8 +103,10 @@ def _budgets(raw, source: str) -> tuple[dict, str]:
                 raise GateError(f"{source}: budget {key} {kind} is {value!r}; give a number")
             # a relative budget is a fraction of the baseline: a decrease of 100% or more bounds nothing
             if kind == "max_increase" and value < 0 or kind == "max_decrease" and not 0 <= value < 1:
-                raise GateError(f"{source}: budget {key} {kind} is {value}; give a fraction "
-                                f"({'>= 0' if kind == 'max_increase' else 'in [0, 1)'}, 0.10 = 10%)")
+                raise GateError(
+                    f"{source}: budget {key} {kind} is {value}; give a fraction "
+                    f"({'>= 0' if kind == 'max_increase' else 'in [0, 1)'}, 0.10 = 10%)"
+                )
     return budgets, on_missing
 
 
@@ -110,20 +127,23 @@ def load_policy(policy: str | Path | dict | Policy | None) -> Policy:
     budgets, on_missing = _budgets(data.get("budgets"), source)
     try:
         p = Policy(
-            spec=str(data.get("spec", "default")), alpha=float(data.get("alpha", 0.05)),
-            level=float(data.get("level", 0.95)), bootstrap_iters=int(data.get("bootstrap_iters", 5000)),
+            spec=str(data.get("spec", "default")),
+            alpha=float(data.get("alpha", 0.05)),
+            level=float(data.get("level", 0.95)),
+            bootstrap_iters=int(data.get("bootstrap_iters", 5000)),
             seed=int(data.get("seed", 1234)),
             tasks=None if data.get("tasks") in (None, "all") else list(data["tasks"]),
             metrics=dict(data.get("metrics") or {}),
             margin_default=float(margins.get("default", 0.0)),
             margin_domains={k: float(v) for k, v in (margins.get("domains") or {}).items()},
             margin_tasks={k: float(v) for k, v in (margins.get("tasks") or {}).items()},
-            budgets=budgets, on_missing_cost=on_missing, allow_limit=bool(data.get("allow_limit", False)),
+            budgets=budgets,
+            on_missing_cost=on_missing,
+            allow_limit=bool(data.get("allow_limit", False)),
             source=source,
         )
     except (TypeError, ValueError, AttributeError) as exc:
-        raise GateError(f"{source}: a policy value has the wrong type ({exc}); "
-                        f"see leaderboards/gate.yaml") from None
+        raise GateError(f"{source}: a policy value has the wrong type ({exc}); see leaderboards/gate.yaml") from None
     if not 0 < p.alpha < 1 or not 0.5 < p.level < 1:
         raise GateError(f"{source}: alpha must be in (0, 1) and level in (0.5, 1)")
     if any(m < 0 for m in [p.margin_default, *p.margin_domains.values(), *p.margin_tasks.values()]):

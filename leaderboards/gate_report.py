@@ -89,6 +89,7 @@ def describe_files(paths) -> list[dict[str, str]]:
 
 # ---- the verdict and its reports ------------------------------------------------------------------
 
+
 @dataclass
 class GateResult:
     checks: list[Check]
@@ -137,17 +138,28 @@ class GateResult:
         if self.smoke:
             parts.append("smoke comparison (--limit runs): accuracy can show a regression, never a pass")
         if self.count(NOT_SHOWN):
-            parts.append(f"{self.count(NOT_SHOWN)} of {n} checks not shown (too few documents or runs, or a "
-                         f"spread too wide, to show the candidate within the bound)")
+            parts.append(
+                f"{self.count(NOT_SHOWN)} of {n} checks not shown (too few documents or runs, or a "
+                f"spread too wide, to show the candidate within the bound)"
+            )
         return "; ".join(parts or ["no check could be judged"]) + skipped
 
     def to_json(self) -> str:
-        doc = {"schema": RESULT_SCHEMA, "generator": f"slm-suite {__version__}",
-               "generated_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-               "verdict": self.verdict, "passed": self.passed, "exit_code": self.exit_code,
-               "reason": self.reason, "smoke": self.smoke, "baseline": self.baseline,
-               "candidate": self.candidate, "policy": self.policy,
-               "checks": [dict(asdict(c), passed=c.passed) for c in self.checks], "notes": self.notes}
+        doc = {
+            "schema": RESULT_SCHEMA,
+            "generator": f"slm-suite {__version__}",
+            "generated_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "verdict": self.verdict,
+            "passed": self.passed,
+            "exit_code": self.exit_code,
+            "reason": self.reason,
+            "smoke": self.smoke,
+            "baseline": self.baseline,
+            "candidate": self.candidate,
+            "policy": self.policy,
+            "checks": [dict(asdict(c), passed=c.passed) for c in self.checks],
+            "notes": self.notes,
+        }
         return json.dumps(doc, indent=2, default=_json_value) + "\n"
 
     def to_markdown(self) -> str:
@@ -172,8 +184,7 @@ def _p(x):
 
 
 def _files(side: dict) -> str:
-    return ", ".join(f"{md_code(f['file'])} (sha256 {(f.get('sha256') or '—')[:12]})"
-                     for f in side["files"])
+    return ", ".join(f"{md_code(f['file'])} (sha256 {(f.get('sha256') or '—')[:12]})" for f in side["files"])
 
 
 def _status_cell(c: Check) -> str:
@@ -200,34 +211,57 @@ def _markdown(r: GateResult) -> str:
     lvl = f"{100 * pol['level']:g}%"
     conf = f"{100 * (1 - pol['alpha']):g}%"
     cand, base = md_code(r.candidate["model"]), md_code(r.baseline["model"])
-    out = [f"### Release gate: {cand} vs baseline {base}", "",
-           f"{HEADS[r.verdict]}: {md_text(r.reason)} (exit code {r.exit_code})", ""]
+    out = [
+        f"### Release gate: {cand} vs baseline {base}",
+        "",
+        f"{HEADS[r.verdict]}: {md_text(r.reason)} (exit code {r.exit_code})",
+        "",
+    ]
     if r.smoke:
-        out += ["> **Smoke comparison**: made from `--limit` runs (a subset of each task's documents); "
-                "a regression can be shown, a pass cannot.", ""]
-    out += [f"Baseline: {_files(r.baseline)}  ", f"Candidate: {_files(r.candidate)}", "",
-            f"Accuracy: paired tests on shared documents. A task fails when a drop beyond its margin is "
-            f"shown (Holm-corrected at α = {pol['alpha']}); it passes when non-inferiority is shown (the "
-            f"{lvl} interval's lower end above −margin); otherwise it is not shown. Differences in points "
-            f"(candidate − baseline).", ""]
+        out += [
+            "> **Smoke comparison**: made from `--limit` runs (a subset of each task's documents); "
+            "a regression can be shown, a pass cannot.",
+            "",
+        ]
+    out += [
+        f"Baseline: {_files(r.baseline)}  ",
+        f"Candidate: {_files(r.candidate)}",
+        "",
+        f"Accuracy: paired tests on shared documents. A task fails when a drop beyond its margin is "
+        f"shown (Holm-corrected at α = {pol['alpha']}); it passes when non-inferiority is shown (the "
+        f"{lvl} interval's lower end above −margin); otherwise it is not shown. Differences in points "
+        f"(candidate − baseline).",
+        "",
+    ]
     acc = [c for c in r.checks if c.kind == "accuracy"]
     if acc:
-        out += ["| | task | n | baseline | candidate | difference | interval | margin | test | p "
-                "| p (Holm) |", "|---|:---|---:|---:|---:|---:|:---|---:|:---|---:|---:|"]
+        out += [
+            "| | task | n | baseline | candidate | difference | interval | margin | test | p | p (Holm) |",
+            "|---|:---|---:|---:|---:|---:|:---|---:|:---|---:|---:|",
+        ]
         for c in acc:
-            out.append(f"| {_status_cell(c)} | {md_code(c.name, table=True)} | {c.n} | {_pts(c.baseline)} | "
-                       f"{_pts(c.candidate)} | {_pts(c.observed, True)} | [{_pts(c.low, True)}, "
-                       f"{_pts(c.high, True)}] | {_pts(c.margin)} | {md_text(c.method)} | {_p(c.p_value)} | "
-                       f"{_p(c.p_holm)} |")
+            out.append(
+                f"| {_status_cell(c)} | {md_code(c.name, table=True)} | {c.n} | {_pts(c.baseline)} | "
+                f"{_pts(c.candidate)} | {_pts(c.observed, True)} | [{_pts(c.low, True)}, "
+                f"{_pts(c.high, True)}] | {_pts(c.margin)} | {md_text(c.method)} | {_p(c.p_value)} | "
+                f"{_p(c.p_holm)} |"
+            )
     bud = [c for c in r.checks if c.kind == "budget"]
     if bud:
-        out += ["", f"Budgets: judged against the run-to-run spread (one-sided {conf} bounds) where every "
-                f"run's value is recorded; otherwise on one figure, as the evidence column says.", "",
-                "| | budget | baseline | candidate | limit | evidence |", "|---|:---|---:|---:|---:|:---|"]
+        out += [
+            "",
+            f"Budgets: judged against the run-to-run spread (one-sided {conf} bounds) where every "
+            f"run's value is recorded; otherwise on one figure, as the evidence column says.",
+            "",
+            "| | budget | baseline | candidate | limit | evidence |",
+            "|---|:---|---:|---:|---:|:---|",
+        ]
         for c in bud:
             key = c.name.split()[0]
-            out.append(f"| {_status_cell(c)} | {md_code(c.name, table=True)} | {unit(key, c.baseline)} | "
-                       f"{unit(key, c.candidate)} | {unit(key, c.limit)} | {md_text(_evidence(c))} |")
+            out.append(
+                f"| {_status_cell(c)} | {md_code(c.name, table=True)} | {unit(key, c.baseline)} | "
+                f"{unit(key, c.candidate)} | {unit(key, c.limit)} | {md_text(_evidence(c))} |"
+            )
     for title, items in (("Failing checks", r.failures), ("Not shown", r.not_shown)):
         if items:
             out += ["", f"**{title}**", ""] + [f"- {md_text(c.message)}" for c in items]
@@ -242,16 +276,26 @@ def _junit(r: GateResult) -> str:
     skipped test as green/neutral, and a check that could not be shown must block like a
     failure unless the job chooses otherwise (the type tells the two apart)."""
     bad = [c for c in r.checks if c.status in (FAIL, NOT_SHOWN)]
-    suite = ET.Element("testsuite", name="slm-suite gate", tests=str(len(r.checks)), failures=str(len(bad)),
-                       errors="0", skipped=str(r.count(SKIPPED)))
+    suite = ET.Element(
+        "testsuite",
+        name="slm-suite gate",
+        tests=str(len(r.checks)),
+        failures=str(len(bad)),
+        errors="0",
+        skipped=str(r.count(SKIPPED)),
+    )
     props = ET.SubElement(suite, "properties")
-    for name, value in (("verdict", r.verdict), ("exit_code", r.exit_code), ("reason", r.reason),
-                        ("smoke", str(r.smoke).lower()), ("baseline", r.baseline["model"]),
-                        ("candidate", r.candidate["model"])):
+    for name, value in (
+        ("verdict", r.verdict),
+        ("exit_code", r.exit_code),
+        ("reason", r.reason),
+        ("smoke", str(r.smoke).lower()),
+        ("baseline", r.baseline["model"]),
+        ("candidate", r.candidate["model"]),
+    ):
         ET.SubElement(props, "property", name=name, value=xml_text(one_line(value)))
     for c in r.checks:
-        case = ET.SubElement(suite, "testcase", classname=f"slm_suite.gate.{c.kind}",
-                             name=xml_text(one_line(c.name)))
+        case = ET.SubElement(suite, "testcase", classname=f"slm_suite.gate.{c.kind}", name=xml_text(one_line(c.name)))
         message = xml_text(one_line(c.message))
         if c.status == FAIL:
             node = ET.SubElement(case, "failure", message=message, type=f"{c.kind}-regression")

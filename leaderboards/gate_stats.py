@@ -62,9 +62,9 @@ def _mann_whitney_cdf(m: int, n: int) -> tuple[float, ...]:
         for j in range(1, n + 1):
             row = np.zeros(i * j + 1)
             prev_i = counts[j]  # (i-1, j): the largest item is from the first sample, adds j
-            row[j:j + len(prev_i)] += prev_i
+            row[j : j + len(prev_i)] += prev_i
             prev_j = new[j - 1]  # (i, j-1): the largest item is from the second sample
-            row[:len(prev_j)] += prev_j
+            row[: len(prev_j)] += prev_j
             new.append(row)
         counts = new
     dist = counts[n] / math.comb(m + n, m)

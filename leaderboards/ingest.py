@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from slm_tasks.results.errors import BoardError
 from slm_tasks.results.inputs import glob_entries, problem, read_json, walk
@@ -179,7 +180,7 @@ def load_run(path: Path) -> Run:
     configs = data.get("configs")
     if not isinstance(configs, dict):
         raise BoardError(f"{path}: lm-eval results file without 'configs'; written by lm-eval < 0.4?")
-    stamp = path.stem[len("results_"):] if path.stem.startswith("results_") else None
+    stamp = path.stem[len("results_") :] if path.stem.startswith("results_") else None
     tasks = {}
     notes = []
     for name, cfg in configs.items():
@@ -192,8 +193,10 @@ def load_run(path: Path) -> Run:
             unreadable = problem(samples)
             if unreadable:
                 # named by its folder and file: notes are published, the machine's paths are not
-                notes.append(f"{samples.parent.name}/{samples.name}: samples file skipped ({unreadable}); "
-                             f"task {name} is shown without per-document values")
+                notes.append(
+                    f"{samples.parent.name}/{samples.name}: samples file skipped ({unreadable}); "
+                    f"task {name} is shown without per-document values"
+                )
         else:
             samples = None
         tasks[name] = TaskRun(

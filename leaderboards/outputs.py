@@ -103,8 +103,7 @@ def _our_writes(folder: Path, names, fix: str = FIX) -> list[list[str]]:
     for name in names:
         target = folder / name
         if os.path.lexists(target) and (name not in ours or target.is_symlink() or not target.is_file()):
-            raise OutputError(f"{target}: exists and was not written by slm-suite, so it is left as it is; "
-                              f"{fix}")
+            raise OutputError(f"{target}: exists and was not written by slm-suite, so it is left as it is; {fix}")
     return writes
 
 
@@ -145,8 +144,11 @@ def _write_folder(out: Path, files: dict[str, str]) -> Path:
     # an earlier write of this same set (it shares a file name) is replaced as a whole
     replaced = [w for w in writes if new & set(w)]
     stale = sorted({n for w in replaced for n in w} - new - {MANIFEST})
-    manifest = {"schema": MANIFEST_SCHEMA, "about": "files slm-suite wrote here; it replaces only these",
-                "writes": [w for w in writes if w not in replaced] + [sorted(new)]}
+    manifest = {
+        "schema": MANIFEST_SCHEMA,
+        "about": "files slm-suite wrote here; it replaces only these",
+        "writes": [w for w in writes if w not in replaced] + [sorted(new)],
+    }
     # the manifest first: a file in place is then always one the manifest names
     ordered = [(MANIFEST, json.dumps(manifest, indent=2) + "\n"), *files.items()]
     staged: dict[str, str] = {}

@@ -81,7 +81,7 @@ def md_text(value: Any) -> str:
 
 
 def rank_text(row: dict[str, Any]) -> str:
-    """"=2" for a rank shared with another model, "2" alone, "—" without an overall score."""
+    """ "=2" for a rank shared with another model, "2" alone, "—" without an overall score."""
     if row["rank"] is None:
         return MISSING
     return f"={row['rank']}" if row.get("tied") else str(row["rank"])
@@ -93,8 +93,10 @@ PARETO_BADGES = {"latency": "Pareto: score vs latency", "memory": "Pareto: score
 
 def pareto_title(board: dict[str, Any], axis: str) -> str:
     label = board["pareto_axes"][axis].get("label") or axis
-    return (f"on the Pareto frontier of overall score vs {label}: no other model is at least as good "
-            f"on both and better on one (the model itself need not be fast or small)")
+    return (
+        f"on the Pareto frontier of overall score vs {label}: no other model is at least as good "
+        f"on both and better on one (the model itself need not be fast or small)"
+    )
 
 
 def to_json(board: dict[str, Any]) -> str:
@@ -120,8 +122,13 @@ def to_csv(board: dict[str, Any]) -> str:
     w.writerow([csv_cell(h) for h in head])
     blank = lambda x: "" if x is None else x  # noqa: E731
     for r in board["rows"]:
-        line = [blank(r["rank"]), r["model"], blank(r["overall"]["value"]), blank(r["overall"]["low"]),
-                blank(r["overall"]["high"])]
+        line = [
+            blank(r["rank"]),
+            r["model"],
+            blank(r["overall"]["value"]),
+            blank(r["overall"]["low"]),
+            blank(r["overall"]["high"]),
+        ]
         for d in board["domains"]:
             e = r["domains"][d["domain"]]
             line += [blank(e["value"]), blank(e["low"]), blank(e["high"])]
@@ -130,7 +137,7 @@ def to_csv(board: dict[str, Any]) -> str:
             line += [blank(e.get("value")), blank(e.get("low")), blank(e.get("high"))]
         for c in board["columns"]:
             e = r["tasks"].get(c["task"])
-            line += ([blank(e["value"]), blank(e["low"]), blank(e["high"]), e["method"]] if e else ["", "", "", ""])
+            line += [blank(e["value"]), blank(e["low"]), blank(e["high"]), e["method"]] if e else ["", "", "", ""]
         line += [blank(r["cost"][c["id"]]["value"]) for c in board["cost_columns"]]
         line += [blank(r["efficiency"]["score_per_gb"]), blank(r["pareto"]["latency"]), blank(r["pareto"]["memory"])]
         w.writerow([csv_cell(x) for x in line])
@@ -157,21 +164,30 @@ def to_markdown(board: dict[str, Any]) -> str:
         cells += [_md_gain(r["icl"]["mean"])] if icl else []
         cells += [fmt_cost(c["id"], r["cost"][c["id"]]["value"]) for c in board["cost_columns"]]
         out.append("| " + " | ".join(cells) + " |")
-    out += ["", f"Scores in %, {lvl} intervals in brackets. Domain = plain mean of its tasks; "
-                f"overall = plain mean of the capability domains"
-                + (f"; {e(icl['title'])} in points, outside the overall" if icl else "")
-                + ". Equal overall scores share a rank (=).", ""]
+    out += [
+        "",
+        f"Scores in %, {lvl} intervals in brackets. Domain = plain mean of its tasks; "
+        f"overall = plain mean of the capability domains"
+        + (f"; {e(icl['title'])} in points, outside the overall" if icl else "")
+        + ". Equal overall scores share a rank (=).",
+        "",
+    ]
     out += _md_pareto(board)
     if icl:
         out += _md_icl(board)
-    out += ["### Tasks", "",
-            "| task | domain | metric | shots | split | version | interval | random baseline |",
-            "|:---|:---|:---|---:|:---|---:|:---|---:|"]
+    out += [
+        "### Tasks",
+        "",
+        "| task | domain | metric | shots | split | version | interval | random baseline |",
+        "|:---|:---|:---|---:|:---|---:|:---|---:|",
+    ]
     for c in board["columns"]:
         methods = sorted({r["tasks"][c["task"]]["method"] for r in board["rows"] if c["task"] in r["tasks"]})
-        out.append(f"| {e(c['task'])} | {e(c['domain'])} | {e(c['metric'])} | {e(_s(c['shots']))} | "
-                   f"{e(_s(c['split']))} | {e(_s(c['version']))} | {e(', '.join(methods))} | "
-                   f"{c['random_baseline']:.3f} |")
+        out.append(
+            f"| {e(c['task'])} | {e(c['domain'])} | {e(c['metric'])} | {e(_s(c['shots']))} | "
+            f"{e(_s(c['split']))} | {e(_s(c['version']))} | {e(', '.join(methods))} | "
+            f"{c['random_baseline']:.3f} |"
+        )
     if board["missing_tasks"]:
         missing = ", ".join(e(t) for t in board["missing_tasks"])
         out += ["", f"Declared but not in the results: {missing}."]
@@ -190,8 +206,15 @@ def _md_pareto(board: dict[str, Any]) -> list[str]:
             out.append(f"- {badge} ({label}): {', '.join(on)}")
     if not out:
         return []
-    return ["On a Pareto frontier (no other model is at least as good on the overall score and the cost, "
-            "and better on one; a frontier model need not be fast or small):", ""] + out + [""]
+    return (
+        [
+            "On a Pareto frontier (no other model is at least as good on the overall score and the cost, "
+            "and better on one; a frontier model need not be fast or small):",
+            "",
+        ]
+        + out
+        + [""]
+    )
 
 
 def _icl_keys(board: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -204,9 +227,14 @@ def _icl_keys(board: dict[str, Any]) -> list[tuple[str, Any]]:
 
 def _md_icl(board: dict[str, Any]) -> list[str]:
     icl = board["icl"]
-    out = [f"### {md_text(icl['title'])}", "", f"Points, {md_text(icl['method'])}.", "",
-           "| model | mean | " + " | ".join(md_text(t) for t in icl["tasks"]) + " |",
-           "|:---|" + "---:|" * (len(icl["tasks"]) + 1)]
+    out = [
+        f"### {md_text(icl['title'])}",
+        "",
+        f"Points, {md_text(icl['method'])}.",
+        "",
+        "| model | mean | " + " | ".join(md_text(t) for t in icl["tasks"]) + " |",
+        "|:---|" + "---:|" * (len(icl["tasks"]) + 1),
+    ]
     for r in board["rows"]:
         cells = [md_text(r["model"]), _md_gain(r["icl"]["mean"])]
         cells += [_md_gain(r["icl"]["tasks"].get(t)) for t in icl["tasks"]]

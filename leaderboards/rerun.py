@@ -62,11 +62,15 @@ def newest_runs(runs: list[Run], strict: bool = False) -> tuple[list[Run], list[
         for model, task in sorted(winner):
             paths = tuple(str(r.path) for r in sorted(by_key[(model, task)], key=run_time))
             files[(model, paths)].append(task)
-        problems = [f"model '{model}', task{'s' * (len(tasks) > 1)} {', '.join(tasks)}: {len(paths)} runs "
-                    f"({', '.join(paths)})" for (model, paths), tasks in files.items()]
+        problems = [
+            f"model '{model}', task{'s' * (len(tasks) > 1)} {', '.join(tasks)}: {len(paths)} runs ({', '.join(paths)})"
+            for (model, paths), tasks in files.items()
+        ]
         raise BoardError(
             f"re-runs with --strict: {'; '.join(problems)}; pass one run per model and task, "
-            f"or leave out --strict to show the newest run of each", problems)
+            f"or leave out --strict to show the newest run of each",
+            problems,
+        )
     lost: dict[int, list[str]] = defaultdict(list)  # id(run) -> its superseded tasks
     newer: dict[int, set[str]] = defaultdict(set)  # id(run) -> the runs that replace it
     for (model, task), best in winner.items():
@@ -87,6 +91,8 @@ def newest_runs(runs: list[Run], strict: bool = False) -> tuple[list[Run], list[
         else:
             what = "superseded"
         by = ", ".join(sorted(newer[id(run)]))
-        notes.append(f"{short(run.path)}: {what} by the newer run {by} of model "
-                     f"'{run.model}' (the newest run of a model and task is shown; --strict refuses re-runs)")
+        notes.append(
+            f"{short(run.path)}: {what} by the newer run {by} of model "
+            f"'{run.model}' (the newest run of a model and task is shown; --strict refuses re-runs)"
+        )
     return kept, notes

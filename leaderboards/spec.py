@@ -20,10 +20,11 @@ results); a domain's ``metric`` is the default of its tasks.
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import yaml
 
@@ -81,16 +82,20 @@ class IclSpec:
         return [self.metric]
 
 
-def combine(task_scores: Mapping[str, T], domain_tasks: Mapping[str, Sequence[str]],
-            mean: Callable[[list[T]], T]) -> tuple[dict[str, T], T | None]:
+def combine(
+    task_scores: Mapping[str, T], domain_tasks: Mapping[str, Sequence[str]], mean: Callable[[list[T]], T]
+) -> tuple[dict[str, T], T | None]:
     """Domain scores and the overall score from task scores: the one definition.
 
     ``domain_tasks``: each capability domain's tasks that are on the board (or in the run).
     A domain is the plain mean of its tasks, the overall the plain mean of the domains; a
     domain lacking one of its tasks has no score, and then the overall has none either.
     """
-    domains = {d: mean([task_scores[t] for t in tasks]) for d, tasks in domain_tasks.items()
-               if tasks and all(t in task_scores for t in tasks)}
+    domains = {
+        d: mean([task_scores[t] for t in tasks])
+        for d, tasks in domain_tasks.items()
+        if tasks and all(t in task_scores for t in tasks)
+    }
     complete = bool(domain_tasks) and len(domains) == len(domain_tasks)
     return domains, (mean(list(domains.values())) if complete else None)
 
@@ -146,22 +151,29 @@ class Spec:
             row = res.get(task)
             if not isinstance(row, Mapping):
                 continue
-            metric = entry.pick_metric(lambda m: _number(row.get(m)) is not None)
+            metric = entry.pick_metric(lambda m: _number(row.get(m)) is not None)  # noqa: B023
             if metric is None:
                 continue
             name, _, flt = metric.partition(",")
-            scores[task] = stats.task_estimate(_number(row[metric]), None, _number(row.get(f"{name}_stderr,{flt}")),
-                                               self.level, 0, None)
+            scores[task] = stats.task_estimate(
+                _number(row[metric]), None, _number(row.get(f"{name}_stderr,{flt}")), self.level, 0, None
+            )
             metrics[task] = metric
             domain_tasks.setdefault(d.name, []).append(task)
         domains, overall = combine(scores, domain_tasks, lambda parts: stats.mean_estimate(parts, self.level))
         return {
             "spec": self.name,
-            "domains": {d.name: {"title": d.title, "value": domains[d.name].value, "se": domains[d.name].se,
-                                 "declared": len(d.tasks),
-                                 "tasks": {t: {"metric": metrics[t], "value": scores[t].value}
-                                           for t in domain_tasks[d.name]}}
-                        for d in self.domains if d.name in domains},
+            "domains": {
+                d.name: {
+                    "title": d.title,
+                    "value": domains[d.name].value,
+                    "se": domains[d.name].se,
+                    "declared": len(d.tasks),
+                    "tasks": {t: {"metric": metrics[t], "value": scores[t].value} for t in domain_tasks[d.name]},
+                }
+                for d in self.domains
+                if d.name in domains
+            },
             "overall": overall.value if overall else None,
             "overall_se": overall.se if overall else None,
             "absent_domains": [d.name for d in self.domains if d.name not in domain_tasks],
@@ -225,10 +237,15 @@ def parse_spec(data: Any, source: str) -> Spec:
                 raise bad(f"domain {d['name']}: tasks[{j}] needs exactly one of 'task' or 'match'")
             name = t.get("task")
             if str(name or t.get("match")).startswith("slm_icl_"):
-                raise bad(f"domain {d['name']} lists {name or t.get('match')}: ICL variants are reported "
-                          f"as a gain under 'icl:', outside the overall (their 0-shot rows are the base tasks)")
-            metrics = _metrics(t.get("metric", d.get("metric", "acc,none")),
-                               bad, f"domain {d['name']}: metric of {name or t.get('match')}")
+                raise bad(
+                    f"domain {d['name']} lists {name or t.get('match')}: ICL variants are reported "
+                    f"as a gain under 'icl:', outside the overall (their 0-shot rows are the base tasks)"
+                )
+            metrics = _metrics(
+                t.get("metric", d.get("metric", "acc,none")),
+                bad,
+                f"domain {d['name']}: metric of {name or t.get('match')}",
+            )
             if name and profile == "lite" and not name.endswith("_lite"):
                 raise bad(f"profile lite lists '{name}'; lite tasks are named <task>_lite")
             tasks.append(TaskSpec(name, t.get("match"), metrics, t.get("random_baseline"), t.get("title")))
@@ -278,7 +295,11 @@ def _icl(data, bad) -> IclSpec | None:
     if not isinstance(metric, str) or "," not in metric:
         raise bad("icl: metric is one 'metric,filter' (e.g. 'acc,none'): the gain compares one metric")
     shots = data.get("shots", [0, 5])
-    if (not isinstance(shots, list) or len(shots) != 2 or not all(isinstance(k, int) for k in shots)
-            or not 0 <= shots[0] < shots[1]):
+    if (
+        not isinstance(shots, list)
+        or len(shots) != 2
+        or not all(isinstance(k, int) for k in shots)
+        or not 0 <= shots[0] < shots[1]
+    ):
         raise bad("icl: shots is [low, high], e.g. [0, 5] (the gain is high-shot minus low-shot)")
     return IclSpec(str(data.get("title") or "In-context learning"), data["match"], metric, shots[0], shots[1])

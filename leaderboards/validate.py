@@ -26,7 +26,8 @@ def check_limits(runs: list[Run], allow_limit: bool) -> list[str]:
         return []
     return [
         f"{r.path}: made with --limit {r.limit:g} (config.limit is not null); {LIMIT_FIX}"
-        for r in runs if r.limit is not None
+        for r in runs
+        if r.limit is not None
     ]
 
 
@@ -38,7 +39,8 @@ def check_duplicates(entries: list[tuple[str, str, Run]]) -> list[str]:
     return [
         f"model '{model}', task {task}: present in {len(rs)} files ({', '.join(str(r.path) for r in rs)}); "
         f"keep one run per model and task"
-        for (model, task), rs in seen.items() if len(rs) > 1
+        for (model, task), rs in seen.items()
+        if len(rs) > 1
     ]
 
 
@@ -60,18 +62,24 @@ def check_consistency(task: str, entries: list[tuple[str, Run]]) -> tuple[list[s
     for what, key in facets:
         groups = _group(trs, key)
         if len(groups) > 1:
-            problems.append(f"task {task}: {what} differ between models: {_describe(groups)}; "
-                            f"compare runs made with the same task definitions")
+            problems.append(
+                f"task {task}: {what} differ between models: {_describe(groups)}; "
+                f"compare runs made with the same task definitions"
+            )
     hashed = [x for x in trs if x[2].task_hash]
     hashes = _group(hashed, lambda m, r, t: t.task_hash)
     if len(hashes) > 1:
         detail = _diagnose_prompts(hashed)
-        problems.append(f"task {task}: prompts/documents differ between models (task_hashes: "
-                        f"{_describe(hashes, short_values=True)}){detail}; rebuild from runs of the same task version")
+        problems.append(
+            f"task {task}: prompts/documents differ between models (task_hashes: "
+            f"{_describe(hashes, short_values=True)}){detail}; rebuild from runs of the same task version"
+        )
     unhashed = [x for x in trs if not x[2].task_hash]
     if unhashed:
-        notes.append(f"task {task}: prompts not verified for {', '.join(_short(r.path) for _, r, _ in unhashed)} "
-                     f"(no task_hashes: run without --log_samples)")
+        notes.append(
+            f"task {task}: prompts not verified for {', '.join(_short(r.path) for _, r, _ in unhashed)} "
+            f"(no task_hashes: run without --log_samples)"
+        )
     return problems, notes
 
 
@@ -96,8 +104,10 @@ def _diagnose_prompts(trs: list[tuple[str, Run, TaskRun]]) -> str:
     with_samples = [x for x in with_samples if x[3] is not None]
     if len(with_samples) < 2:
         return ""
-    (_, ra, _, a), (_, rb, _, b) = with_samples[0], next(
-        (x for x in with_samples[1:] if x[2].task_hash != with_samples[0][2].task_hash), with_samples[1])
+    (_, ra, _, a), (_, rb, _, b) = (
+        with_samples[0],
+        next((x for x in with_samples[1:] if x[2].task_hash != with_samples[0][2].task_hash), with_samples[1]),
+    )
     if set(a.doc_ids) != set(b.doc_ids):
         return f" — {_short(ra.path)} has {len(a.doc_ids)} docs, {_short(rb.path)} has {len(b.doc_ids)}"
     for label, field in (("documents", "doc_hash"), ("prompts", "prompt_hash"), ("targets", "target_hash")):
@@ -116,7 +126,9 @@ def check_shared_docs(task: str, base: TaskRun, cand: TaskRun, flt: str) -> list
         ha, hb = getattr(a, field), getattr(b, field)
         diff = [d for d in ha if d in hb and ha[d] != hb[d]]
         if diff:
-            problems.append(f"task {task}: {label} differ between baseline and candidate on {len(diff)} "
-                            f"shared docs (first: doc {diff[0]}); compare runs of the same task version")
+            problems.append(
+                f"task {task}: {label} differ between baseline and candidate on {len(diff)} "
+                f"shared docs (first: doc {diff[0]}); compare runs of the same task version"
+            )
             break
     return problems

@@ -119,8 +119,10 @@ def with_our_tasks(include_path) -> list:
     from slm_tasks.paths import task_dir
 
     ours = task_dir()
-    paths = [] if include_path is None else (
-        list(include_path) if isinstance(include_path, (list, tuple)) else [include_path]
+    paths = (
+        []
+        if include_path is None
+        else (list(include_path) if isinstance(include_path, (list, tuple)) else [include_path])
     )
     if any(os.path.realpath(p) == str(ours) for p in paths):
         return paths
@@ -182,8 +184,10 @@ def _patch(module) -> None:
     try:
         _PATCHERS[module.__name__](module)
     except Exception as exc:  # noqa: BLE001  (never break lm-eval itself)
-        print(f"slm-suite: could not activate for {module.__name__}: {exc}; "
-              "set SLM_SUITE_NO_ACTIVATE=1 to silence this", file=sys.stderr)
+        print(
+            f"slm-suite: could not activate for {module.__name__}: {exc}; set SLM_SUITE_NO_ACTIVATE=1 to silence this",
+            file=sys.stderr,
+        )
 
 
 class _Loader:

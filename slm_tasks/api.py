@@ -1,7 +1,7 @@
 """Python API: a ready TaskManager, simple_evaluate with our tasks, and the one-command run.
 
-    from slm_tasks.api import evaluate
-    results = evaluate("slm-llamacpp", "model=smollm2-135m", tasks=["slm_suite_lite"])
+from slm_tasks.api import evaluate
+results = evaluate("slm-llamacpp", "model=smollm2-135m", tasks=["slm_suite_lite"])
 """
 
 from __future__ import annotations
@@ -63,11 +63,14 @@ def evaluate(model, model_args=None, tasks=DEFAULT_TASKS, data_dir: str | None =
             f"built-in lm-eval tasks are listed by `lm_eval ls tasks`"
         )
     try:
-        with _compiled_templates(), _planned_run(tm, tasks, model, model_args, data_dir, kwargs.get("limit"),
-                                                 on_plan):
+        with _compiled_templates(), _planned_run(tm, tasks, model, model_args, data_dir, kwargs.get("limit"), on_plan):
             return simple_evaluate(
-                model=model, model_args=model_args, tasks=tasks, task_manager=tm,
-                metadata=metadata or None, **kwargs,
+                model=model,
+                model_args=model_args,
+                tasks=tasks,
+                task_manager=tm,
+                metadata=metadata or None,
+                **kwargs,
             )
     except ValueError as exc:
         if "marked as unsafe" not in str(exc):
@@ -93,8 +96,10 @@ def _compiled_templates():
         return
     compiled = functools.lru_cache(maxsize=4096)(env.from_string)
     env.from_string = lambda source, globals=None, template_class=None: (
-        compiled(source) if globals is None and template_class is None and isinstance(source, str)
-        else type(env).from_string(env, source, globals, template_class))
+        compiled(source)
+        if globals is None and template_class is None and isinstance(source, str)
+        else type(env).from_string(env, source, globals, template_class)
+    )
     try:
         yield
     finally:
@@ -201,9 +206,16 @@ def run(
     run_output.check_before(output_path, margs, board=leaderboard)
     tracker = EvaluationTracker(output_path=str(output_path))
     results = evaluate(
-        BACKENDS[backend], margs, tasks=tasks, data_dir=data_dir, limit=limit,
-        num_fewshot=num_fewshot, log_samples=log_samples, evaluation_tracker=tracker,
-        confirm_run_unsafe_code=confirm_run_unsafe_code, on_plan=on_plan,
+        BACKENDS[backend],
+        margs,
+        tasks=tasks,
+        data_dir=data_dir,
+        limit=limit,
+        num_fewshot=num_fewshot,
+        log_samples=log_samples,
+        evaluation_tracker=tracker,
+        confirm_run_unsafe_code=confirm_run_unsafe_code,
+        on_plan=on_plan,
     )
     if results is None:  # non-zero rank in distributed runs
         return RunOutput({}, None, None)
@@ -214,13 +226,16 @@ def run(
         reused = run_output.reusable_bench(output_path, cost)
         if reused is not None:
             cost["bench"], source = reused
-            notes.append(f"runtime bench: every request came from the response store, so the bench of "
-                         f"{source} (same model file, machine and threads) is reused, not measured again")
+            notes.append(
+                f"runtime bench: every request came from the response store, so the bench of "
+                f"{source} (same model file, machine and threads) is reused, not measured again"
+            )
         else:
             from slm_tasks.adapters.bench import bench
 
-            cost["bench"] = bench(spec.stored(), runs=bench_runs, pause_s=1.0, protocols=("survey",),
-                                  progress=False)["bench"]
+            cost["bench"] = bench(spec.stored(), runs=bench_runs, pause_s=1.0, protocols=("survey",), progress=False)[
+                "bench"
+            ]
     samples = results.pop("samples", None) if log_samples else None
     results_file = run_output.save(tracker, results, samples)
     cost_file = None

@@ -73,11 +73,19 @@ def cmd_run(args) -> int:
         model_args["store"] = "off" if args.no_store else args.store
     with git_hash_quietly():
         out = run(
-            model=args.model, backend=args.backend, tasks=tasks, output_path=args.output_path,
-            model_args=model_args, limit=args.limit, num_fewshot=args.num_fewshot,
-            data_dir=args.data_dir, log_samples=not args.no_log_samples,
-            leaderboard=not args.no_leaderboard, confirm_run_unsafe_code=args.confirm_run_unsafe_code,
-            on_plan=lambda lines: print("\n".join(lines), flush=True), ray=args.ray,
+            model=args.model,
+            backend=args.backend,
+            tasks=tasks,
+            output_path=args.output_path,
+            model_args=model_args,
+            limit=args.limit,
+            num_fewshot=args.num_fewshot,
+            data_dir=args.data_dir,
+            log_samples=not args.no_log_samples,
+            leaderboard=not args.no_leaderboard,
+            confirm_run_unsafe_code=args.confirm_run_unsafe_code,
+            on_plan=lambda lines: print("\n".join(lines), flush=True),
+            ray=args.ray,
             bench_runs=0 if args.no_bench else 3,
         )
     if not out.results:
@@ -92,29 +100,37 @@ def cmd_run(args) -> int:
 
         metric, _, flt = spec.icl.metric.partition(",")
         print(f"{spec.icl.title}, metric {spec.icl.metric} (not part of the overall):")
-        print(format_gain_table(icl_gain(out.results, out.samples, low=spec.icl.low, high=spec.icl.high,
-                                         metric=metric, filter_name=flt)))
+        print(
+            format_gain_table(
+                icl_gain(out.results, out.samples, low=spec.icl.low, high=spec.icl.high, metric=metric, filter_name=flt)
+            )
+        )
     cost = (out.results.get("config") or {}).get("slm_cost") or {}
     run_cost = cost.get("run") or {}
     if run_cost:
         print(format_cost(run_cost))
         cluster = cost.get("cluster")
         if cluster:
-            print(f"cluster: {len(cluster['workers'])} workers on {cluster['nodes']} nodes for {cluster['wall_s']:.0f} s, "
-                  f"{cluster['machine_s']:.0f} machine-seconds ({cluster['busy_s']:.0f} of them computing)")
+            print(
+                f"cluster: {len(cluster['workers'])} workers on {cluster['nodes']} nodes for {cluster['wall_s']:.0f} s, "  # noqa: E501
+                f"{cluster['machine_s']:.0f} machine-seconds ({cluster['busy_s']:.0f} of them computing)"
+            )
         bench = cost.get("bench") or {}
         if bench.get("protocol"):
             med = {k: (bench.get(k) or {}).get("median") for k in ("ttft_ms", "tg_ms_per_token", "pp_tok_s")}
             if all(v is not None for v in med.values()):
-                print(f"runtime ({bench['protocol']}, model as stored, median of {bench['runs']}): first token "
-                      f"{med['ttft_ms']:.0f} ms, decode {med['tg_ms_per_token']:.1f} ms/token, "
-                      f"prefill {med['pp_tok_s']:.0f} tok/s")
+                print(
+                    f"runtime ({bench['protocol']}, model as stored, median of {bench['runs']}): first token "
+                    f"{med['ttft_ms']:.0f} ms, decode {med['tg_ms_per_token']:.1f} ms/token, "
+                    f"prefill {med['pp_tok_s']:.0f} tok/s"
+                )
         if run_cost.get("reused_requests"):
             stored = run_cost.get("reused_stored_s")
-            print(f"response store: {run_cost['reused_requests']} of {run_cost['reused_requests'] + run_cost['requests']} "
-                  "requests answered from it" + (f" (they took {stored:.1f} s when computed)" if stored else ""))
-    for label, path in (("results", out.results_file), ("cost record", out.cost_file),
-                        ("leaderboard", out.board_dir)):
+            print(
+                f"response store: {run_cost['reused_requests']} of {run_cost['reused_requests'] + run_cost['requests']} "  # noqa: E501
+                "requests answered from it" + (f" (they took {stored:.1f} s when computed)" if stored else "")
+            )
+    for label, path in (("results", out.results_file), ("cost record", out.cost_file), ("leaderboard", out.board_dir)):
         if path:
             print(f"{label}: {path}")
     for note in out.notes:
@@ -158,8 +174,10 @@ def format_cost(run_cost: dict) -> str:
 
 def _print_scores(summary: dict) -> None:
     """The run's domain and overall scores as its board spec defines them (= the board's)."""
-    print(f"scores (board spec '{summary['spec']}': domain = plain mean of its tasks, overall = plain "
-          f"mean of the capability domains; the ICL gain is not part of it):")
+    print(
+        f"scores (board spec '{summary['spec']}': domain = plain mean of its tasks, overall = plain "
+        f"mean of the capability domains; the ICL gain is not part of it):"
+    )
     for name, d in summary["domains"].items():
         print(f"  {name:<16} {d['value']:.4f}  ({len(d['tasks'])} of {d['declared']} tasks)")
     if summary["absent_domains"]:
@@ -200,8 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="evaluate a model (default: SmolLM2-135M on llama.cpp, lite)")
-    r.add_argument("--model", default="smollm2-135m",
-                   help="short name (smollm2-135m, gemma3-270m) or a model path (default: %(default)s)")
+    r.add_argument(
+        "--model",
+        default="smollm2-135m",
+        help="short name (smollm2-135m, gemma3-270m) or a model path (default: %(default)s)",
+    )
     r.add_argument("--backend", default="llamacpp", choices=["llamacpp", "vllm"])
     r.add_argument("--tasks", default="slm_suite_lite", help="comma-separated tasks/groups (default: %(default)s)")
     r.add_argument("--output-path", default="slm-results", help="results folder (default: %(default)s)")
@@ -211,25 +232,43 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data-dir", default=None, help="offline mirror root (default: $SLM_DATA_DIR, else the hub)")
     r.add_argument("--no-log-samples", action="store_true", help="skip per-doc sample files")
     r.add_argument("--no-leaderboard", action="store_true")
-    r.add_argument("--store", default=None, metavar="PATH",
-                   help="response store file: an interrupted run resumes from it, a repeated run reuses it "
-                        "(default: $SLM_SUITE_CACHE/responses.sqlite, see docs/store.md)")
+    r.add_argument(
+        "--store",
+        default=None,
+        metavar="PATH",
+        help="response store file: an interrupted run resumes from it, a repeated run reuses it "
+        "(default: $SLM_SUITE_CACHE/responses.sqlite, see docs/store.md)",
+    )
     r.add_argument("--no-store", action="store_true", help="compute every request, store nothing")
-    r.add_argument("--no-bench", action="store_true",
-                   help="skip the runtime bench of the model as stored that ends every llama.cpp run "
-                        "(10-40 s; the cost record then has no bench figures)")
-    r.add_argument("--ray", nargs="?", const="auto", default=None, metavar="ADDRESS",
-                   help="run the requests on a Ray cluster: its head's ADDRESS (host:port), auto (default: the "
-                        "cluster this machine belongs to) or local (start one here for this run); docs/cluster.md")
-    r.add_argument("--confirm-run-unsafe-code", action="store_true",
-                   help="allow the coding tasks to execute model-written code (in the sandbox)")
+    r.add_argument(
+        "--no-bench",
+        action="store_true",
+        help="skip the runtime bench of the model as stored that ends every llama.cpp run "
+        "(10-40 s; the cost record then has no bench figures)",
+    )
+    r.add_argument(
+        "--ray",
+        nargs="?",
+        const="auto",
+        default=None,
+        metavar="ADDRESS",
+        help="run the requests on a Ray cluster: its head's ADDRESS (host:port), auto (default: the "
+        "cluster this machine belongs to) or local (start one here for this run); docs/cluster.md",
+    )
+    r.add_argument(
+        "--confirm-run-unsafe-code",
+        action="store_true",
+        help="allow the coding tasks to execute model-written code (in the sandbox)",
+    )
     r.set_defaults(func=cmd_run)
 
     t = sub.add_parser("tasks", help="list slm_suite tasks and groups")
     t.set_defaults(func=cmd_tasks)
 
-    d = sub.add_parser("data", help="check an offline mirror against the tasks (splits, checksums); "
-                                    "exit 2 when a task cannot run on it")
+    d = sub.add_parser(
+        "data",
+        help="check an offline mirror against the tasks (splits, checksums); exit 2 when a task cannot run on it",
+    )
     d.add_argument("--data-dir", default=None, help="mirror root (default: $SLM_DATA_DIR)")
     d.add_argument("--tasks", default=None, help="comma-separated task names (default: all)")
     d.set_defaults(func=cmd_data)
@@ -272,8 +311,9 @@ def _main(argv) -> int:
         # generate divides by a disabled bar's total: its runs keep lm-eval's bars.)
         os.environ.setdefault("TQDM_DISABLE", "1")
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     if not args.verbose:  # lm-eval repeats notices and bars per task; -v shows them
         logging.getLogger("lm_eval").setLevel(logging.ERROR)
         if args.command in ("run", "data"):  # the header / the report says what the mirror lacks, once
@@ -290,8 +330,11 @@ def _main(argv) -> int:
     except (KeyboardInterrupt, SystemExit) as exc:
         if isinstance(exc, SystemExit) and exc.code != 143:
             raise
-        kept = (" What was computed is in the response store: the same command resumes from it."
-                if getattr(args, "store", None) is not None or not getattr(args, "no_store", True) else "")
+        kept = (
+            " What was computed is in the response store: the same command resumes from it."
+            if getattr(args, "store", None) is not None or not getattr(args, "no_store", True)
+            else ""
+        )
         print(f"slm-suite: interrupted; no result file was written for this run.{kept}", file=sys.stderr)
         return 130 if isinstance(exc, KeyboardInterrupt) else 143
 

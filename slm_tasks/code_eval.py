@@ -26,7 +26,8 @@ import os
 import threading
 import warnings
 from collections import Counter
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -131,7 +132,7 @@ def mbpp_fewshot_samples() -> list[dict]:
         {
             "task_id": 2,
             "text": "Write a function to find the similar elements from the given two tuple lists.",
-            "code": "def similar_elements(test_tup1, test_tup2):\r\n  res = tuple(set(test_tup1) & set(test_tup2))\r\n  return (res) ",
+            "code": "def similar_elements(test_tup1, test_tup2):\r\n  res = tuple(set(test_tup1) & set(test_tup2))\r\n  return (res) ",  # noqa: E501
             "test_list": [
                 "assert similar_elements((3, 4, 5, 6),(5, 7, 4, 10)) == (4, 5)",
                 "assert similar_elements((1, 2, 3, 4),(5, 4, 3, 7)) == (3, 4)",
@@ -142,7 +143,7 @@ def mbpp_fewshot_samples() -> list[dict]:
         {
             "task_id": 3,
             "text": "Write a python function to identify non-prime numbers.",
-            "code": "import math\r\ndef is_not_prime(n):\r\n    result = False\r\n    for i in range(2,int(math.sqrt(n)) + 1):\r\n        if n % i == 0:\r\n            result = True\r\n    return result",
+            "code": "import math\r\ndef is_not_prime(n):\r\n    result = False\r\n    for i in range(2,int(math.sqrt(n)) + 1):\r\n        if n % i == 0:\r\n            result = True\r\n    return result",  # noqa: E501
             "test_list": [
                 "assert is_not_prime(2) == False",
                 "assert is_not_prime(10) == True",
@@ -152,8 +153,8 @@ def mbpp_fewshot_samples() -> list[dict]:
         },
         {
             "task_id": 4,
-            "text": "Write a function to find the largest integers from a given list of numbers using heap queue algorithm.",
-            "code": "import heapq as hq\r\ndef heap_queue_largest(nums,n):\r\n  largest_nums = hq.nlargest(n, nums)\r\n  return largest_nums",
+            "text": "Write a function to find the largest integers from a given list of numbers using heap queue algorithm.",  # noqa: E501
+            "code": "import heapq as hq\r\ndef heap_queue_largest(nums,n):\r\n  largest_nums = hq.nlargest(n, nums)\r\n  return largest_nums",  # noqa: E501
             "test_list": [
                 "assert heap_queue_largest( [25, 35, 22, 85, 14, 65, 75, 22, 58],3)==[85, 75, 65] ",
                 "assert heap_queue_largest( [25, 35, 22, 85, 14, 65, 75, 22, 58],2)==[85, 75] ",
@@ -176,8 +177,11 @@ def sandbox() -> Sandbox:
     global _sandbox
     with _lock:
         if _sandbox is None:
-            _sandbox = Sandbox(limits=_limits_from_env(), workers=_env_number("SLM_SANDBOX_WORKERS", int),
-                               python=os.environ.get("SLM_SANDBOX_PYTHON") or None)
+            _sandbox = Sandbox(
+                limits=_limits_from_env(),
+                workers=_env_number("SLM_SANDBOX_WORKERS", int),
+                python=os.environ.get("SLM_SANDBOX_PYTHON") or None,
+            )
         return _sandbox
 
 

@@ -2,7 +2,8 @@
 
 Tasks declare ``custom_dataset: !function slm_tasks.data.load`` and name their data in
 ``dataset_kwargs`` (``hub_id``, ``hub_config``, ``eval_split``, ``fewshot_split``,
-``lite_n``, and ``revision`` to pin a hub commit). lm-eval calls the loader as ``load(**metadata, **dataset_kwargs)``, so
+``lite_n``, and ``revision`` to pin a hub commit). lm-eval calls the loader as
+``load(**metadata, **dataset_kwargs)``, so
 ``--metadata slm_data_dir=...`` and every model argument arrive here too; unknown keys
 are ignored.
 
@@ -28,8 +29,7 @@ log = logging.getLogger(__name__)
 ENV_VAR = "SLM_DATA_DIR"
 LITE_SEED = 1234
 FIX = (
-    f"set {ENV_VAR} (or --metadata slm_data_dir=...) to a mirror that has it, "
-    f"or unset it to read the Hugging Face hub"
+    f"set {ENV_VAR} (or --metadata slm_data_dir=...) to a mirror that has it, or unset it to read the Hugging Face hub"
 )
 
 
@@ -75,9 +75,7 @@ def load(
     else:
         dsd = _load_hub(hub_id, hub_config, label, revision)
         if eval_split and eval_split not in dsd:
-            raise SLMDataError(
-                f"{label}: the hub dataset {hub_id} ({hub_config}) has no split '{eval_split}'"
-            )
+            raise SLMDataError(f"{label}: the hub dataset {hub_id} ({hub_config}) has no split '{eval_split}'")
     if lite_n and eval_split:
         dsd[eval_split] = lite_subset(dsd[eval_split], int(lite_n), lite_strata)
     return datasets.DatasetDict(dsd)
@@ -123,7 +121,11 @@ def _load_mirror(root, hub_id, hub_config, eval_split, fewshot_split, label) -> 
     if fewshot_split and fewshot_split not in out:
         log.warning(
             "%s: the mirror %s has no '%s' split of %s (%s): 0-shot runs, few-shot is unavailable",
-            label, root, fewshot_split, hub_id, hub_config or "default",
+            label,
+            root,
+            fewshot_split,
+            hub_id,
+            hub_config or "default",
         )
         out[fewshot_split] = out[eval_split].select([]) if eval_split else datasets.Dataset.from_list([])
     return out
@@ -174,9 +176,7 @@ def mirror_files(repo: Path, hub_config: str | None) -> dict[str, Path]:
             if c.get("config_name") == want:
                 return {d["split"]: repo / d["path"] for d in c.get("data_files", [])}
         names = ", ".join(c.get("config_name", "?") for c in configs)
-        raise SLMDataError(
-            f"{repo}: no config '{want}' in README.md (has: {names}); {FIX}"
-        )
+        raise SLMDataError(f"{repo}: no config '{want}' in README.md (has: {names}); {FIX}")
     # No README configs: <config>/<split>.jsonl by convention.
     folder = repo / (hub_config or "default")
     return {p.stem: p for p in sorted(folder.glob("*.jsonl"))}

@@ -90,12 +90,16 @@ class Report:
         lines += [f"  {t:<{width}}  {s:<8} {d}" for t, s, d in self.rows]
         bad = self.unusable
         zero = sum(s == "0-SHOT" for _, s, _ in self.rows)
-        lines.append(f"{len(self.rows)} tasks: {len(self.rows) - len(bad) - zero} ok, "
-                     f"{zero} 0-shot only, {len(bad)} unusable" + (f": {', '.join(bad)}" if bad else ""))
+        lines.append(
+            f"{len(self.rows)} tasks: {len(self.rows) - len(bad) - zero} ok, "
+            f"{zero} 0-shot only, {len(bad)} unusable" + (f": {', '.join(bad)}" if bad else "")
+        )
         if any(s == "UNUSABLE" for _, s, _ in self.rows):
-            lines.append("UNUSABLE: the task takes its few-shot examples from a split the mirror lacks; "
-                         "`slm-suite run` skips it (and its _lite variant) in a group, and stops with an "
-                         "error when it is named")
+            lines.append(
+                "UNUSABLE: the task takes its few-shot examples from a split the mirror lacks; "
+                "`slm-suite run` skips it (and its _lite variant) in a group, and stops with an "
+                "error when it is named"
+            )
         return "\n".join(lines)
 
 

@@ -3,9 +3,9 @@ others are skipped (a mirror may lack the split few-shot examples come from)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from slm_tasks import data
 from slm_tasks.paths import task_dir

@@ -42,9 +42,7 @@ def load_configs(
         for c in hub_configs
     ]
     splits = [s for s in parts[0] if all(s in p for p in parts[1:])]
-    out = datasets.DatasetDict(
-        {s: datasets.concatenate_datasets([p[s] for p in parts]) for s in splits}
-    )
+    out = datasets.DatasetDict({s: datasets.concatenate_datasets([p[s] for p in parts]) for s in splits})
     if lite_n and eval_split:
         out[eval_split] = data.lite_subset(out[eval_split], int(lite_n), lite_strata)
     return out

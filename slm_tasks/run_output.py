@@ -17,7 +17,6 @@ import re
 import tempfile
 from pathlib import Path
 
-
 FIX = "choose another --output-path"
 TRACKER_LOGGER = "lm_eval.loggers.evaluation_tracker"
 # what a model folder holds beside its runs' files (cost records can be read whole)
@@ -34,8 +33,10 @@ def check_before(output_path: Path, model_args: dict, board: bool) -> None:
     from slm_tasks.leaderboards.outputs import OutputError, check_writable
 
     if output_path.suffix == ".json":
-        raise OutputError(f"{output_path}: slm-suite run writes a folder (results, samples, cost record, "
-                          f"leaderboard), not one .json file; name a folder as --output-path")
+        raise OutputError(
+            f"{output_path}: slm-suite run writes a folder (results, samples, cost record, "
+            f"leaderboard), not one .json file; name a folder as --output-path"
+        )
     check_writable(output_path, fix=FIX)
     model_folder = GeneralConfigTracker._get_model_name(model_args)
     if model_folder:
@@ -72,8 +73,7 @@ def save(tracker, results: dict, samples: dict | None) -> Path:
                 with contextlib.suppress(OSError):
                     own.unlink()
             what = "results" if rows is None else "samples"
-            raise OutputError(f"{path}: lm-eval could not save the {what}{cause or ' (incomplete file)'}; "
-                              f"{FIX}")
+            raise OutputError(f"{path}: lm-eval could not save the {what}{cause or ' (incomplete file)'}; {FIX}")
     return results_file
 
 
@@ -202,7 +202,8 @@ def _same_setup(a: dict, b: dict) -> bool:
             return None
         return {k: value.get(k) for k in fields} if fields else value
 
-    return (part(a, "model", BENCH_MATCH_MODEL) == part(b, "model", BENCH_MATCH_MODEL) is not None
-            and part(a, "hardware") == part(b, "hardware") is not None
-            and part(a, "software", BENCH_MATCH_SOFTWARE) == part(b, "software", BENCH_MATCH_SOFTWARE))
-
+    return (
+        part(a, "model", BENCH_MATCH_MODEL) == part(b, "model", BENCH_MATCH_MODEL) is not None
+        and part(a, "hardware") == part(b, "hardware") is not None
+        and part(a, "software", BENCH_MATCH_SOFTWARE) == part(b, "software", BENCH_MATCH_SOFTWARE)
+    )

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Plan:
-    tasks: dict[str, int] = field(default_factory=dict)       # task -> documents to evaluate
-    requests: dict[str, int] = field(default_factory=dict)    # lm-eval request type -> count
+    tasks: dict[str, int] = field(default_factory=dict)  # task -> documents to evaluate
+    requests: dict[str, int] = field(default_factory=dict)  # lm-eval request type -> count
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (task, why)
     lacks: set[str] = field(default_factory=set)  # "<dataset> '<split>'" the mirror has not
 
@@ -70,15 +70,22 @@ def header(plan: Plan, spec, data_dir: str | None) -> list[str]:
     documents and requests, and where the data comes from (and what it lacks)."""
     reqs = ", ".join(f"{n:,} {k}" for k, n in plan.requests.items())
     root = data_dir or os.environ.get("SLM_DATA_DIR")
-    model = ("model: as the backend resolves it (a cluster's workers, or another lm-eval model)" if spec is None else
-             f"model: {spec.requested} ({spec.scoring}); backend {spec.backend}"
-             + (f", {spec.threads} threads" if spec.threads else ""))
-    lines = [model,
-             f"tasks: {len(plan.tasks)} tasks, {plan.documents:,} documents, {reqs}",
-             f"data: {'offline mirror ' + str(root) + ' (sha256-checked)' if root else 'the Hugging Face hub'}"]
+    model = (
+        "model: as the backend resolves it (a cluster's workers, or another lm-eval model)"
+        if spec is None
+        else f"model: {spec.requested} ({spec.scoring}); backend {spec.backend}"
+        + (f", {spec.threads} threads" if spec.threads else "")
+    )
+    lines = [
+        model,
+        f"tasks: {len(plan.tasks)} tasks, {plan.documents:,} documents, {reqs}",
+        f"data: {'offline mirror ' + str(root) + ' (sha256-checked)' if root else 'the Hugging Face hub'}",
+    ]
     if plan.lacks:
         lines.append(f"  no few-shot split in the mirror for {', '.join(sorted(plan.lacks))}: those tasks run 0-shot")
     if plan.skipped:
-        lines.append(f"  skipped {len(plan.skipped)} few-shot variant(s) that need them: "
-                     + ", ".join(t for t, _ in plan.skipped))
+        lines.append(
+            f"  skipped {len(plan.skipped)} few-shot variant(s) that need them: "
+            + ", ".join(t for t, _ in plan.skipped)
+        )
     return lines

@@ -143,8 +143,10 @@ def required_kinds(environ=os.environ) -> set[str]:
     kinds = {k.strip() for k in environ.get(REQUIRE_ENV, "").split(",") if k.strip()}
     unknown = kinds - set(REQUIRE_KINDS)
     if unknown:
-        raise pytest.UsageError(f"{REQUIRE_ENV}={environ.get(REQUIRE_ENV)}: unknown kind(s) {', '.join(sorted(unknown))}; "
-                                f"known: {', '.join(REQUIRE_KINDS)}")
+        raise pytest.UsageError(
+            f"{REQUIRE_ENV}={environ.get(REQUIRE_ENV)}: unknown kind(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(REQUIRE_KINDS)}"
+        )
     return kinds
 
 
@@ -177,8 +179,10 @@ def pytest_runtest_makereport(item, call):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         if not reason.removeprefix("Skipped: ").startswith("opt-in"):
             report.outcome = "failed"
-            report.longrepr = (f"{REQUIRE_ENV}={os.environ.get(REQUIRE_ENV)}: this {'/'.join(sorted(required))} "
-                               f"test must run here, but it was skipped: {reason}")
+            report.longrepr = (
+                f"{REQUIRE_ENV}={os.environ.get(REQUIRE_ENV)}: this {'/'.join(sorted(required))} "
+                f"test must run here, but it was skipped: {reason}"
+            )
     return report
 
 
@@ -255,6 +259,7 @@ def slm_cli(capsys):
 
 
 # --- synthetic lm-eval runs for the board and gate tests ---------------------------------
+
 
 @pytest.fixture(scope="session")
 def synth():

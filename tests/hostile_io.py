@@ -16,8 +16,7 @@ SMOL = "smollm2-135m"
 GEMMA = "gemma3-270m"
 BOARD = {"leaderboard.json", "leaderboard.csv", "leaderboard.md", "index.html"}
 GATE = {"gate.md", "gate.json", "gate.junit.xml"}
-POLICY = ("schema: slm-suite.gate-policy/1\nspec: lite\nallow_limit: true\n"
-          "margins: {default: 0.05}\nbudgets: {}\n")
+POLICY = "schema: slm-suite.gate-policy/1\nspec: lite\nallow_limit: true\nmargins: {default: 0.05}\nbudgets: {}\n"
 
 
 def user_notes(folder: Path) -> None:
@@ -55,8 +54,9 @@ def small_mount(where: Path, size: str = "64k"):
     where.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("mounting a tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     try:
@@ -99,8 +99,10 @@ def read_only_folder(where: Path, kind: str):
         pytest.skip("root writes into a folder of mode 0555; the tmpfs and immutable variants cover root")
     user_notes(where)
     if kind == "immutable":
-        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(where)],
-                                                            capture_output=True).returncode != 0:
+        if (
+            shutil.which("chattr") is None
+            or subprocess.run(["chattr", "+i", str(where)], capture_output=True).returncode != 0
+        ):
             pytest.skip("chattr +i is not available for this folder")
         cause = "Operation not permitted"
     else:

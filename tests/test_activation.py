@@ -28,24 +28,42 @@ REPO = Path(__file__).resolve().parents[1]
 # or skip themselves (test_janitor). About 40 tests in these files load hub datasets and
 # fail at once under HF_HUB_OFFLINE=1, with or without the plugin.
 LM_EVAL_OFFLINE_TESTS = (
-    "test_aggregation_pipeline", "test_cache", "test_cli_subcommands", "test_evaluator_utils",
-    "test_fewshot_context", "test_filters", "test_group", "test_kormedmcqa", "test_metrics",
-    "test_minerva_math", "test_misc", "test_multimodal_cache_keys", "test_registry",
-    "test_samplers", "test_serialization", "test_task_manager",
+    "test_aggregation_pipeline",
+    "test_cache",
+    "test_cli_subcommands",
+    "test_evaluator_utils",
+    "test_fewshot_context",
+    "test_filters",
+    "test_group",
+    "test_kormedmcqa",
+    "test_metrics",
+    "test_minerva_math",
+    "test_misc",
+    "test_multimodal_cache_keys",
+    "test_registry",
+    "test_samplers",
+    "test_serialization",
+    "test_task_manager",
 )
 OUR_TASK = "slm_arc_easy"
 
 
 def env(**extra):
     """This process's environment, offline, without the switch and path overrides, plus ``extra``."""
-    out = {k: v for k, v in os.environ.items()
-           if k not in ("SLM_SUITE_NO_ACTIVATE", "PYTHONPATH", "PYTEST_ADDOPTS")}
+    out = {k: v for k, v in os.environ.items() if k not in ("SLM_SUITE_NO_ACTIVATE", "PYTHONPATH", "PYTEST_ADDOPTS")}
     return {**out, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", **extra}
 
 
 def python(code, cwd=None, **extra):
-    return subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True,
-                          cwd=cwd, env=env(**extra), timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-P", "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env(**extra),
+        timeout=300,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +76,10 @@ def TaskManager():
 
 def write_task(folder: Path, name: str, prompt: str = "Q: {{question}}") -> Path:
     path = folder / f"{name}.yaml"
-    path.write_text(f'task: {name}\ndataset_path: allenai/ai2_arc\noutput_type: generate_until\n'
-                    f'test_split: test\ndoc_to_text: "{prompt}"\ndoc_to_target: "x"\n')
+    path.write_text(
+        f"task: {name}\ndataset_path: allenai/ai2_arc\noutput_type: generate_until\n"
+        f'test_split: test\ndoc_to_text: "{prompt}"\ndoc_to_target: "x"\n'
+    )
     return path
 
 
@@ -112,8 +132,10 @@ def test_the_task_entry_point_names_the_package_holding_our_yaml():
     try:
         package = importlib.import_module(points["slm_suite"])
     except ImportError as exc:
-        pytest.fail(f"lm-eval's task entry point cannot import {points['slm_suite']} ({exc}); "
-                    "it needs task_configs/__init__.py to be a package in editable installs too")
+        pytest.fail(
+            f"lm-eval's task entry point cannot import {points['slm_suite']} ({exc}); "
+            "it needs task_configs/__init__.py to be a package in editable installs too"
+        )
     assert [Path(p).resolve() for p in package.__path__] == [task_dir()]
     assert (task_dir() / "_slm_suite.yaml").is_file()
 
@@ -124,8 +146,10 @@ def test_the_task_entry_point_names_the_package_holding_our_yaml():
 def test_the_model_map_is_the_pyprojects_entry_points():
     declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]["lm_eval.models"]
     assert activation.model_targets() == declared, "installed metadata is stale: pip install -e ."
-    assert declared == {"slm-llamacpp": "slm_tasks.adapters.llamacpp:LlamaCppLM",
-                        "slm-vllm": "slm_tasks.adapters.vllm:VLLMLM"}
+    assert declared == {
+        "slm-llamacpp": "slm_tasks.adapters.llamacpp:LlamaCppLM",
+        "slm-vllm": "slm_tasks.adapters.vllm:VLLMLM",
+    }
     assert "slm_tasks.adapters" not in Path(activation.__file__).read_text()  # no second map
 
 
@@ -141,17 +165,21 @@ def test_get_model_finds_ours_and_the_builtins():
 
 
 def test_a_directly_imported_adapter_is_the_model_lm_eval_resolves():
-    out = python("import slm_tasks.adapters.llamacpp as a\n"
-                 "from lm_eval.api.registry import get_model\n"
-                 "print(get_model('slm-llamacpp') is a.LlamaCppLM, get_model('dummy').__name__)")
+    out = python(
+        "import slm_tasks.adapters.llamacpp as a\n"
+        "from lm_eval.api.registry import get_model\n"
+        "print(get_model('slm-llamacpp') is a.LlamaCppLM, get_model('dummy').__name__)"
+    )
     assert out.stdout.split() == ["True", "DummyLM"], out.stderr[-2000:]
 
 
 # ---------------------------------------------------------------- other lm-eval versions
 
-PROBE = ("import lm_eval, lm_eval.api.registry as r, lm_eval.tasks.manager as m\n"
-         "print(lm_eval.__version__, hasattr(r.get_model, '__wrapped__'), "
-         "hasattr(m.TaskManager.__init__, '__wrapped__'))")
+PROBE = (
+    "import lm_eval, lm_eval.api.registry as r, lm_eval.tasks.manager as m\n"
+    "print(lm_eval.__version__, hasattr(r.get_model, '__wrapped__'), "
+    "hasattr(m.TaskManager.__init__, '__wrapped__'))"
+)
 
 
 def test_the_version_check_names_the_installed_version_and_the_fix():
@@ -204,10 +232,27 @@ def lm_eval_sdist() -> Path:
         return root
     download = cache_dir() / "download"
     download.mkdir(parents=True, exist_ok=True)
-    got = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                          "--disable-pip-version-check", "--timeout", "30", "-d", download,
-                          f"lm_eval=={LM_EVAL_VERSION}"], capture_output=True, text=True, timeout=600,
-                         check=False)
+    got = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "--disable-pip-version-check",
+            "--timeout",
+            "30",
+            "-d",
+            download,
+            f"lm_eval=={LM_EVAL_VERSION}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     if got.returncode != 0:
         why = index_reachable()
         if why:
@@ -235,8 +280,11 @@ def outcomes(junit: Path) -> dict[str, str]:
 @pytest.mark.slow
 def test_lm_evals_own_tests_have_the_same_outcome_with_and_without_the_plugin(lm_eval_sdist, tmp_path):
     # -P: the sdist's own lm_eval/ source must not shadow the installed lm-eval we patch
-    probe = python("import lm_eval, lm_eval.tasks.manager as m\n"
-                   "print(lm_eval.__file__, hasattr(m.TaskManager.__init__, '__wrapped__'))", cwd=lm_eval_sdist)
+    probe = python(
+        "import lm_eval, lm_eval.tasks.manager as m\n"
+        "print(lm_eval.__file__, hasattr(m.TaskManager.__init__, '__wrapped__'))",
+        cwd=lm_eval_sdist,
+    )
     installed, patched = probe.stdout.split()
     assert not Path(installed).is_relative_to(lm_eval_sdist) and patched == "True", probe.stderr[-2000:]
 
@@ -247,9 +295,23 @@ def test_lm_evals_own_tests_have_the_same_outcome_with_and_without_the_plugin(lm
         junit, log = tmp_path / f"{mode}.xml", tmp_path / f"{mode}.log"
         with open(log, "w") as out:
             runs[mode] = subprocess.Popen(
-                [sys.executable, "-P", "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                 f"--junitxml={junit}", f"--basetemp={tmp_path / mode}", *files],
-                cwd=lm_eval_sdist, env=env(**extra), stdout=out, stderr=subprocess.STDOUT)
+                [
+                    sys.executable,
+                    "-P",
+                    "-m",
+                    "pytest",
+                    "-q",
+                    "-p",
+                    "no:cacheprovider",
+                    f"--junitxml={junit}",
+                    f"--basetemp={tmp_path / mode}",
+                    *files,
+                ],
+                cwd=lm_eval_sdist,
+                env=env(**extra),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
     results = {}
     try:
         for mode, proc in runs.items():

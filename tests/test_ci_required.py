@@ -18,7 +18,7 @@ import pytest
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 
-TINY = '''
+TINY = """
 import os
 import pytest
 
@@ -53,7 +53,7 @@ def test_plain_skip():
 @pytest.mark.xfail(reason="known", strict=True)
 def test_vllm_xfail():
     raise AssertionError
-'''
+"""
 
 
 def run(tmp_path: Path, require: str | None, *args: str, body: str = TINY, **env: str):
@@ -64,9 +64,27 @@ def run(tmp_path: Path, require: str | None, *args: str, body: str = TINY, **env
     if require is not None:
         environ["SLM_REQUIRE"] = require
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", "-W", "ignore::pytest.PytestUnknownMarkWarning",
-         "--rootdir", str(tmp_path), str(tmp_path), *args],
-        cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=300, check=False)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-rA",
+            "-W",
+            "ignore::pytest.PytestUnknownMarkWarning",
+            "--rootdir",
+            str(tmp_path),
+            str(tmp_path),
+            *args,
+        ],
+        cwd=tmp_path,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     return proc.returncode, proc.stdout + proc.stderr
 
 
@@ -74,8 +92,11 @@ def outcome(text: str, test: str) -> str:
     """PASSED / FAILED / SKIPPED / ERROR / XFAIL of one test from pytest's -rA summary."""
     for line in text.splitlines():
         words = line.split()
-        if len(words) >= 2 and words[0] in ("PASSED", "FAILED", "SKIPPED", "ERROR", "XFAIL", "XPASS") and (
-                f"::{test}" in line or (words[0] == "SKIPPED" and test in line)):
+        if (
+            len(words) >= 2
+            and words[0] in ("PASSED", "FAILED", "SKIPPED", "ERROR", "XFAIL", "XPASS")
+            and (f"::{test}" in line or (words[0] == "SKIPPED" and test in line))
+        ):
             return words[0]
     raise AssertionError(f"no outcome for {test} in:\n{text}")
 
@@ -130,11 +151,19 @@ def test_an_unknown_kind_is_a_usage_error(tmp_path):
 
 # --- the real test files, where they cannot run -------------------------------------------
 
+
 def _run_real(test_file: str, require: str, path: str, *args: str):
     environ = {k: v for k, v in os.environ.items() if k not in ("SLM_REQUIRE", "PYTEST_ADDOPTS")}
     environ.update(SLM_REQUIRE=require, PATH=path)
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", str(TESTS / test_file), *args],
-                          cwd=REPO, env=environ, capture_output=True, text=True, timeout=600, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", str(TESTS / test_file), *args],
+        cwd=REPO,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     return proc.returncode, proc.stdout + proc.stderr
 
 

@@ -11,31 +11,40 @@ import pytest
 from slm_tasks import cli
 from slm_tasks.api import RunOutput
 
-RUN = {"wall_s": 12.345678901234, "prefill_tok_s": 512.3456789, "decode_ms_per_token": 11.4321987,
-       "ttft_ms": 85.4321, "peak_rss_bytes": 1_612_345_678, "energy_j": None,
-       "energy_unavailable_reason": "no RAPL counters (/sys/class/powercap does not exist)"}
+RUN = {
+    "wall_s": 12.345678901234,
+    "prefill_tok_s": 512.3456789,
+    "decode_ms_per_token": 11.4321987,
+    "ttft_ms": 85.4321,
+    "peak_rss_bytes": 1_612_345_678,
+    "energy_j": None,
+    "energy_unavailable_reason": "no RAPL counters (/sys/class/powercap does not exist)",
+}
 
 
 # --- the cost line --------------------------------------------------------------------------
 def test_the_cost_is_one_line_with_units_and_sensible_precision():
     line = cli.format_cost(RUN)
-    assert line == ("cost: 12.3 s wall, prefill 512 tok/s, decode 11.4 ms/token, first token 85 ms, "
-                    "peak memory 1.61 GB, energy n/a (no RAPL counters (/sys/class/powercap does not exist))")
+    assert line == (
+        "cost: 12.3 s wall, prefill 512 tok/s, decode 11.4 ms/token, first token 85 ms, "
+        "peak memory 1.61 GB, energy n/a (no RAPL counters (/sys/class/powercap does not exist))"
+    )
     assert "{" not in line and "12.345678" not in line
 
 
 def test_figures_not_measured_are_left_out():
     # a scoring-only run: nothing generated, so no decode speed or time to first token
-    line = cli.format_cost({**RUN, "decode_ms_per_token": None, "ttft_ms": None,
-                            "energy_unavailable_reason": None})
+    line = cli.format_cost({**RUN, "decode_ms_per_token": None, "ttft_ms": None, "energy_unavailable_reason": None})
     assert line == "cost: 12.3 s wall, prefill 512 tok/s, peak memory 1.61 GB"
     assert "None" not in line
     assert cli.format_cost({}) == "cost: nothing measured"
     assert cli.format_cost({"wall_s": None, "peak_rss_bytes": 350_000_000}) == "cost: peak memory 350 MB"
 
 
-@pytest.mark.parametrize("wall, shown", [(0.000004, "< 0.1 s"), (0.25, "0.2 s"), (59.94, "59.9 s"),
-                                         (1713.2, "28 min 33 s"), (26_280.0, "7 h 18 min")])
+@pytest.mark.parametrize(
+    "wall, shown",
+    [(0.000004, "< 0.1 s"), (0.25, "0.2 s"), (59.94, "59.9 s"), (1713.2, "28 min 33 s"), (26_280.0, "7 h 18 min")],
+)
 def test_wall_time_reads_as_a_duration(wall, shown):
     assert cli.format_cost({"wall_s": wall}) == f"cost: {shown} wall"
 
@@ -106,8 +115,9 @@ def test_the_git_hash_is_kept_inside_a_repository(outside_git, capfd):
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org"]
     subprocess.run([*git, "init", "-q"], check=True)
     subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "first"], check=True)
-    expected = subprocess.run(["git", "describe", "--always"], capture_output=True, text=True,
-                              check=True).stdout.strip()
+    expected = subprocess.run(
+        ["git", "describe", "--always"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     with cli.git_hash_quietly():
         assert evaluator.get_git_commit_hash() == expected and len(expected) >= 7
     assert "fatal" not in capfd.readouterr().err

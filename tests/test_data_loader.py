@@ -11,7 +11,6 @@ from slm_tasks import data
 from slm_tasks.data import SLMDataError, lite_subset
 
 
-
 def readme(splits):
     files = "".join(f"  - split: {s}\n    path: main/{s}.jsonl\n" for s in splits)
     return f"---\nconfigs:\n- config_name: main\n  data_files:\n{files}---\n"
@@ -25,11 +24,18 @@ def make_mirror(root, rows_test=5, rows_train=3, with_train=True, manifest=True)
     entries = []
     for split, n in files.items():
         path = repo / "main" / f"{split}.jsonl"
-        path.write_text("".join(json.dumps({"q": f"{split} {i}", "label": i % 2, "subject": "ab"[i % 2]}) + "\n"
-                                for i in range(n)))
-        entries.append({"hub_id": "acme/toy", "config": "main", "split": split,
-                        "path": f"acme/toy/main/{split}.jsonl",
-                        "sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
+        path.write_text(
+            "".join(json.dumps({"q": f"{split} {i}", "label": i % 2, "subject": "ab"[i % 2]}) + "\n" for i in range(n))
+        )
+        entries.append(
+            {
+                "hub_id": "acme/toy",
+                "config": "main",
+                "split": split,
+                "path": f"acme/toy/main/{split}.jsonl",
+                "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            }
+        )
     if manifest:
         (root / "manifest.json").write_text(json.dumps(entries))
     data._manifest.cache_clear()
@@ -37,8 +43,14 @@ def make_mirror(root, rows_test=5, rows_train=3, with_train=True, manifest=True)
 
 
 def load(root, **kw):
-    args = dict(hub_id="acme/toy", hub_config="main", eval_split="test", fewshot_split="train",
-                slm_data_dir=str(root), task="toy_task")
+    args = dict(
+        hub_id="acme/toy",
+        hub_config="main",
+        eval_split="test",
+        fewshot_split="train",
+        slm_data_dir=str(root),
+        task="toy_task",
+    )
     args.update(kw)
     return data.load(**args)
 
@@ -153,7 +165,8 @@ def test_cli_reports_a_broken_mirror_in_one_line_with_exit_2(tmp_path):
     # A real task against a mirror without its data: the arc folder is absent here.
     proc = subprocess.run(
         [sys.executable, "-m", "slm_tasks.cli", "data", "--data-dir", str(tmp_path), "--tasks", "slm_arc_easy"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 2
     assert "slm_arc_easy" in proc.stdout and "ERROR" in proc.stdout and "allenai/ai2_arc" in proc.stdout

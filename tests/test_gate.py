@@ -14,25 +14,31 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from slm_tasks.cli import main
 from slm_tasks.adapters.bench import stats as bench_stats
+from slm_tasks.cli import main
 from slm_tasks.leaderboards import GateError, gate, gate_stats
-from slm_tasks.leaderboards.release_gate import load_policy, run_gate
+from slm_tasks.leaderboards.release_gate import load_policy
 from slm_tasks.results import stats
 
 
 def _synthetic():
-    spec = importlib.util.spec_from_file_location("lb_synthetic", Path(__file__).with_name("test_leaderboard_synthetic.py"))
+    spec = importlib.util.spec_from_file_location(
+        "lb_synthetic", Path(__file__).with_name("test_leaderboard_synthetic.py")
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
 
 
 synth = _synthetic()
-SPEC = {"schema": "slm-suite.board-spec/1", "name": "t", "domains": [
-    {"name": "commonsense", "tasks": [{"task": "t_a"}, {"task": "t_b"}]},
-    {"name": "math", "tasks": [{"task": "t_m"}]},
-]}
+SPEC = {
+    "schema": "slm-suite.board-spec/1",
+    "name": "t",
+    "domains": [
+        {"name": "commonsense", "tasks": [{"task": "t_a"}, {"task": "t_b"}]},
+        {"name": "math", "tasks": [{"task": "t_m"}]},
+    ],
+}
 
 
 def policy(**kw) -> dict:
@@ -57,16 +63,20 @@ def small_spec(monkeypatch):
     # the gate reads the task -> domain/metric map from a board spec; use a tiny one
     import slm_tasks.leaderboards.release_gate as g
 
-    monkeypatch.setattr(g, "load_spec", lambda name: __import__(
-        "slm_tasks.leaderboards.spec", fromlist=["parse_spec"]).parse_spec(SPEC, "test spec"))
+    monkeypatch.setattr(
+        g,
+        "load_spec",
+        lambda name: __import__("slm_tasks.leaderboards.spec", fromlist=["parse_spec"]).parse_spec(SPEC, "test spec"),
+    )
 
 
 # ---- the statistics ----------------------------------------------------------------------------
 
+
 def test_exact_mcnemar_is_the_binomial_tail_on_discordant_pairs():
     base, cand = (np.array(x) for x in paired(50, 10, 2, 8))
     r = stats.mcnemar_regression(base, cand, margin=0.0, level=0.95)
-    tail = sum(math.comb(12, k) for k in range(10, 13)) / 2 ** 12  # P(X >= 10), X ~ Bin(12, 1/2)
+    tail = sum(math.comb(12, k) for k in range(10, 13)) / 2**12  # P(X >= 10), X ~ Bin(12, 1/2)
     assert r.p_value == pytest.approx(tail)
     assert (r.base_only, r.cand_only, r.n) == (10, 2, 70)
     assert r.diff == pytest.approx((2 - 10) / 70) and r.low < r.diff < r.high
@@ -94,6 +104,7 @@ def test_wilson_at_the_extremes():
 
 # ---- the gate on constructed runs ----------------------------------------------------------------
 
+
 def test_paired_test_catches_a_regression_the_unpaired_test_misses(tmp_path):
     """lm-eval's comparison script tests the two scores as independent samples (lm-eval #3831).
     Models that agree on most documents make that test blind to a consistent per-doc drop."""
@@ -109,8 +120,9 @@ def test_paired_test_catches_a_regression_the_unpaired_test_misses(tmp_path):
 
 def test_large_identical_runs_pass_and_small_ones_are_not_shown(tmp_path):
     perfect = synth.outcomes(400, 400)
-    b, c = write_pair(tmp_path, {"t_a": perfect, "t_b": synth.outcomes(400, 0)},
-                      {"t_a": perfect, "t_b": synth.outcomes(400, 0)})
+    b, c = write_pair(
+        tmp_path, {"t_a": perfect, "t_b": synth.outcomes(400, 0)}, {"t_a": perfect, "t_b": synth.outcomes(400, 0)}
+    )
     result = gate(b, c, policy(margins={"default": 0.02}))
     assert result.passed and result.exit_code == 0 and result.verdict == "passed"
     assert all(ch.p_value == 1.0 and ch.observed == 0 and ch.status == "pass" for ch in result.checks)
@@ -134,8 +146,9 @@ def test_a_33_point_drop_on_3_documents_is_not_shown_never_passed(tmp_path, caps
     assert check.low < -0.5 and "not shown" in check.message
     pol = tmp_path / "policy.yaml"
     pol.write_text("schema: slm-suite.gate-policy/1\nspec: t\nmargins: {default: 0.02}\n")
-    code = main(["gate", "--baseline", str(b), "--candidate", str(c), "--policy", str(pol),
-                 "--out", str(tmp_path / "r")])
+    code = main(
+        ["gate", "--baseline", str(b), "--candidate", str(c), "--policy", str(pol), "--out", str(tmp_path / "r")]
+    )
     assert code == 3
     md = (tmp_path / "r" / "gate.md").read_text()
     assert "⚠️ **Gate not shown**" in md and "exit code 3" in md and "✅" not in md
@@ -181,16 +194,25 @@ def test_non_binary_metrics_use_the_paired_bootstrap(tmp_path):
 
 def test_budgets_fail_with_the_numbers_and_missing_costs_follow_the_policy(tmp_path):
     same = synth.outcomes(50, 40)
-    b, c = write_pair(tmp_path, {"t_a": same}, {"t_a": same},
-                      base={"cost": synth.cost_record("base-model", 10.0, 500_000_000)},
-                      cand={"cost": synth.cost_record("cand-model", 12.0, 400_000_000)})
-    res = gate(b, c, policy(budgets={"decode_ms_per_token": {"max_increase": 0.10, "max": 50},
-                                     "peak_memory_bytes": {"max": 1e9}}))
+    b, c = write_pair(
+        tmp_path,
+        {"t_a": same},
+        {"t_a": same},
+        base={"cost": synth.cost_record("base-model", 10.0, 500_000_000)},
+        cand={"cost": synth.cost_record("cand-model", 12.0, 400_000_000)},
+    )
+    res = gate(
+        b,
+        c,
+        policy(budgets={"decode_ms_per_token": {"max_increase": 0.10, "max": 50}, "peak_memory_bytes": {"max": 1e9}}),
+    )
     by = {ch.name: ch for ch in res.checks}
     assert not by["decode_ms_per_token max_increase"].passed
     assert by["decode_ms_per_token max_increase"].limit == pytest.approx(11.0)
-    assert "12 ms/token" in by["decode_ms_per_token max_increase"].message and "+20.0%" in by[
-        "decode_ms_per_token max_increase"].message
+    assert (
+        "12 ms/token" in by["decode_ms_per_token max_increase"].message
+        and "+20.0%" in by["decode_ms_per_token max_increase"].message
+    )
     assert by["decode_ms_per_token max"].passed and by["peak_memory_bytes max"].passed
     assert res.exit_code == 1
     # energy is null in the records: fails by default, skipped on request
@@ -239,8 +261,7 @@ def test_all_means_the_tasks_of_the_overall_and_icl_variants_only_when_named(tmp
     spec = dict(SPEC, icl={"match": "slm_icl_*shot", "metric": "acc,none"})
     monkeypatch.setattr(g, "load_spec", lambda name: parse_spec(spec, "test spec"))
     base, cand = paired(300, 20, 2, 78)
-    b, c = write_pair(tmp_path, {"t_a": base, "slm_icl_mmlu_5shot": base},
-                      {"t_a": base, "slm_icl_mmlu_5shot": cand})
+    b, c = write_pair(tmp_path, {"t_a": base, "slm_icl_mmlu_5shot": base}, {"t_a": base, "slm_icl_mmlu_5shot": cand})
     assert [ch.name for ch in gate(b, c, policy()).checks] == ["t_a acc,none"]
     named = gate(b, c, policy(tasks=["t_a", "slm_icl_mmlu_5shot"]))
     assert [ch.name for ch in named.checks] == ["t_a acc,none", "slm_icl_mmlu_5shot acc,none"]
@@ -248,6 +269,7 @@ def test_all_means_the_tasks_of_the_overall_and_icl_variants_only_when_named(tmp
 
 
 # ---- budgets against the runs' spread --------------------------------------------------------------
+
 
 def bench_record(name: str, decode_runs: list[float], peak: int = 400_000_000) -> dict:
     """A cost record whose bench kept every run's decode figure (as adapters/bench.py does)."""
@@ -258,20 +280,27 @@ def bench_record(name: str, decode_runs: list[float], peak: int = 400_000_000) -
 
 def budget_gate(tmp_path, base_runs, cand_runs, budgets):
     same = synth.outcomes(400, 300)
-    b, c = write_pair(tmp_path, {"t_a": same}, {"t_a": same},
-                      base={"cost": bench_record("base-model", base_runs)},
-                      cand={"cost": bench_record("cand-model", cand_runs)})
+    b, c = write_pair(
+        tmp_path,
+        {"t_a": same},
+        {"t_a": same},
+        base={"cost": bench_record("base-model", base_runs)},
+        cand={"cost": bench_record("cand-model", cand_runs)},
+    )
     res = gate(b, c, policy(margins={"default": 0.02}, budgets=budgets))
     return res, {ch.name: ch for ch in res.checks if ch.kind == "budget"}
 
 
-@pytest.mark.parametrize("base_runs, cand_runs, status", [
-    ([5.0, 10.0, 20.0], [6.0, 11.0, 19.0], "not shown"),   # several-fold spread: cannot tell
-    ([10.0], [10.5], "not shown"),                          # one run per side: no spread known
-    ([10.0, 10.1, 10.2], [10.05, 10.15, 10.1], "pass"),   # tight, every run within +10%
-    ([10.0, 10.1, 10.2], [13.0, 13.1, 13.2], "fail"),     # every candidate run 27% slower
-    ([10.0, 10.1, 10.2], [10.5, 11.5, 10.7], "not shown"),  # +6%..+15%: straddles +10%
-])
+@pytest.mark.parametrize(
+    "base_runs, cand_runs, status",
+    [
+        ([5.0, 10.0, 20.0], [6.0, 11.0, 19.0], "not shown"),  # several-fold spread: cannot tell
+        ([10.0], [10.5], "not shown"),  # one run per side: no spread known
+        ([10.0, 10.1, 10.2], [10.05, 10.15, 10.1], "pass"),  # tight, every run within +10%
+        ([10.0, 10.1, 10.2], [13.0, 13.1, 13.2], "fail"),  # every candidate run 27% slower
+        ([10.0, 10.1, 10.2], [10.5, 11.5, 10.7], "not shown"),  # +6%..+15%: straddles +10%
+    ],
+)
 def test_relative_budget_is_judged_against_the_spread_of_the_runs(tmp_path, base_runs, cand_runs, status):
     res, by = budget_gate(tmp_path, base_runs, cand_runs, {"decode_ms_per_token": {"max_increase": 0.10}})
     check = by["decode_ms_per_token max_increase"]
@@ -294,11 +323,14 @@ def test_the_same_model_with_a_busy_outlier_is_not_failed(tmp_path):
     assert np.median(cand) / np.median(base) > 1.10 and check.status == "not shown"
 
 
-@pytest.mark.parametrize("runs, status", [
-    ([9.0, 10.0, 11.0, 9.5, 10.5], "pass"),   # five runs all below the limit: the median is
-    ([9.0, 10.0, 11.0], "not shown"),           # three cannot show it at 95% (1/8 > 5%)
-    ([60.0, 61.0, 59.0, 62.0, 60.5], "fail"),  # five runs all above
-])
+@pytest.mark.parametrize(
+    "runs, status",
+    [
+        ([9.0, 10.0, 11.0, 9.5, 10.5], "pass"),  # five runs all below the limit: the median is
+        ([9.0, 10.0, 11.0], "not shown"),  # three cannot show it at 95% (1/8 > 5%)
+        ([60.0, 61.0, 59.0, 62.0, 60.5], "fail"),  # five runs all above
+    ],
+)
 def test_absolute_budget_bounds_the_candidates_median(tmp_path, runs, status):
     _, by = budget_gate(tmp_path, [10.0, 10.0, 10.0], runs, {"decode_ms_per_token": {"max": 50}})
     check = by["decode_ms_per_token max"]
@@ -311,17 +343,21 @@ def test_memory_and_model_size_are_one_figure_verdicts(tmp_path):
     assert all(ch.basis == "one figure" and ch.status == "pass" for ch in by.values())
 
 
-@pytest.mark.parametrize("budgets, match", [
-    ({"decode_ms_per_token": {"max_increase": -0.1}}, "max_increase is -0.1"),
-    ({"prefill_tok_s": {"max_decrease": 1.0}}, "in \\[0, 1\\)"),
-    ({"decode_ms_per_token": {"max": "fast"}}, "give a number"),
-])
+@pytest.mark.parametrize(
+    "budgets, match",
+    [
+        ({"decode_ms_per_token": {"max_increase": -0.1}}, "max_increase is -0.1"),
+        ({"prefill_tok_s": {"max_decrease": 1.0}}, "in \\[0, 1\\)"),
+        ({"decode_ms_per_token": {"max": "fast"}}, "give a number"),
+    ],
+)
 def test_budget_values_are_checked(budgets, match):
     with pytest.raises(GateError, match=match):
         load_policy(policy(budgets=budgets))
 
 
 # ---- the statistics behind "shown" -----------------------------------------------------------------
+
 
 def test_mann_whitney_distribution_matches_enumeration():
     import itertools
@@ -362,12 +398,16 @@ def test_tango_interval_covers_at_small_n():
 
 # ---- invalid input: exit 2 ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("setup, match", [
-    (dict(cand={"samples": False}), "no per-document acc,none values.*--log_samples"),
-    (dict(cand={"version": 2.0}), "task versions differ"),
-    (dict(cand={"prompt_suffix": "!"}), "prompts/documents differ"),
-    (dict(cand={"limit": 10}), "--limit 10"),
-])
+
+@pytest.mark.parametrize(
+    "setup, match",
+    [
+        (dict(cand={"samples": False}), "no per-document acc,none values.*--log_samples"),
+        (dict(cand={"version": 2.0}), "task versions differ"),
+        (dict(cand={"prompt_suffix": "!"}), "prompts/documents differ"),
+        (dict(cand={"limit": 10}), "--limit 10"),
+    ],
+)
 def test_inputs_that_cannot_be_compared(tmp_path, setup, match):
     x = synth.outcomes(20, 10)
     b, c = write_pair(tmp_path, {"t_a": x}, {"t_a": x}, **setup)
@@ -380,15 +420,16 @@ def test_cli_exit_codes(tmp_path, capsys):
     b, c = write_pair(tmp_path, {"t_a": base}, {"t_a": cand})
     pol = tmp_path / "policy.yaml"
     pol.write_text("schema: slm-suite.gate-policy/1\nspec: t\nmargins: {default: 0.0}\n")
-    assert main(["gate", "--baseline", str(b), "--candidate", str(c), "--policy", str(pol),
-                 "--out", str(tmp_path / "r")]) == 1
+    assert (
+        main(["gate", "--baseline", str(b), "--candidate", str(c), "--policy", str(pol), "--out", str(tmp_path / "r")])
+        == 1
+    )
     assert "Gate failed" in capsys.readouterr().out
     # the baseline against itself on 400 documents: margin 0 cannot be shown, 2 points can
     assert main(["gate", "--baseline", str(b), "--candidate", str(b.parent), "--policy", str(pol)]) == 3
     assert "⚠️ **Gate not shown**" in capsys.readouterr().out
     pol.write_text("schema: slm-suite.gate-policy/1\nspec: t\nmargins: {default: 0.02}\n")
-    assert main(["gate", "--baseline", str(b), "--candidate", str(b.parent), "--policy", str(pol),
-                 "--quiet"]) == 0
+    assert main(["gate", "--baseline", str(b), "--candidate", str(b.parent), "--policy", str(pol), "--quiet"]) == 0
     assert capsys.readouterr().out.startswith("gate passed: all 1 checks shown within their bounds")
     # both models in one "baseline" folder
     assert main(["gate", "--baseline", str(tmp_path), "--candidate", str(c), "--policy", str(pol)]) == 2
@@ -409,6 +450,7 @@ def test_packaged_example_policy_loads():
 
 # ---- real lm-eval runs ----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("folder, spec", [("dummy-limit20", "default"), ("llamacpp-limit30", "lite")])
 def test_gate_on_real_runs_counts_the_same_discordant_docs(monkeypatch, folder, spec):
     import slm_tasks.leaderboards.release_gate as g
@@ -422,7 +464,7 @@ def test_gate_on_real_runs_counts_the_same_discordant_docs(monkeypatch, folder, 
         task = ch.name.split()[0]
         outcome = {}
         for side, path in (("b", b), ("c", c)):
-            stamp = path.stem[len("results_"):]
+            stamp = path.stem[len("results_") :]
             lines = (path.parent / f"samples_{task}_{stamp}.jsonl").read_text().splitlines()
             outcome[side] = {json.loads(x)["doc_id"]: json.loads(x)["acc"] for x in lines}
         base_only = sum(1 for d in outcome["b"] if outcome["b"][d] == 1 and outcome["c"][d] == 0)

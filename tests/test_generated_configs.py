@@ -52,11 +52,15 @@ def written(tmp_path_factory) -> tuple[Path, set[str]]:
 
 def test_committed_files_are_byte_identical_to_what_the_generator_writes(written):
     out, files = written
-    assert {f"icl/{icl.task_name(b, k, lite)}.yaml" for b in icl.TASKS for k in icl.SHOTS
-            for lite in (False, True)} <= files
+    assert {
+        f"icl/{icl.task_name(b, k, lite)}.yaml" for b in icl.TASKS for k in icl.SHOTS for lite in (False, True)
+    } <= files
     assert {"_slm_suite_lite.yaml", "icl/_slm_icl.yaml", "icl/_slm_icl_lite.yaml"} <= files
-    stale = [rel for rel in sorted(files)
-             if not (CONFIGS / rel).is_file() or (CONFIGS / rel).read_bytes() != (out / rel).read_bytes()]
+    stale = [
+        rel
+        for rel in sorted(files)
+        if not (CONFIGS / rel).is_file() or (CONFIGS / rel).read_bytes() != (out / rel).read_bytes()
+    ]
     assert not stale, f"out of date (run python task_configs/_generate_configs.py): {stale}"
 
 
@@ -125,10 +129,13 @@ def test_check_lists_what_differs_is_missing_or_stale_and_a_rerun_fixes_it(tmp_p
     assert run(script, "--check").returncode == 0
     assert not (copy / "icl" / "slm_icl_boolq_5shot.yaml").exists()
     assert "task_alias: PIQA 5-shot (lite)\n" in (copy / "icl" / "slm_icl_piqa_5shot_lite.yaml").read_text()
-    assert (copy / "icl" / "slm_icl_mmlu_1shot.yaml").read_bytes() == (CONFIGS / "icl" / "slm_icl_mmlu_1shot.yaml").read_bytes()
+    assert (copy / "icl" / "slm_icl_mmlu_1shot.yaml").read_bytes() == (
+        CONFIGS / "icl" / "slm_icl_mmlu_1shot.yaml"
+    ).read_bytes()
 
 
 # ---- the domain templates: shared keys in one place, read the same by every reader ---------------
+
 
 def hand_kept_tasks() -> dict[str, Path]:
     """Base task YAMLs: hand-kept files (not generated) that define a task."""
@@ -170,11 +177,17 @@ def same_config(ours, theirs, function_ref) -> bool:
     if isinstance(ours, function_ref):
         return isinstance(theirs, str) and theirs.endswith("/" + ours)
     if isinstance(ours, dict):
-        return isinstance(theirs, dict) and ours.keys() == theirs.keys() and all(
-            same_config(v, theirs[k], function_ref) for k, v in ours.items())
+        return (
+            isinstance(theirs, dict)
+            and ours.keys() == theirs.keys()
+            and all(same_config(v, theirs[k], function_ref) for k, v in ours.items())
+        )
     if isinstance(ours, list):
-        return isinstance(theirs, list) and len(ours) == len(theirs) and all(
-            same_config(a, b, function_ref) for a, b in zip(ours, theirs))
+        return (
+            isinstance(theirs, list)
+            and len(ours) == len(theirs)
+            and all(same_config(a, b, function_ref) for a, b in zip(ours, theirs))
+        )
     return ours == theirs
 
 

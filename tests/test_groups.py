@@ -34,15 +34,17 @@ def test_suite_groups_cover_every_domain_and_lite_mirrors_full(mirror_env):
 
 def test_overall_score_is_the_mean_of_domain_scores():
     # the board spec defines the scores: domains from their tasks' rows, not lm-eval's group rows
-    results = {"results": {
-        "slm_boolq": {"acc,none": 0.6, "acc_stderr,none": 0.01},
-        "slm_piqa": {"acc,none": 0.4, "acc_stderr,none": 0.01},  # commonsense: 0.5
-        "slm_arc_easy": {"acc,none": 0.3, "acc_stderr,none": 0.02},  # problem solving: 0.3
-        "slm_gsm8k": {"exact_match,strict-match": 0.1, "exact_match,flexible-extract": 0.4},  # math: 0.1
-        "slm_icl_arc_challenge_5shot": {"acc,none": 0.9},  # a protocol, not a domain
-        "slm_commonsense": {"acc,none": 0.99},  # a group row
-        "slm_suite": {},
-    }}
+    results = {
+        "results": {
+            "slm_boolq": {"acc,none": 0.6, "acc_stderr,none": 0.01},
+            "slm_piqa": {"acc,none": 0.4, "acc_stderr,none": 0.01},  # commonsense: 0.5
+            "slm_arc_easy": {"acc,none": 0.3, "acc_stderr,none": 0.02},  # problem solving: 0.3
+            "slm_gsm8k": {"exact_match,strict-match": 0.1, "exact_match,flexible-extract": 0.4},  # math: 0.1
+            "slm_icl_arc_challenge_5shot": {"acc,none": 0.9},  # a protocol, not a domain
+            "slm_commonsense": {"acc,none": 0.99},  # a group row
+            "slm_suite": {},
+        }
+    }
     summary = domain_summary(results)
     assert summary["overall"] == pytest.approx((0.5 + 0.3 + 0.1) / 3)
     assert summary["domains"]["math"]["tasks"]["slm_gsm8k"]["metric"] == "exact_match,strict-match"

@@ -38,20 +38,42 @@ def _synthetic():
 
 
 synth = _synthetic()
-Z2 = 1.959963984540054 ** 2  # z^2 of a 95% interval
+Z2 = 1.959963984540054**2  # z^2 of a 95% interval
 
-FORMULA_NAMES = ["=HYPERLINK(\"http://evil.example\",\"x\")", "+1+2", "-3+4", "@SUM(A1:A9)", "\t=1+1",
-                 "\r=1+1", "  =cmd|' /C calc'!A0", "\n@x", "\uff1d1+1", "\t plain"]
-MARKDOWN_NAMES = ["<img src=x onerror=alert(1)>", "<script>alert(1)</script>", "a`b` ``c``", "x|y||z",
-                  "line1\nline2\r\nline3", "[click](javascript:alert(1))", "&lt;b&gt; & <b>bold</b>",
-                  "**strong** _em_ ~~gone~~", "# heading", "back\\slash\\|pipe"]
+FORMULA_NAMES = [
+    '=HYPERLINK("http://evil.example","x")',
+    "+1+2",
+    "-3+4",
+    "@SUM(A1:A9)",
+    "\t=1+1",
+    "\r=1+1",
+    "  =cmd|' /C calc'!A0",
+    "\n@x",
+    "\uff1d1+1",
+    "\t plain",
+]
+MARKDOWN_NAMES = [
+    "<img src=x onerror=alert(1)>",
+    "<script>alert(1)</script>",
+    "a`b` ``c``",
+    "x|y||z",
+    "line1\nline2\r\nline3",
+    "[click](javascript:alert(1))",
+    "&lt;b&gt; & <b>bold</b>",
+    "**strong** _em_ ~~gone~~",
+    "# heading",
+    "back\\slash\\|pipe",
+]
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 
 
 def spec_for(tasks):
-    return {"schema": "slm-suite.board-spec/1", "name": "hostile", "domains": [
-        {"name": "commonsense", "tasks": [{"task": t} for t in tasks]}],
-        "cost": {"hardware": {"backend": "llama.cpp"}}}
+    return {
+        "schema": "slm-suite.board-spec/1",
+        "name": "hostile",
+        "domains": [{"name": "commonsense", "tasks": [{"task": t} for t in tasks]}],
+        "cost": {"hardware": {"backend": "llama.cpp"}},
+    }
 
 
 def board_of(tmp_path, names, tasks=("t_a",), **build_args):
@@ -64,6 +86,7 @@ def board_of(tmp_path, names, tasks=("t_a",), **build_args):
 
 
 # ---- CSV: formula injection (OWASP) ---------------------------------------------------------
+
 
 def test_csv_text_cells_never_start_a_formula(tmp_path):
     out, board = board_of(tmp_path, FORMULA_NAMES, tasks=("t_a", "=t_b", "-t_c"))
@@ -88,10 +111,19 @@ def test_csv_text_cells_never_start_a_formula(tmp_path):
 def test_csv_numbers_stay_numbers_even_when_negative(tmp_path):
     # an ICL gain below 0 (the 5-shot run worse): the CSV carries it as a plain number
     same = "slm_icl_arc_challenge"
-    tasks = {"t_a": synth.outcomes(40, 20), f"{same}_0shot": synth.outcomes(40, 30),
-             f"{same}_5shot": synth.outcomes(40, 10)}
-    synth.make_run(tmp_path / "runs", "m", tasks, cost=synth.cost_record("-m", 5.0, 10**8),
-                   docs_of={f"{same}_0shot": same, f"{same}_5shot": same}, n_shot={f"{same}_5shot": 5})
+    tasks = {
+        "t_a": synth.outcomes(40, 20),
+        f"{same}_0shot": synth.outcomes(40, 30),
+        f"{same}_5shot": synth.outcomes(40, 10),
+    }
+    synth.make_run(
+        tmp_path / "runs",
+        "m",
+        tasks,
+        cost=synth.cost_record("-m", 5.0, 10**8),
+        docs_of={f"{same}_0shot": same, f"{same}_5shot": same},
+        n_shot={f"{same}_5shot": 5},
+    )
     spec = dict(spec_for(["t_a"]), icl={"title": "ICL gain", "match": "slm_icl_*shot"})
     out = build([tmp_path / "runs"], spec=spec, out=tmp_path / "b", html=False)
     line = next(csv.DictReader((out / "leaderboard.csv").open(newline="")))
@@ -104,6 +136,7 @@ def test_csv_numbers_stay_numbers_even_when_negative(tmp_path):
 
 
 # ---- Markdown: no raw HTML, code spans or table breaks from the data ------------------------
+
 
 class _Cells(HTMLParser):
     """Tags of a rendered page and the text of each table row's cells."""
@@ -143,7 +176,7 @@ def test_markdown_carries_hostile_names_without_html_code_or_table_breaks(tmp_pa
     table = [line for line in md.splitlines() if line.startswith("| ")]
     cells = lambda line: [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]  # noqa: E731  GFM's split
     width = len(cells(table[0]))
-    body = [cells(line) for line in table[1:1 + len(MARKDOWN_NAMES)]]
+    body = [cells(line) for line in table[1 : 1 + len(MARKDOWN_NAMES)]]
     assert all(len(c) == width for c in body)  # one line per model, no pipe splits a cell
     shown = sorted(html.unescape(re.sub(r"\\(.)", r"\1", c[1])) for c in body)
     assert shown == sorted(" ".join(n.replace("\r\n", "\n").split("\n")) for n in MARKDOWN_NAMES)
@@ -153,10 +186,23 @@ def test_markdown_renders_hostile_names_as_text(tmp_path):
     out, _ = board_of(tmp_path, MARKDOWN_NAMES, tasks=("t_a", "t|<b>x&y"))
     page = _Cells()
     page.feed(render_gfm((out / "leaderboard.md").read_text()))
-    assert page.tags <= {"h2", "h3", "p", "table", "thead", "tbody", "tr", "th", "td", "ul", "li", "strong",
-                         "blockquote"}
+    assert page.tags <= {
+        "h2",
+        "h3",
+        "p",
+        "table",
+        "thead",
+        "tbody",
+        "tr",
+        "th",
+        "td",
+        "ul",
+        "li",
+        "strong",
+        "blockquote",
+    }
     main = [r for r in page.rows if len(r) == len(page.rows[0])]
-    header, body = main[0], main[1:1 + len(MARKDOWN_NAMES)]
+    header, body = main[0], main[1 : 1 + len(MARKDOWN_NAMES)]
     assert header[:3] == ["#", "model", "overall"]
     flat = lambda s: " ".join(s.replace("\r\n", "\n").split("\n"))  # noqa: E731
     assert sorted(r[1] for r in body) == sorted(flat(n) for n in MARKDOWN_NAMES)
@@ -166,16 +212,19 @@ def test_markdown_renders_hostile_names_as_text(tmp_path):
     assert tasks[1] == "commonsense"
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("<img src=x onerror=alert(1)>", "&lt;img src=x onerror=alert(1)&gt;"),
-    ("a`b", "a&#96;b"),
-    ("x|y", "x\\|y"),
-    ("one\ntwo\r\nthree", "one two three"),
-    ("[x](javascript:y)", "\\[x\\](javascript:y)"),
-    ("slm_arc_easy", "slm_arc_easy"),
-    ("_em_", "\\_em\\_"),
-    ("a & b", "a &amp; b"),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("<img src=x onerror=alert(1)>", "&lt;img src=x onerror=alert(1)&gt;"),
+        ("a`b", "a&#96;b"),
+        ("x|y", "x\\|y"),
+        ("one\ntwo\r\nthree", "one two three"),
+        ("[x](javascript:y)", "\\[x\\](javascript:y)"),
+        ("slm_arc_easy", "slm_arc_easy"),
+        ("_em_", "\\_em\\_"),
+        ("a & b", "a &amp; b"),
+    ],
+)
 def test_md_text_escapes_by_hand(name, expected):
     assert md_text(name) == expected
 
@@ -188,6 +237,7 @@ def test_html_page_escapes_hostile_names(tmp_path):
 
 
 # ---- no local paths in anything published ---------------------------------------------------
+
 
 def _strings(x):
     if isinstance(x, str):
@@ -259,13 +309,15 @@ def test_a_lone_results_file_is_named_by_its_folder(tmp_path):
     b = tmp_path / "x" / "m2" / "results_2.json"
     assert run_names([a]) == {a: "m1/results_1.json"}
     assert run_names([a, b]) == {a: "x/m1/results_1.json", b: "x/m2/results_2.json"}
-    assert strip_paths("cost from /home/u/runs/r.json is from other hardware") == \
-        "cost from r.json is from other hardware"
+    assert (
+        strip_paths("cost from /home/u/runs/r.json is from other hardware") == "cost from r.json is from other hardware"
+    )
     for keep in ("decode (ms/token)", "mean(1/choices)", "see https://example.org/a/b", "sqrt(sum se^2)/k"):
         assert strip_paths(keep) == keep
 
 
 # ---- intervals and ranks ---------------------------------------------------------------------
+
 
 def wilson_upper_at_zero(n: int) -> float:
     """Wilson's upper end for 0 successes in n: z^2 / (n + z^2)."""
@@ -316,16 +368,28 @@ def test_normalised_interval_stays_within_its_floor_and_ceiling():
 
 
 def test_a_one_task_domain_shows_its_tasks_interval_on_the_board(tmp_path):
-    spec = {"schema": "slm-suite.board-spec/1", "name": "t", "domains": [
-        {"name": "commonsense", "tasks": [{"task": "t_a"}]},
-        {"name": "math", "tasks": [{"task": "t_m1"}, {"task": "t_m2"}]}]}
-    synth.make_run(tmp_path / "runs", "zero", {"t_a": synth.outcomes(3, 0), "t_m1": synth.outcomes(5, 0),
-                                               "t_m2": synth.outcomes(5, 0)})
-    synth.make_run(tmp_path / "runs", "nosamples", {"t_a": [0.0, 0.0, 1.0, 0.0, 0.0],
-                                                    "t_m1": synth.outcomes(5, 1), "t_m2": synth.outcomes(5, 0)},
-                   samples=False)
-    board = json.loads((build([tmp_path / "runs"], spec=spec, out=tmp_path / "b", html=False)
-                        / "leaderboard.json").read_text())
+    spec = {
+        "schema": "slm-suite.board-spec/1",
+        "name": "t",
+        "domains": [
+            {"name": "commonsense", "tasks": [{"task": "t_a"}]},
+            {"name": "math", "tasks": [{"task": "t_m1"}, {"task": "t_m2"}]},
+        ],
+    }
+    synth.make_run(
+        tmp_path / "runs",
+        "zero",
+        {"t_a": synth.outcomes(3, 0), "t_m1": synth.outcomes(5, 0), "t_m2": synth.outcomes(5, 0)},
+    )
+    synth.make_run(
+        tmp_path / "runs",
+        "nosamples",
+        {"t_a": [0.0, 0.0, 1.0, 0.0, 0.0], "t_m1": synth.outcomes(5, 1), "t_m2": synth.outcomes(5, 0)},
+        samples=False,
+    )
+    board = json.loads(
+        (build([tmp_path / "runs"], spec=spec, out=tmp_path / "b", html=False) / "leaderboard.json").read_text()
+    )
     row = next(r for r in board["rows"] if r["model"] == "zero")
     task, domain = row["tasks"]["t_a"], row["domains"]["commonsense"]
     assert (domain["low"], domain["high"], domain["method"]) == (task["low"], task["high"], "wilson")
@@ -346,8 +410,10 @@ def test_a_one_task_domain_shows_its_tasks_interval_on_the_board(tmp_path):
 
 
 def test_equal_scores_share_a_rank(tmp_path):
-    rows = [{"model": m, "overall": {"value": v}} for m, v in
-            [("a", 0.5), ("b", 0.5), ("c", 0.5), ("d", 0.4), ("e", 0.4), ("f", 0.1), ("g", None)]]
+    rows = [
+        {"model": m, "overall": {"value": v}}
+        for m, v in [("a", 0.5), ("b", 0.5), ("c", 0.5), ("d", 0.4), ("e", 0.4), ("f", 0.1), ("g", None)]
+    ]
     rank_with_ties(rows)
     assert [r["rank"] for r in rows] == [1, 1, 1, 4, 4, 6, None]
     assert [r["tied"] for r in rows] == [True, True, True, True, True, False, False]
@@ -357,7 +423,12 @@ def test_equal_scores_share_a_rank(tmp_path):
     out = build([tmp_path / "runs"], spec=spec_for(["t_a"]), out=tmp_path / "b")
     board = json.loads((out / "leaderboard.json").read_text())
     assert [(r["model"], r["rank"], r["tied"]) for r in board["rows"]] == [
-        ("w", 1, True), ("x", 1, True), ("y", 1, True), ("z", 1, True), ("v", 5, False)]
+        ("w", 1, True),
+        ("x", 1, True),
+        ("y", 1, True),
+        ("z", 1, True),
+        ("v", 5, False),
+    ]
     md = (out / "leaderboard.md").read_text()
     assert md.count("| =1 | ") == 4 and "| 5 | v |" in md
     assert [line[0] for line in csv.reader((out / "leaderboard.csv").open())][1:] == ["1", "1", "1", "1", "5"]
@@ -366,8 +437,9 @@ def test_equal_scores_share_a_rank(tmp_path):
 def test_pareto_badges_say_frontier_not_fast_or_small(tmp_path):
     # "slow" scores best and is slowest: on the latency frontier, yet it is not fast
     for name, k, decode, peak in (("slow", 18, 50.0, 9e8), ("quick", 8, 2.0, 9.5e8), ("mid", 6, 10.0, 1e8)):
-        synth.make_run(tmp_path / "runs", name, {"t_a": synth.outcomes(20, k)},
-                       cost=synth.cost_record(name, decode, int(peak)))
+        synth.make_run(
+            tmp_path / "runs", name, {"t_a": synth.outcomes(20, k)}, cost=synth.cost_record(name, decode, int(peak))
+        )
     out = build([tmp_path / "runs"], spec=spec_for(["t_a"]), out=tmp_path / "b")
     html = (out / "index.html").read_text()
     assert ">fast<" not in html and ">small<" not in html

@@ -33,6 +33,7 @@ def small_spec(monkeypatch):
 
     monkeypatch.setattr(g, "load_spec", lambda name: parse_spec(SPEC, "test spec"))
 
+
 EVIL_NAMES = [
     "a`b",
     "``double`` ticks",
@@ -56,12 +57,12 @@ def code_spans(line: str) -> tuple[list[str], str]:
     while i < len(line):
         if line[i] == "`" and (i == 0 or line[i - 1] != "\\"):
             n = len(re.match(r"`+", line[i:]).group())
-            close = next((m for m in re.finditer(r"`+", line[i + n:]) if len(m.group()) == n), None)
+            close = next((m for m in re.finditer(r"`+", line[i + n :]) if len(m.group()) == n), None)
             if close is None:
-                outside.append(line[i:i + n])
+                outside.append(line[i : i + n])
                 i += n
                 continue
-            content = line[i + n:i + n + close.start()]
+            content = line[i + n : i + n + close.start()]
             if content.startswith(" ") and content.endswith(" ") and content.strip():
                 content = content[1:-1]
             spans.append(content)
@@ -79,17 +80,23 @@ def unescaped_pipes(line: str) -> int:
 def write_runs(tmp_path, base_name: str, cand_name: str, task: str = "t_a", n: int = 400, limit=None):
     base, cand = paired(n * 3 // 4, 0, 0, n - n * 3 // 4)
     kw = {} if limit is None else {"limit": limit}
-    b = synth.make_run(tmp_path / "runs" / "base", "base", {task: base},
-                       cost=synth.cost_record(base_name, 10.0, 400_000_000), **kw)
-    c = synth.make_run(tmp_path / "runs" / "cand", "cand", {task: cand},
-                       cost=synth.cost_record(cand_name, 10.0, 400_000_000), **kw)
+    b = synth.make_run(
+        tmp_path / "runs" / "base", "base", {task: base}, cost=synth.cost_record(base_name, 10.0, 400_000_000), **kw
+    )
+    c = synth.make_run(
+        tmp_path / "runs" / "cand", "cand", {task: cand}, cost=synth.cost_record(cand_name, 10.0, 400_000_000), **kw
+    )
     return b, c
 
 
 def policy_file(tmp_path, **extra) -> str:
     path = tmp_path / "policy.yaml"
-    lines = ["schema: slm-suite.gate-policy/1", "spec: t", "margins: {default: 0.02}",
-             "budgets: {decode_ms_per_token: {max_increase: 0.10}}"]
+    lines = [
+        "schema: slm-suite.gate-policy/1",
+        "spec: t",
+        "margins: {default: 0.02}",
+        "budgets: {decode_ms_per_token: {max_increase: 0.10}}",
+    ]
     lines += [f"{k}: {json.dumps(v)}" for k, v in extra.items()]
     path.write_text("\n".join(lines) + "\n")
     return str(path)
@@ -117,8 +124,9 @@ def assert_markdown_holds(md: str, names: list[str]) -> None:
 def test_model_names_cannot_break_out_of_gate_md(tmp_path, slm_cli, user_files, name):
     b, c = write_runs(tmp_path, name, name + " candidate")
     kept = user_files(tmp_path / "runs")
-    res = slm_cli("gate", "--baseline", b, "--candidate", c, "--policy", policy_file(tmp_path),
-                  "--out", tmp_path / "report")
+    res = slm_cli(
+        "gate", "--baseline", b, "--candidate", c, "--policy", policy_file(tmp_path), "--out", tmp_path / "report"
+    )
     assert res.code == 0, res.err  # 400 identical documents, one-figure budget within +10%
     md = (tmp_path / "report" / "gate.md").read_text(encoding="utf-8")
     assert_markdown_holds(md, [name + " candidate", name])
@@ -139,8 +147,17 @@ def test_model_names_cannot_break_out_of_gate_md(tmp_path, slm_cli, user_files, 
 def test_task_names_cannot_break_the_tables(tmp_path, slm_cli, user_files, task):
     b, c = write_runs(tmp_path, "base-model", "cand-model", task=task)
     kept = user_files(tmp_path / "runs")
-    res = slm_cli("gate", "--baseline", b, "--candidate", c, "--policy", policy_file(tmp_path, tasks=[task]),
-                  "--out", tmp_path / "report")
+    res = slm_cli(
+        "gate",
+        "--baseline",
+        b,
+        "--candidate",
+        c,
+        "--policy",
+        policy_file(tmp_path, tasks=[task]),
+        "--out",
+        tmp_path / "report",
+    )
     assert res.code == 0, res.err
     md = (tmp_path / "report" / "gate.md").read_text(encoding="utf-8")
     assert_markdown_holds(md, ["cand-model", "base-model"])
@@ -150,12 +167,15 @@ def test_task_names_cannot_break_the_tables(tmp_path, slm_cli, user_files, task)
     kept.assert_kept()
 
 
-@pytest.mark.parametrize("model", ["/home/someone/models/secret-model.Q4_K_M.gguf", "~/m/secret-model.gguf",
-                                   "C:\\Users\\someone\\secret-model.gguf"])
+@pytest.mark.parametrize(
+    "model",
+    ["/home/someone/models/secret-model.Q4_K_M.gguf", "~/m/secret-model.gguf", "C:\\Users\\someone\\secret-model.gguf"],
+)
 def test_a_model_named_by_a_local_path_is_shown_by_its_file_name(tmp_path, slm_cli, model):
     b, c = write_runs(tmp_path, model, "cand-model")
-    res = slm_cli("gate", "--baseline", b, "--candidate", c, "--policy", policy_file(tmp_path),
-                  "--out", tmp_path / "report")
+    res = slm_cli(
+        "gate", "--baseline", b, "--candidate", c, "--policy", policy_file(tmp_path), "--out", tmp_path / "report"
+    )
     assert res.code == 0, res.err
     for report in ("gate.md", "gate.json", "gate.junit.xml"):
         text = (tmp_path / "report" / report).read_text(encoding="utf-8")
@@ -171,8 +191,9 @@ def test_escaping_helpers():
 def test_limit_runs_are_refused_without_allow_limit(tmp_path, slm_cli, user_files):
     b, c = write_runs(tmp_path, "base-model", "cand-model", limit=400)
     kept = user_files(tmp_path)
-    res = slm_cli("gate", "--baseline", b, "--candidate", c, "--policy", policy_file(tmp_path),
-                  "--out", tmp_path / "report")
+    res = slm_cli(
+        "gate", "--baseline", b, "--candidate", c, "--policy", policy_file(tmp_path), "--out", tmp_path / "report"
+    )
     assert res.code == 2 and len(res.error_lines) == 1
     assert res.error_lines[0].startswith("slm-suite: error: ") and "--allow-limit" in res.error_lines[0]
     assert str(tmp_path) not in res.error_lines[0]  # named by file name
@@ -186,8 +207,18 @@ def test_a_smoke_comparison_never_passes(tmp_path, slm_cli, user_files, how):
     kept = user_files(tmp_path / "runs")
     extra = {"allow_limit": True} if how == "policy" else {}
     args = ["--allow-limit"] if how == "flag" else []
-    res = slm_cli("gate", "--baseline", b, "--candidate", c, "--policy", policy_file(tmp_path, **extra),
-                  "--out", tmp_path / "report", *args)
+    res = slm_cli(
+        "gate",
+        "--baseline",
+        b,
+        "--candidate",
+        c,
+        "--policy",
+        policy_file(tmp_path, **extra),
+        "--out",
+        tmp_path / "report",
+        *args,
+    )
     # identical outcomes on 400 documents would pass a complete comparison: a smoke one cannot
     assert res.code == 3
     md = (tmp_path / "report" / "gate.md").read_text()
@@ -206,8 +237,9 @@ def test_a_smoke_comparison_still_fails_a_shown_regression(tmp_path, slm_cli):
     base, cand = paired(300, 40, 0, 60)
     b = synth.make_run(tmp_path / "base", "base-model", {"t_a": base}, limit=400)
     c = synth.make_run(tmp_path / "cand", "cand-model", {"t_a": cand}, limit=400)
-    res = slm_cli("gate", "--baseline", b, "--candidate", c, "--policy", policy_file(tmp_path),
-                  "--allow-limit", "--quiet")
+    res = slm_cli(
+        "gate", "--baseline", b, "--candidate", c, "--policy", policy_file(tmp_path), "--allow-limit", "--quiet"
+    )
     assert res.code == 1 and res.out.startswith("gate failed")
 
 

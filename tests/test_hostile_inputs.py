@@ -25,9 +25,13 @@ from slm_tasks.adapters.models import ModelFileError, check_gguf
 from slm_tasks.leaderboards.ingest import load_runs
 
 REPO = Path(__file__).resolve().parents[1]
-SPEC = {"schema": "slm-suite.board-spec/1", "name": "t", "domains": [
-    {"name": "commonsense", "tasks": [{"task": "t_a"}, {"task": "t_b"}]},
-]}
+SPEC = {
+    "schema": "slm-suite.board-spec/1",
+    "name": "t",
+    "domains": [
+        {"name": "commonsense", "tasks": [{"task": "t_a"}, {"task": "t_b"}]},
+    ],
+}
 GiB = 1 << 30
 STAMP = "2026-01-01T00-00-00.000000"
 
@@ -55,19 +59,26 @@ def runs(tmp_path) -> Path:
 
 
 def board_args(tmp_path, *inputs) -> list[str]:
-    return ["leaderboard", *map(str, inputs), "--spec", str(tmp_path / "spec.yaml"),
-            "--out", str(tmp_path / "board"), "--no-html"]
+    return [
+        "leaderboard",
+        *map(str, inputs),
+        "--spec",
+        str(tmp_path / "spec.yaml"),
+        "--out",
+        str(tmp_path / "board"),
+        "--no-html",
+    ]
 
 
 def cli_subprocess(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
     """``slm-suite ARGS`` in its own process: a reader that blocks fails the test, not the run."""
     code = "import sys; from slm_tasks.cli import main; sys.exit(main(sys.argv[1:]))"
     try:
-        return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                              timeout=timeout, cwd=REPO)
+        return subprocess.run(
+            [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO
+        )
     except subprocess.TimeoutExpired:
-        pytest.fail(f"slm-suite {' '.join(args[:2])} did not return within {timeout:.0f} s "
-                    "(blocked on an input?)")
+        pytest.fail(f"slm-suite {' '.join(args[:2])} did not return within {timeout:.0f} s (blocked on an input?)")
 
 
 def one_line(err: str) -> str:
@@ -85,8 +96,11 @@ HANGING = {
     "link to /dev/zero": lambda p: os.symlink("/dev/zero", p),
     "link to /dev/urandom": lambda p: os.symlink("/dev/urandom", p),
 }
-EXPECT_KIND = {"fifo": "a FIFO", "link to /dev/zero": "a link to a character device",
-               "link to /dev/urandom": "a link to a character device"}
+EXPECT_KIND = {
+    "fifo": "a FIFO",
+    "link to /dev/zero": "a link to a character device",
+    "link to /dev/urandom": "a link to a character device",
+}
 
 
 @pytest.mark.parametrize("kind", sorted(HANGING))
@@ -107,12 +121,14 @@ def test_results_that_would_block_or_never_end_are_refused_promptly(tmp_path, ru
 
 
 @pytest.mark.parametrize("where", ["results", "cost sidecar"])
-@pytest.mark.parametrize("make, expect", [
-    (lambda p: os.symlink(p.parent / "gone.json", p), "a link to a missing file"),
-    (lambda p: p.mkdir(), "a directory"),
-])
-def test_results_entries_that_are_not_files_are_named(tmp_path, runs, user_files, slm_cli, where, make,
-                                                     expect):
+@pytest.mark.parametrize(
+    "make, expect",
+    [
+        (lambda p: os.symlink(p.parent / "gone.json", p), "a link to a missing file"),
+        (lambda p: p.mkdir(), "a directory"),
+    ],
+)
+def test_results_entries_that_are_not_files_are_named(tmp_path, runs, user_files, slm_cli, where, make, expect):
     name = "results_2026-02-02T00-00-00.000000.json" if where == "results" else f"results_{STAMP}.cost.json"
     odd = runs / "model-a" / name
     make(odd)
@@ -148,12 +164,15 @@ def test_a_huge_sparse_file_is_refused_by_size_not_read(tmp_path, runs, user_fil
     kept.assert_kept(written={str(big.relative_to(tmp_path))})
 
 
-@pytest.mark.parametrize("content, expect", [
-    (b'{"results": {"t_a": "\xff\xfe"}}', "not UTF-8 text"),
-    (b'{"results": {"t_a": {"acc,none": 0.5', "not valid JSON"),
-    (b"", "not valid JSON"),
-    (b"[" * 100000 + b"]" * 100000, "JSON nested too deeply"),
-])
+@pytest.mark.parametrize(
+    "content, expect",
+    [
+        (b'{"results": {"t_a": "\xff\xfe"}}', "not UTF-8 text"),
+        (b'{"results": {"t_a": {"acc,none": 0.5', "not valid JSON"),
+        (b"", "not valid JSON"),
+        (b"[" * 100000 + b"]" * 100000, "JSON nested too deeply"),
+    ],
+)
 def test_results_that_are_not_json_text_are_one_line(tmp_path, runs, user_files, slm_cli, content, expect):
     bad = runs / "model-b" / "results_2026-02-02T00-00-00.000000.json"
     bad.write_bytes(content)
@@ -169,10 +188,12 @@ def test_a_fifo_swapped_in_after_the_check_does_not_block_the_open(tmp_path):
     """The race the check cannot close: the entry was a file when looked at, a FIFO when opened."""
     fifo = tmp_path / "results_x.json"
     os.mkfifo(fifo)
-    code = ("import sys; from slm_tasks.results import inputs; from slm_tasks.errors import SLMError\n"
-            "inputs.problem = lambda path: None  # the check saw a regular file\n"
-            "try: inputs.read_json(sys.argv[1], 'lm-eval results file')\n"
-            "except SLMError as e: print(e); sys.exit(2)")
+    code = (
+        "import sys; from slm_tasks.results import inputs; from slm_tasks.errors import SLMError\n"
+        "inputs.problem = lambda path: None  # the check saw a regular file\n"
+        "try: inputs.read_json(sys.argv[1], 'lm-eval results file')\n"
+        "except SLMError as e: print(e); sys.exit(2)"
+    )
     proc = subprocess.run([sys.executable, "-c", code, str(fifo)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert str(fifo) in proc.stdout and "a FIFO, not a regular file" in proc.stdout
@@ -180,9 +201,10 @@ def test_a_fifo_swapped_in_after_the_check_does_not_block_the_open(tmp_path):
 
 # ---- folders: link loops and links to folders ----------------------------------------------------
 
+
 @pytest.mark.parametrize("pattern", [None, "{runs}/**/results_*.json", "{runs}/**"])
 def test_link_loops_between_folders_end(tmp_path, runs, user_files, pattern):
-    os.symlink(runs, runs / "model-a" / "loop")          # a link back to the top
+    os.symlink(runs, runs / "model-a" / "loop")  # a link back to the top
     os.symlink(runs / "model-b", runs / "model-a" / "b-again")  # a second way into one folder
     kept = user_files(runs)
     target = str(runs) if pattern is None else pattern.format(runs=runs)
@@ -247,26 +269,36 @@ def test_the_gate_refuses_a_run_whose_samples_cannot_be_read(tmp_path, runs, use
     make, expect = SAMPLES_ODD[kind]
     odd = _replace_samples(runs, make)
     policy = tmp_path / "policy.yaml"
-    policy.write_text(yaml.safe_dump({"schema": "slm-suite.gate-policy/1",
-                                      "spec": str(tmp_path / "spec.yaml"),
-                                      "margins": {"default": 0.5}, "tasks": ["t_a"]}))
+    policy.write_text(
+        yaml.safe_dump(
+            {
+                "schema": "slm-suite.gate-policy/1",
+                "spec": str(tmp_path / "spec.yaml"),
+                "margins": {"default": 0.5},
+                "tasks": ["t_a"],
+            }
+        )
+    )
     kept = user_files(tmp_path)
-    proc = cli_subprocess(["gate", "--baseline", str(runs / "model-b"), "--candidate", str(runs / "model-a"),
-                           "--policy", str(policy)])
+    proc = cli_subprocess(
+        ["gate", "--baseline", str(runs / "model-b"), "--candidate", str(runs / "model-a"), "--policy", str(policy)]
+    )
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     line = one_line(proc.stderr)
     assert "t_a" in line and "candidate" in line and odd.name in line and expect in line  # says why
     kept.assert_kept()
 
 
-@pytest.mark.parametrize("content, expect", [
-    (b'{"doc_id": 0, "acc": 1.0, "x": "\xff"}\n', "line 1 is not UTF-8 text"),
-    (b'{"doc_id": 0, "acc": 1.0}\n\xc3\x28\n', "line 2 is not UTF-8 text"),
-    (b'{"doc_id": 0, "acc": 1.0}\nnot json\n', "line 2 is not an lm-eval sample"),
-    (b"[" * 100000 + b"\n", "line 1 is not an lm-eval sample"),
-])
-def test_broken_samples_content_is_refused_naming_the_line(tmp_path, runs, user_files, slm_cli, content,
-                                                          expect):
+@pytest.mark.parametrize(
+    "content, expect",
+    [
+        (b'{"doc_id": 0, "acc": 1.0, "x": "\xff"}\n', "line 1 is not UTF-8 text"),
+        (b'{"doc_id": 0, "acc": 1.0}\n\xc3\x28\n', "line 2 is not UTF-8 text"),
+        (b'{"doc_id": 0, "acc": 1.0}\nnot json\n', "line 2 is not an lm-eval sample"),
+        (b"[" * 100000 + b"\n", "line 1 is not an lm-eval sample"),
+    ],
+)
+def test_broken_samples_content_is_refused_naming_the_line(tmp_path, runs, user_files, slm_cli, content, expect):
     bad = runs / "model-a" / f"samples_t_a_{STAMP}.jsonl"
     bad.write_bytes(content)
     kept = user_files(tmp_path)
@@ -290,6 +322,7 @@ def test_an_endless_samples_line_is_refused_by_length(tmp_path, runs, slm_cli):
 
 # ---- hostile GGUF headers: one line, ModelFileError, no traceback ---------------------------------
 
+
 def _kv_string(key: bytes, value: bytes) -> bytes:
     return struct.pack("<Q", len(key)) + key + struct.pack("<IQ", 8, len(value)) + value
 
@@ -301,8 +334,12 @@ def _header(n_tensors: int, n_kv: int, body: bytes = b"", version: int = 3) -> b
 def _key(vtype: int, *more: int) -> bytes:
     """One metadata key ``k`` of ``vtype``, followed by the uint32/uint64 fields ``more``
     (for an array: the element type, then the count)."""
-    return struct.pack("<Q", 1) + b"k" + struct.pack("<I", vtype) + b"".join(
-        struct.pack("<I" if i == 0 else "<Q", m) for i, m in enumerate(more))
+    return (
+        struct.pack("<Q", 1)
+        + b"k"
+        + struct.pack("<I", vtype)
+        + b"".join(struct.pack("<I" if i == 0 else "<Q", m) for i, m in enumerate(more))
+    )
 
 
 def _nested_arrays(depth: int) -> bytes:
@@ -315,8 +352,13 @@ def _nested_arrays(depth: int) -> bytes:
 
 def _tensor(n_dims: int) -> bytes:
     name = b"w"
-    return (struct.pack("<Q", len(name)) + name + struct.pack("<I", n_dims)
-            + struct.pack("<Q", 4) * n_dims + struct.pack("<IQ", 0, 0))
+    return (
+        struct.pack("<Q", len(name))
+        + name
+        + struct.pack("<I", n_dims)
+        + struct.pack("<Q", 4) * n_dims
+        + struct.pack("<IQ", 0, 0)
+    )
 
 
 HOSTILE_GGUF = {
@@ -324,25 +366,34 @@ HOSTILE_GGUF = {
     "arrays nested 9 deep": (_nested_arrays(9), "nested deeper than 8 levels"),
     "2^63 metadata keys": (_header(0, 2**63), "metadata key count 9223372036854775808 does not fit"),
     "2^40 tensors": (_header(2**40, 0), "tensor count 1099511627776 does not fit"),
-    "string of 2^64-1 bytes": (_header(0, 1, struct.pack("<Q", 2**64 - 1) + b"k" * 32),
-                               "string length 18446744073709551615 does not fit"),
-    "array of 2^62 uint32": (_header(0, 1, _key(9, 4, 2**62)),
-                             "array element count 4611686018427387904 does not fit"),
-    "array of 2^40 empty arrays": (_header(0, 1, _key(9, 9, 2**40)),
-                                   "array element count 1099511627776 does not fit"),
-    "unknown value type": (_header(0, 1, struct.pack("<Q", 1) + b"k" + struct.pack("<I", 99) + b"\0" * 16),
-                           "unknown metadata value type 99"),
-    "unknown array element type": (_header(0, 1, _key(9, 4000, 1)),
-                                   "unknown metadata value type 4000"),
-    "alignment zero": (_header(0, 1, struct.pack("<Q", 17) + b"general.alignment" + struct.pack("<II", 4, 0)),
-                       "general.alignment 0 is not a power of two"),
-    "alignment 3": (_header(0, 1, struct.pack("<Q", 17) + b"general.alignment" + struct.pack("<II", 4, 3)),
-                    "general.alignment 3 is not a power of two"),
+    "string of 2^64-1 bytes": (
+        _header(0, 1, struct.pack("<Q", 2**64 - 1) + b"k" * 32),
+        "string length 18446744073709551615 does not fit",
+    ),
+    "array of 2^62 uint32": (_header(0, 1, _key(9, 4, 2**62)), "array element count 4611686018427387904 does not fit"),
+    "array of 2^40 empty arrays": (_header(0, 1, _key(9, 9, 2**40)), "array element count 1099511627776 does not fit"),
+    "unknown value type": (
+        _header(0, 1, struct.pack("<Q", 1) + b"k" + struct.pack("<I", 99) + b"\0" * 16),
+        "unknown metadata value type 99",
+    ),
+    "unknown array element type": (_header(0, 1, _key(9, 4000, 1)), "unknown metadata value type 4000"),
+    "alignment zero": (
+        _header(0, 1, struct.pack("<Q", 17) + b"general.alignment" + struct.pack("<II", 4, 0)),
+        "general.alignment 0 is not a power of two",
+    ),
+    "alignment 3": (
+        _header(0, 1, struct.pack("<Q", 17) + b"general.alignment" + struct.pack("<II", 4, 3)),
+        "general.alignment 3 is not a power of two",
+    ),
     "tensor with 1000 dims": (_header(1, 0, _tensor(1000) + b"\0" * 64), "1000 dimensions"),
-    "cut inside a key": (_header(0, 2, _kv_string(b"general.name", b"tiny") + struct.pack("<Q", 40) + b"gen"),
-                         "string length 40 does not fit the 3 bytes left"),
-    "cut inside a value": (_header(0, 1, struct.pack("<Q", 1) + b"k" + struct.pack("<I", 10) + b"\0\0"),
-                           "the file ends inside its header"),
+    "cut inside a key": (
+        _header(0, 2, _kv_string(b"general.name", b"tiny") + struct.pack("<Q", 40) + b"gen"),
+        "string length 40 does not fit the 3 bytes left",
+    ),
+    "cut inside a value": (
+        _header(0, 1, struct.pack("<Q", 1) + b"k" + struct.pack("<I", 10) + b"\0\0"),
+        "the file ends inside its header",
+    ),
     "cut inside the counts": (b"GGUF" + struct.pack("<I", 3) + b"\0\0\0", "the file ends inside its header"),
 }
 
@@ -360,17 +411,22 @@ def test_hostile_gguf_headers_are_one_line_errors(tmp_path, user_files, case):
     kept.assert_kept()
 
 
-@pytest.mark.parametrize("make, expect", [
-    (lambda p: os.mkfifo(p), "not a regular file"),
-    (lambda p: os.symlink("/dev/zero", p), "not a regular file"),
-    (lambda p: p.mkdir(), "not a regular file"),
-    (lambda p: os.symlink(p.parent / "gone.gguf", p), "cannot be read"),
-])
+@pytest.mark.parametrize(
+    "make, expect",
+    [
+        (lambda p: os.mkfifo(p), "not a regular file"),
+        (lambda p: os.symlink("/dev/zero", p), "not a regular file"),
+        (lambda p: p.mkdir(), "not a regular file"),
+        (lambda p: os.symlink(p.parent / "gone.gguf", p), "cannot be read"),
+    ],
+)
 def test_a_model_path_that_is_not_a_file_is_refused_without_blocking(tmp_path, make, expect):
     f = tmp_path / "odd.gguf"
     make(f)
-    code = ("import sys; from slm_tasks.adapters.models import check_gguf, ModelFileError\n"
-            "try: check_gguf(sys.argv[1])\nexcept ModelFileError as e: print(e); sys.exit(2)")
+    code = (
+        "import sys; from slm_tasks.adapters.models import check_gguf, ModelFileError\n"
+        "try: check_gguf(sys.argv[1])\nexcept ModelFileError as e: print(e); sys.exit(2)"
+    )
     proc = subprocess.run([sys.executable, "-c", code, str(f)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and expect in proc.stdout and str(f) in proc.stdout
 
@@ -379,8 +435,19 @@ def test_a_hostile_gguf_through_the_cli_is_exit_2(tmp_path, mirror, user_files, 
     f = tmp_path / "evil.gguf"
     f.write_bytes(_nested_arrays(50_000))
     kept = user_files(tmp_path)
-    res = slm_cli("run", "--model", f, "--limit", "1", "--tasks", "slm_arc_easy_lite", "--no-leaderboard",
-                  "--no-store", "--output-path", tmp_path / "out")
+    res = slm_cli(
+        "run",
+        "--model",
+        f,
+        "--limit",
+        "1",
+        "--tasks",
+        "slm_arc_easy_lite",
+        "--no-leaderboard",
+        "--no-store",
+        "--output-path",
+        tmp_path / "out",
+    )
     assert res.code == 2
     line = one_line(res.err)
     assert "nested deeper than 8 levels" in line and str(f) in line
@@ -404,8 +471,19 @@ def test_bad_model_args_through_slm_suite_run(tmp_path, mirror, user_files, slm_
     (tmp_path / "notes.txt").write_text("mine")
     kept = user_files(tmp_path)
     t0 = time.monotonic()
-    res = slm_cli("run", "--model-args", arg, "--limit", "1", "--tasks", "slm_arc_easy_lite",
-                  "--no-leaderboard", "--no-store", "--output-path", tmp_path / "out")
+    res = slm_cli(
+        "run",
+        "--model-args",
+        arg,
+        "--limit",
+        "1",
+        "--tasks",
+        "slm_arc_easy_lite",
+        "--no-leaderboard",
+        "--no-store",
+        "--output-path",
+        tmp_path / "out",
+    )
     assert res.code == 2
     line = one_line(res.err)
     assert expect in line, line
@@ -426,15 +504,18 @@ def test_the_refusal_lists_the_known_names():
     assert "\n" not in msg
 
 
-@pytest.mark.parametrize("args, expect", [
-    ("model=nope.gguf,n_thread=1", "did you mean 'n_threads'"),
-    ("model=nope.gguf,dequantize=stored", "did you mean 'dequantise'"),
-    ("model=nope.gguf,prefix_cache=maybe", "prefix_cache='maybe'"),
-    ("model=nope.gguf,verbose=sometimes", "verbose='sometimes'"),
-    ("model=nope.gguf,n_ctx=1.5", "n_ctx=1.5 is not a whole number"),
-    ("model=nope.gguf,ray_workers=all", "ray_workers='all'"),
-    ("model=nope.gguf,zzz=1", "unknown model argument 'zzz'; known:"),
-])
+@pytest.mark.parametrize(
+    "args, expect",
+    [
+        ("model=nope.gguf,n_thread=1", "did you mean 'n_threads'"),
+        ("model=nope.gguf,dequantize=stored", "did you mean 'dequantise'"),
+        ("model=nope.gguf,prefix_cache=maybe", "prefix_cache='maybe'"),
+        ("model=nope.gguf,verbose=sometimes", "verbose='sometimes'"),
+        ("model=nope.gguf,n_ctx=1.5", "n_ctx=1.5 is not a whole number"),
+        ("model=nope.gguf,ray_workers=all", "ray_workers='all'"),
+        ("model=nope.gguf,zzz=1", "unknown model argument 'zzz'; known:"),
+    ],
+)
 def test_lm_evals_own_path_refuses_before_the_model_file_is_looked_at(args, expect):
     """lm_eval --model slm-llamacpp --model_args ... : lm-eval's create_from_arg_string with the
     additional config it always passes. The model file does not exist: the argument is judged first."""
@@ -452,16 +533,21 @@ def test_lm_evals_generic_args_are_accepted():
 
     cls = registry.get_model("slm-llamacpp")
     with pytest.raises(ModelFileError, match="nope.gguf"):
-        cls.create_from_arg_obj({"model": "nope.gguf", "trust_remote_code": True, "prefix_cache": "no"},
-                                {"batch_size": "auto", "max_batch_size": 64, "device": "cpu"})
+        cls.create_from_arg_obj(
+            {"model": "nope.gguf", "trust_remote_code": True, "prefix_cache": "no"},
+            {"batch_size": "auto", "max_batch_size": 64, "device": "cpu"},
+        )
 
 
-@pytest.mark.parametrize("kwargs, expect", [
-    (dict(n_thread=1), "did you mean 'n_threads'"),
-    (dict(dequantize="stored"), "did you mean 'dequantise'"),
-    (dict(prefix_cache="maybe"), "prefix_cache='maybe'"),
-    (dict(dequantise="int4"), "stored (compute in the stored format); left out, it computes on a f16 copy"),
-])
+@pytest.mark.parametrize(
+    "kwargs, expect",
+    [
+        (dict(n_thread=1), "did you mean 'n_threads'"),
+        (dict(dequantize="stored"), "did you mean 'dequantise'"),
+        (dict(prefix_cache="maybe"), "prefix_cache='maybe'"),
+        (dict(dequantise="int4"), "stored (compute in the stored format); left out, it computes on a f16 copy"),
+    ],
+)
 def test_the_python_api_refuses_too(kwargs, expect):
     from slm_tasks.adapters.llamacpp import LlamaCppLM
     from slm_tasks.errors import SLMError
@@ -470,11 +556,14 @@ def test_the_python_api_refuses_too(kwargs, expect):
         LlamaCppLM(model="nope.gguf", **kwargs)
 
 
-@pytest.mark.parametrize("args, expect", [
-    ({"pretrained": "/m", "tensor_parallel_size": "two"}, "tensor_parallel_size='two' is not a whole number"),
-    ({"pretrained": "/m", "add_bos_token": "maybe"}, "add_bos_token='maybe' is not true or false"),
-    ({"pretrained": "/m", "gpu_memory_utilization": "most"}, "gpu_memory_utilization='most' is not a number"),
-])
+@pytest.mark.parametrize(
+    "args, expect",
+    [
+        ({"pretrained": "/m", "tensor_parallel_size": "two"}, "tensor_parallel_size='two' is not a whole number"),
+        ({"pretrained": "/m", "add_bos_token": "maybe"}, "add_bos_token='maybe' is not true or false"),
+        ({"pretrained": "/m", "gpu_memory_utilization": "most"}, "gpu_memory_utilization='most' is not a number"),
+    ],
+)
 def test_slm_vllm_checks_its_values_before_the_engine(args, expect):
     from slm_tasks.adapters.vllm import VLLMLM
 

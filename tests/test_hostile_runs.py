@@ -39,13 +39,14 @@ def runs(tmp_path) -> Path:
 
 # ---- slm-suite run: the output path is checked before the evaluation ------------------------------
 
+
 def run_cli(slm_cli, output_path, *extra):
-    return slm_cli("run", "--model", SMOL, "--tasks", "slm_arc_easy_lite", "--limit", "1",
-                   "--output-path", output_path, *extra)
+    return slm_cli(
+        "run", "--model", SMOL, "--tasks", "slm_arc_easy_lite", "--limit", "1", "--output-path", output_path, *extra
+    )
 
 
-@pytest.mark.parametrize("case", ["file", "below-file", "json-name", "dangling-link",
-                                  "model-folder-is-a-file"])
+@pytest.mark.parametrize("case", ["file", "below-file", "json-name", "dangling-link", "model-folder-is-a-file"])
 def test_run_refuses_an_output_path_that_is_not_a_folder(slm_cli, tmp_path, user_files, case, monkeypatch):
     import slm_tasks.api as api
 
@@ -54,9 +55,13 @@ def test_run_refuses_an_output_path_that_is_not_a_folder(slm_cli, tmp_path, user
     (tmp_path / "dangling").symlink_to(tmp_path / "gone")
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / SMOL).write_text("where lm-eval would put the model's folder\n")
-    path = {"file": tmp_path / "file.txt", "below-file": tmp_path / "file.txt" / "out",
-            "json-name": tmp_path / "out.json", "dangling-link": tmp_path / "dangling",
-            "model-folder-is-a-file": tmp_path / "runs"}[case]
+    path = {
+        "file": tmp_path / "file.txt",
+        "below-file": tmp_path / "file.txt" / "out",
+        "json-name": tmp_path / "out.json",
+        "dangling-link": tmp_path / "dangling",
+        "model-folder-is-a-file": tmp_path / "runs",
+    }[case]
     snap = user_files(tmp_path)
     res = run_cli(slm_cli, path, "--no-leaderboard")
     refused(res, tmp_path)
@@ -67,8 +72,9 @@ def test_run_refuses_an_output_path_that_is_not_a_folder(slm_cli, tmp_path, user
 
 @pytest.mark.parametrize("kind", READ_ONLY)
 @pytest.mark.parametrize("out_rel", ["", "new/sub"])
-def test_run_refuses_a_read_only_output_folder_before_the_evaluation(slm_cli, tmp_path, user_files,
-                                                                     out_rel, kind, monkeypatch):
+def test_run_refuses_a_read_only_output_folder_before_the_evaluation(
+    slm_cli, tmp_path, user_files, out_rel, kind, monkeypatch
+):
     import slm_tasks.api as api
 
     monkeypatch.setattr(api, "evaluate", lambda *a, **k: pytest.fail("the evaluation started"))
@@ -93,10 +99,22 @@ def test_run_refuses_a_users_file_where_its_board_goes(slm_cli, tmp_path, user_f
 
 # ---- slm-suite run: what lm-eval could not save is an error, not a success ---------------------
 
+
 def tiny_results() -> tuple[dict, dict]:
-    sample = {"doc_id": 0, "doc": {}, "target": "0", "arguments": [["q", " a"]], "resps": [[[-1.0, True]]],
-              "filtered_resps": [[-1.0, True]], "filter": "none", "metrics": ["acc"], "doc_hash": "d",
-              "prompt_hash": "p", "target_hash": "t", "acc": 1.0}
+    sample = {
+        "doc_id": 0,
+        "doc": {},
+        "target": "0",
+        "arguments": [["q", " a"]],
+        "resps": [[[-1.0, True]]],
+        "filtered_resps": [[-1.0, True]],
+        "filter": "none",
+        "metrics": ["acc"],
+        "doc_hash": "d",
+        "prompt_hash": "p",
+        "target_hash": "t",
+        "acc": 1.0,
+    }
     results = {"results": {"t": {"acc,none": 1.0}}, "configs": {"t": {"task": "t"}}, "versions": {"t": 1}}
     return results, {"t": [sample] * 50}
 
@@ -106,8 +124,12 @@ def tracker_for(path: Path):
 
     tracker = EvaluationTracker(output_path=str(path))
     tracker.general_config_tracker.log_experiment_args(
-        model_source="slm-llamacpp", model_args="model=m", system_instruction=None, chat_template=None,
-        fewshot_as_multiturn=False)
+        model_source="slm-llamacpp",
+        model_args="model=m",
+        system_instruction=None,
+        chat_template=None,
+        fewshot_as_multiturn=False,
+    )
     return tracker
 
 
@@ -153,14 +175,14 @@ def test_cost_record_write_failure_leaves_no_temp_file(tmp_path):
 
 # ---- re-runs into one folder ----------------------------------------------------------------------
 
+
 def rerun(folder: Path, stamp: str, date_shift: float, drop_task: str | None = None) -> Path:
     """A copy of the model's run in ``folder`` as if made again: new time stamp, later date."""
     (old,) = folder.glob("results_*[0-9].json")
     data = json.loads(old.read_text())
     data["date"] = float(data["date"]) + date_shift
     if drop_task:
-        for key in ("results", "configs", "versions", "n-shot", "higher_is_better", "n-samples",
-                    "task_hashes"):
+        for key in ("results", "configs", "versions", "n-shot", "higher_is_better", "n-samples", "task_hashes"):
             (data.get(key) or {}).pop(drop_task, None)
     new = folder / f"results_{stamp}.json"
     new.write_text(json.dumps(data))
@@ -233,10 +255,16 @@ def test_the_runs_own_board_survives_a_rerun(runs, tmp_path):
 
 # ---- a run answered from the store reuses the bench of the same model on the same machine ----------
 
+
 def cost_record(tmp_path: Path, folder: str, stamp: str, **changes) -> dict:
     record = json.loads((FIXTURES / "cost-record.example.json").read_text())
-    record["bench"] = {"protocol": "survey-p50-g50-c2048", "runs": 3, "tg_ms_per_token": 9.0, "stamp": stamp,
-                       "n_threads": record["hardware"]["threads"]}
+    record["bench"] = {
+        "protocol": "survey-p50-g50-c2048",
+        "runs": 3,
+        "tg_ms_per_token": 9.0,
+        "stamp": stamp,
+        "n_threads": record["hardware"]["threads"],
+    }
     for key, value in changes.items():
         part, _, field = key.partition("__")
         record[part][field] = value
@@ -263,9 +291,16 @@ def test_a_run_from_the_store_reuses_the_newest_matching_bench(tmp_path):
     assert source == "m/results_2026-02-01T00-00-00.000000.cost.json"
 
 
-@pytest.mark.parametrize("change", [
-    {"hardware__threads": 1}, {"model__file_bytes": 1}, {"model__quant": "Q8_0"},
-    {"model__name": "other"}, {"software__backend_version": "0.0.1"}])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"hardware__threads": 1},
+        {"model__file_bytes": 1},
+        {"model__quant": "Q8_0"},
+        {"model__name": "other"},
+        {"software__backend_version": "0.0.1"},
+    ],
+)
 def test_a_bench_of_another_model_or_machine_is_not_reused(tmp_path, change):
     from slm_tasks.run_output import reusable_bench
 
@@ -293,23 +328,34 @@ def test_an_unreadable_cost_record_is_passed_over(tmp_path):
 
 # ---- real runs of the embedded model (a one-document task; answers kept in a store) ----------------
 
+
 def real_run(out: Path, store: Path, **kwargs):
     from slm_tasks.api import run
 
-    return run(tasks=["slm_arc_easy_lite"], limit=1, output_path=out, model_args={"store": str(store)},
-               **{"bench_runs": 0, "leaderboard": False, **kwargs})
+    return run(
+        tasks=["slm_arc_easy_lite"],
+        limit=1,
+        output_path=out,
+        model_args={"store": str(store)},
+        **{"bench_runs": 0, "leaderboard": False, **kwargs},
+    )
 
 
-def test_run_repeated_into_its_folder_reuses_the_bench_and_the_folder_still_builds(mirror_env, tmp_path,
-                                                                                   slm_cli, monkeypatch):
+def test_run_repeated_into_its_folder_reuses_the_bench_and_the_folder_still_builds(
+    mirror_env, tmp_path, slm_cli, monkeypatch
+):
     import slm_tasks.adapters.bench as bench_mod
 
     out, store = tmp_path / "out", tmp_path / "store.sqlite"
     first = real_run(out, store)
     # the bench of an earlier run of this model on this machine (as `slm-suite run` records it)
     record = json.loads(first.cost_file.read_text())
-    record["bench"] = {"protocol": "survey-p50-g50-c2048", "runs": 3, "tg_ms_per_token": 12.5,
-                       "n_threads": record["hardware"]["threads"]}
+    record["bench"] = {
+        "protocol": "survey-p50-g50-c2048",
+        "runs": 3,
+        "tg_ms_per_token": 12.5,
+        "n_threads": record["hardware"]["threads"],
+    }
     first.cost_file.write_text(json.dumps(record))
     monkeypatch.setattr(bench_mod, "bench", lambda *a, **k: pytest.fail("benched again"))
     second = real_run(out, store, bench_runs=3, leaderboard=True)  # every answer from the store
@@ -322,10 +368,14 @@ def test_run_repeated_into_its_folder_reuses_the_bench_and_the_folder_still_buil
     res = slm_cli("leaderboard", out, "--spec", "lite", "--allow-limit", "--out", tmp_path / "board")
     assert res.code == 0, res.err
     notes = json.loads((tmp_path / "board" / "leaderboard.json").read_text())["notes"]
-    assert any(n.startswith(f"{SMOL}/{first.results_file.name}: superseded by the newer run "
-                            f"{SMOL}/{second.results_file.name}") for n in notes)
-    assert slm_cli("leaderboard", out, "--spec", "lite", "--allow-limit", "--strict",
-                   "--out", tmp_path / "board").code == 2
+    assert any(
+        n.startswith(f"{SMOL}/{first.results_file.name}: superseded by the newer run {SMOL}/{second.results_file.name}")
+        for n in notes
+    )
+    assert (
+        slm_cli("leaderboard", out, "--spec", "lite", "--allow-limit", "--strict", "--out", tmp_path / "board").code
+        == 2
+    )
 
 
 def test_a_run_whose_results_cannot_be_saved_fails_with_one_line(mirror_env, tmp_path, user_files):

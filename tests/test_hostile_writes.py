@@ -53,8 +53,9 @@ def command(request, slm_cli, runs, policy):
     def run(out):
         if kind == "board":
             return slm_cli("leaderboard", runs, "--spec", "lite", "--allow-limit", "--out", out), BOARD
-        return slm_cli("gate", "--baseline", runs / SMOL, "--candidate", runs / GEMMA, "--policy", policy,
-                       "--out", out, "--quiet"), GATE
+        return slm_cli(
+            "gate", "--baseline", runs / SMOL, "--candidate", runs / GEMMA, "--policy", policy, "--out", out, "--quiet"
+        ), GATE
 
     run.kind = kind
     return run
@@ -64,6 +65,7 @@ both = pytest.mark.parametrize("command", ["board", "gate"], indirect=True)
 
 
 # ---- the folder holds the user's files --------------------------------------------------------
+
 
 @both
 def test_user_files_beside_the_outputs_are_kept(command, tmp_path, user_files):
@@ -141,6 +143,7 @@ def test_a_link_in_place_of_an_output_is_refused_even_when_listed(command, tmp_p
 
 # ---- the folder is not a writable folder --------------------------------------------------------
 
+
 @both
 def test_out_is_an_existing_file(command, tmp_path, user_files):
     path = tmp_path / "report.txt"
@@ -212,6 +215,7 @@ def test_full_disk_leaves_the_previous_outputs_and_no_temp_files(command, tmp_pa
 
 # ---- re-building into the same folder -----------------------------------------------------------
 
+
 @both
 def test_a_second_write_replaces_only_its_own_files(command, tmp_path, user_files):
     out = tmp_path / "out"
@@ -227,8 +231,9 @@ def test_a_second_write_replaces_only_its_own_files(command, tmp_path, user_file
 def test_board_and_gate_share_a_folder_without_removing_each_other(slm_cli, runs, policy, tmp_path):
     out = tmp_path / "reports"
     assert slm_cli("leaderboard", runs, "--spec", "lite", "--allow-limit", "--out", out).code == 0
-    gated = slm_cli("gate", "--baseline", runs / SMOL, "--candidate", runs / GEMMA, "--policy", policy,
-                    "--out", out, "--quiet")
+    gated = slm_cli(
+        "gate", "--baseline", runs / SMOL, "--candidate", runs / GEMMA, "--policy", policy, "--out", out, "--quiet"
+    )
     assert gated.code in (0, 1, 3), gated.err
     assert slm_cli("leaderboard", runs, "--spec", "lite", "--allow-limit", "--out", out).code == 0
     assert {p.name for p in out.iterdir()} == BOARD | GATE | {MANIFEST}
@@ -283,6 +288,7 @@ def test_a_corrupt_manifest_counts_as_no_manifest(slm_cli, runs, tmp_path, user_
 
 # ---- one output file: the cost record, `slm-suite bench --record FILE` ---------------------------
 
+
 @pytest.mark.parametrize("case", ["is-a-folder", "below-a-file", "new-folder"])
 def test_a_single_output_file_in_hostile_places(tmp_path, user_files, case):
     """The cost record and `slm-suite bench --record FILE`: one line naming the file, no temp file."""
@@ -292,8 +298,11 @@ def test_a_single_output_file_in_hostile_places(tmp_path, user_files, case):
     (tmp_path / "a-folder").mkdir()
     (tmp_path / "a-folder" / "mine.txt").write_text("mine\n")
     (tmp_path / "a-file").write_text("mine\n")
-    path = {"is-a-folder": tmp_path / "a-folder", "below-a-file": tmp_path / "a-file" / "record.json",
-            "new-folder": tmp_path / "new" / "record.json"}[case]
+    path = {
+        "is-a-folder": tmp_path / "a-folder",
+        "below-a-file": tmp_path / "a-file" / "record.json",
+        "new-folder": tmp_path / "new" / "record.json",
+    }[case]
     snap = user_files(tmp_path)
     if case == "new-folder":
         write_text_atomic(path, "{}\n", fix="choose another --record")

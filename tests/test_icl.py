@@ -90,7 +90,10 @@ def test_lite_variants_score_the_same_docs_as_the_lite_tasks(tm):
     a = load(tm, "slm_icl_mmlu_5shot_lite").eval_docs
     b = load(tm, "slm_mmlu_lite").eval_docs
     assert len(a) == 200 and a["question"] == b["question"]
-    assert load(tm, "slm_icl_arc_challenge_0shot_lite").eval_docs["id"] == load(tm, "slm_arc_challenge_lite").eval_docs["id"]
+    assert (
+        load(tm, "slm_icl_arc_challenge_0shot_lite").eval_docs["id"]
+        == load(tm, "slm_arc_challenge_lite").eval_docs["id"]
+    )
 
 
 # --- offline availability -------------------------------------------------------------------
@@ -162,10 +165,12 @@ def test_paired_gain_uses_per_document_differences():
 
 
 def test_mean_gain_is_the_plain_average_over_tasks_that_ran_at_both_counts():
-    res, samples = fake_run({
-        "arc_challenge": ([0, 0, 1, 1], [1, 1, 1, 1]),  # +0.5
-        "mmlu": ([1, 0, 1, 0, 1, 0, 1, 0], [1, 0, 1, 0, 1, 0, 1, 1]),  # +0.125
-    })
+    res, samples = fake_run(
+        {
+            "arc_challenge": ([0, 0, 1, 1], [1, 1, 1, 1]),  # +0.5
+            "mmlu": ([1, 0, 1, 0, 1, 0, 1, 0], [1, 0, 1, 0, 1, 0, 1, 1]),  # +0.125
+        }
+    )
     res["results"]["slm_icl_piqa_0shot"] = {"acc,none": 0.6, "acc_stderr,none": 0.01}  # no 5-shot
     out = icl_gain(res, samples)
     assert out["mean"].gain == pytest.approx((0.5 + 0.125) / 2)

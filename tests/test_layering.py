@@ -25,11 +25,18 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-FOLDERS = {"slm_tasks": "slm_tasks", "adapters": "slm_tasks.adapters",
-           "leaderboards": "slm_tasks.leaderboards"}
+FOLDERS = {"slm_tasks": "slm_tasks", "adapters": "slm_tasks.adapters", "leaderboards": "slm_tasks.leaderboards"}
 LEAVES = {"slm_tasks", "slm_tasks.errors", "slm_tasks.paths", "slm_tasks.icl"}
-TASK_LAYER = {"slm_tasks.activation", "slm_tasks.data", "slm_tasks.datacheck", "slm_tasks.fewshot",
-              "slm_tasks.mmlu", "slm_tasks.math_utils", "slm_tasks.code_eval", "slm_tasks.icl_variants"}
+TASK_LAYER = {
+    "slm_tasks.activation",
+    "slm_tasks.data",
+    "slm_tasks.datacheck",
+    "slm_tasks.fewshot",
+    "slm_tasks.mmlu",
+    "slm_tasks.math_utils",
+    "slm_tasks.code_eval",
+    "slm_tasks.icl_variants",
+}
 RESULTS, ADAPTERS, BOARDS = "slm_tasks.results", "slm_tasks.adapters", "slm_tasks.leaderboards"
 CLUSTER = {f"{ADAPTERS}.{m}" for m in ("cluster", "cluster_connect", "cluster_worker", "make")}
 
@@ -152,7 +159,8 @@ def test_the_graph_sees_every_module_and_its_imports():
 def test_no_import_cycle():
     found = cycles(EDGES)
     assert not found, "import cycles: " + " | ".join(
-        " -> ".join(c) + ": " + ", ".join(where(a, b) for a, b in zip(c, c[1:])) for c in found)
+        " -> ".join(c) + ": " + ", ".join(where(a, b) for a, b in zip(c, c[1:])) for c in found
+    )
 
 
 def test_the_cycle_check_fails_on_a_cycle(tmp_path):
@@ -182,8 +190,7 @@ def test_the_task_layer_imports_no_results_adapters_boards_or_edge():
 
 
 def test_the_results_layer_imports_only_itself_and_leaves():
-    assert not offences(lambda m: m.startswith(RESULTS),
-                        lambda m, t: t not in LEAVES and not t.startswith(RESULTS))
+    assert not offences(lambda m: m.startswith(RESULTS), lambda m, t: t not in LEAVES and not t.startswith(RESULTS))
 
 
 def test_adapters_and_results_never_import_the_leaderboards():
@@ -192,8 +199,11 @@ def test_adapters_and_results_never_import_the_leaderboards():
 
 def test_the_backend_base_knows_nothing_of_the_cluster_or_ray():
     backend = f"{ADAPTERS}.backend"
-    bad = [f"{MODS[backend].relative_to(REPO)}:{line} ({backend} imports {t})" for t, line in GRAPH[backend]
-           if t in CLUSTER or t == "ray" or t.startswith("ray.")]
+    bad = [
+        f"{MODS[backend].relative_to(REPO)}:{line} ({backend} imports {t})"
+        for t, line in GRAPH[backend]
+        if t in CLUSTER or t == "ray" or t.startswith("ray.")
+    ]
     assert not bad
 
 
@@ -208,4 +218,5 @@ def test_package_inits_hold_no_logic(package):
         all_list = isinstance(node, ast.Assign) and targets == ["__all__"]
         assert docstring or all_list or isinstance(node, ast.ImportFrom), (
             f"{MODS[package].relative_to(REPO)}:{node.lineno}: {type(node).__name__} in {package}'s "
-            f"__init__; move it into a module and re-export it")
+            f"__init__; move it into a module and re-export it"
+        )

@@ -17,12 +17,15 @@ from slm_tasks.leaderboards import BoardError, build
 from slm_tasks.leaderboards.ingest import load_run
 from slm_tasks.leaderboards.spec import load_spec
 
-
-
-SMALL = {"schema": "slm-suite.board-spec/1", "name": "t", "domains": [
-    {"name": "commonsense", "tasks": [{"task": "t_a"}, {"task": "t_b"}]},
-    {"name": "problem_solving", "tasks": [{"task": "t_c"}]},
-], "cost": {"hardware": {"backend": "llama.cpp"}}}
+SMALL = {
+    "schema": "slm-suite.board-spec/1",
+    "name": "t",
+    "domains": [
+        {"name": "commonsense", "tasks": [{"task": "t_a"}, {"task": "t_b"}]},
+        {"name": "problem_solving", "tasks": [{"task": "t_c"}]},
+    ],
+    "cost": {"hardware": {"backend": "llama.cpp"}},
+}
 
 
 def read_board(out: Path) -> dict:
@@ -30,6 +33,7 @@ def read_board(out: Path) -> dict:
 
 
 # ---- real lm-eval runs -----------------------------------------------------------------
+
 
 def test_limit_runs_are_refused_by_default(synth, tmp_path):
     with pytest.raises(BoardError) as err:
@@ -41,8 +45,7 @@ def test_limit_runs_are_refused_by_default(synth, tmp_path):
 
 
 def test_smoke_board_from_real_runs_matches_the_results_files(synth, tmp_path):
-    out = build([synth.FIXTURES / "dummy-limit20"], spec="default", out=tmp_path / "b", html=False,
-                allow_limit=True)
+    out = build([synth.FIXTURES / "dummy-limit20"], spec="default", out=tmp_path / "b", html=False, allow_limit=True)
     board = read_board(out)
     assert board["schema"] == "slm-suite.leaderboard/1"
     assert board["smoke"] is True and "not for publication" in board["smoke_reason"]
@@ -74,8 +77,7 @@ def test_smoke_board_from_real_runs_matches_the_results_files(synth, tmp_path):
 
 
 def test_csv_and_markdown_carry_the_same_numbers(synth, tmp_path):
-    out = build([synth.FIXTURES / "dummy-limit20"], spec="default", out=tmp_path / "b", html=False,
-                allow_limit=True)
+    out = build([synth.FIXTURES / "dummy-limit20"], spec="default", out=tmp_path / "b", html=False, allow_limit=True)
     board = read_board(out)
     rows = list(csv.DictReader((out / "leaderboard.csv").open()))
     assert [r["model"] for r in rows] == [r["model"] for r in board["rows"]]
@@ -103,6 +105,7 @@ def test_spec_by_bare_name_path_and_unknown(tmp_path):
 
 
 # ---- validation edge cases -----------------------------------------------------------------
+
 
 def test_duplicate_model_and_task_names_both_files_when_strict(synth, tmp_path):
     a = synth.make_run(tmp_path / "m1", "model-x", {"t_a": synth.outcomes(10, 5)}, stamp="2026-01-01T00-00-00.1")
@@ -137,12 +140,15 @@ def test_different_data_checksums_are_refused(synth, tmp_path):
         build([tmp_path], spec=SMALL, out=tmp_path / "b", html=False)
 
 
-@pytest.mark.parametrize("damage, match", [
-    (lambda p: p.write_text('{"results": {"t_a": '), "not valid JSON"),
-    (lambda p: p.write_text('{"hello": 1}'), "not an lm-eval results file"),
-    (lambda p: p.with_suffix(".cost.json").write_text('{"schema": "other/9"}'), "cost record schema"),
-    (lambda p: next(p.parent.glob("samples_*")).write_text("not json\n"), "line 1 is not an lm-eval sample"),
-])
+@pytest.mark.parametrize(
+    "damage, match",
+    [
+        (lambda p: p.write_text('{"results": {"t_a": '), "not valid JSON"),
+        (lambda p: p.write_text('{"hello": 1}'), "not an lm-eval results file"),
+        (lambda p: p.with_suffix(".cost.json").write_text('{"schema": "other/9"}'), "cost record schema"),
+        (lambda p: next(p.parent.glob("samples_*")).write_text("not json\n"), "line 1 is not an lm-eval sample"),
+    ],
+)
 def test_malformed_input_is_one_clear_error_and_keeps_the_old_board(synth, tmp_path, damage, match):
     src = tmp_path / "runs"
     synth.make_run(src, "m1", {"t_a": synth.outcomes(10, 5)})
@@ -165,22 +171,47 @@ def test_cli_prints_one_line_and_exits_2(synth, tmp_path, capsys):
     assert main(["leaderboard", str(bad), "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not valid JSON" in err[0] and str(bad) in err[0]
-    assert main(["leaderboard", str(synth.FIXTURES / "dummy-limit20"), "--spec", "default", "--allow-limit",
-                 "--no-html", "--out", str(tmp_path / "b")]) == 0
+    assert (
+        main(
+            [
+                "leaderboard",
+                str(synth.FIXTURES / "dummy-limit20"),
+                "--spec",
+                "default",
+                "--allow-limit",
+                "--no-html",
+                "--out",
+                str(tmp_path / "b"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "b" / "leaderboard.md").exists()
 
 
 # ---- scores, intervals, ties, extremes ------------------------------------------------------
 
+
 def test_extremes_ties_and_missing_samples(synth, tmp_path):
-    synth.make_run(tmp_path, "all-right", {"t_a": synth.outcomes(50, 50), "t_b": synth.outcomes(50, 50),
-                                             "t_c": synth.outcomes(50, 50)})
-    synth.make_run(tmp_path, "all-wrong", {"t_a": synth.outcomes(50, 0), "t_b": synth.outcomes(50, 0),
-                                             "t_c": synth.outcomes(50, 0)})
-    synth.make_run(tmp_path, "tie-1", {"t_a": synth.outcomes(50, 25), "t_b": synth.outcomes(50, 25),
-                                         "t_c": synth.outcomes(50, 25)})
-    synth.make_run(tmp_path, "tie-2", {"t_a": synth.outcomes(50, 25), "t_b": synth.outcomes(50, 25),
-                                         "t_c": synth.outcomes(50, 25)}, samples=False)
+    synth.make_run(
+        tmp_path,
+        "all-right",
+        {"t_a": synth.outcomes(50, 50), "t_b": synth.outcomes(50, 50), "t_c": synth.outcomes(50, 50)},
+    )
+    synth.make_run(
+        tmp_path,
+        "all-wrong",
+        {"t_a": synth.outcomes(50, 0), "t_b": synth.outcomes(50, 0), "t_c": synth.outcomes(50, 0)},
+    )
+    synth.make_run(
+        tmp_path, "tie-1", {"t_a": synth.outcomes(50, 25), "t_b": synth.outcomes(50, 25), "t_c": synth.outcomes(50, 25)}
+    )
+    synth.make_run(
+        tmp_path,
+        "tie-2",
+        {"t_a": synth.outcomes(50, 25), "t_b": synth.outcomes(50, 25), "t_c": synth.outcomes(50, 25)},
+        samples=False,
+    )
     board = read_board(build([tmp_path], spec=SMALL, out=tmp_path / "b", html=False))
     rows = {r["model"]: r for r in board["rows"]}
     top, bottom = rows["all-right"]["tasks"]["t_a"], rows["all-wrong"]["tasks"]["t_a"]
@@ -201,8 +232,9 @@ def test_extremes_ties_and_missing_samples(synth, tmp_path):
 
 
 def test_a_model_missing_a_task_gets_no_overall_and_is_listed_last(synth, tmp_path):
-    synth.make_run(tmp_path, "full", {"t_a": synth.outcomes(20, 5), "t_b": synth.outcomes(20, 5),
-                                        "t_c": synth.outcomes(20, 5)})
+    synth.make_run(
+        tmp_path, "full", {"t_a": synth.outcomes(20, 5), "t_b": synth.outcomes(20, 5), "t_c": synth.outcomes(20, 5)}
+    )
     synth.make_run(tmp_path, "partial", {"t_a": synth.outcomes(20, 20), "t_c": synth.outcomes(20, 20)})
     board = read_board(build([tmp_path], spec=SMALL, out=tmp_path / "b", html=False))
     assert [r["model"] for r in board["rows"]] == ["full", "partial"]
@@ -216,13 +248,23 @@ def test_a_model_missing_a_task_gets_no_overall_and_is_listed_last(synth, tmp_pa
 def test_runs_from_several_folders_and_globs_join(synth, tmp_path):
     synth.make_run(tmp_path / "machine1", "m1", {"t_a": synth.outcomes(10, 3), "t_b": synth.outcomes(10, 3)})
     synth.make_run(tmp_path / "machine1", "m1", {"t_c": synth.outcomes(10, 4)}, stamp="2026-01-02T00-00-00.0")
-    synth.make_run(tmp_path / "machine2", "m2", {"t_a": synth.outcomes(10, 9), "t_b": synth.outcomes(10, 9),
-                                                   "t_c": synth.outcomes(10, 9)})
+    synth.make_run(
+        tmp_path / "machine2",
+        "m2",
+        {"t_a": synth.outcomes(10, 9), "t_b": synth.outcomes(10, 9), "t_c": synth.outcomes(10, 9)},
+    )
     synth.make_run(tmp_path / "machine2", "m2-other", {"t_a": [1.0]}, cost=synth.cost_record("m2-other", 1, 1))
     (tmp_path / "machine2" / "m2-other" / "results_2026-01-01T00-00-00.000000.json").rename(
-        tmp_path / "machine2" / "m2-other" / "renamed.json")  # not a results_* name: a pattern skips it
-    board = read_board(build([tmp_path / "machine1", str(tmp_path / "machine2" / "**" / "*.json")],
-                             spec=SMALL, out=tmp_path / "b", html=False))
+        tmp_path / "machine2" / "m2-other" / "renamed.json"
+    )  # not a results_* name: a pattern skips it
+    board = read_board(
+        build(
+            [tmp_path / "machine1", str(tmp_path / "machine2" / "**" / "*.json")],
+            spec=SMALL,
+            out=tmp_path / "b",
+            html=False,
+        )
+    )
     assert sorted(r["model"] for r in board["rows"]) == ["m1", "m2"]  # sidecars and samples are not runs
     m1 = next(r for r in board["rows"] if r["model"] == "m1")
     assert len(m1["provenance"]["files"]) == 2
@@ -232,8 +274,7 @@ def test_runs_from_several_folders_and_globs_join(synth, tmp_path):
 def test_cost_columns_pareto_and_hardware_profile(synth, tmp_path):
     tasks = lambda k: {"t_a": synth.outcomes(40, k), "t_b": synth.outcomes(40, k), "t_c": synth.outcomes(40, k)}  # noqa: E731
     synth.make_run(tmp_path, "fast", tasks(20), cost=synth.cost_record("fast", 5.0, 200_000_000))
-    synth.make_run(tmp_path, "good", tasks(30), cost=synth.cost_record("good", 20.0, 900_000_000),
-                     cost_in_config=True)
+    synth.make_run(tmp_path, "good", tasks(30), cost=synth.cost_record("good", 20.0, 900_000_000), cost_in_config=True)
     synth.make_run(tmp_path, "worse", tasks(10), cost=synth.cost_record("worse", 30.0, 950_000_000))
     gpu = synth.cost_record("gpu", 1.0, 100)
     gpu["model"]["backend"] = "vllm"

@@ -22,14 +22,26 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
 
 
-SPEC = {"schema": "slm-suite.board-spec/1", "name": "demo", "title": "Browser test board", "domains": [
-    {"name": "commonsense", "title": "Commonsense", "tasks": [{"task": "t_a"}, {"task": "t_b"}]},
-    {"name": "problem_solving", "title": "Problem solving", "tasks": [{"task": "t_c"}, {"task": "t_absent"}]},
-], "cost": {"hardware": {"backend": "llama.cpp"}}}
+SPEC = {
+    "schema": "slm-suite.board-spec/1",
+    "name": "demo",
+    "title": "Browser test board",
+    "domains": [
+        {"name": "commonsense", "title": "Commonsense", "tasks": [{"task": "t_a"}, {"task": "t_b"}]},
+        {"name": "problem_solving", "title": "Problem solving", "tasks": [{"task": "t_c"}, {"task": "t_absent"}]},
+    ],
+    "cost": {"hardware": {"backend": "llama.cpp"}},
+}
 HOSTILE = "<img src=x onerror=alert(1)>"
 # name, accuracy, decode ms/token, peak bytes (None: no cost record)
-MODELS = [("alpha", 0.6, 5.0, 2e8), ("beta", 0.68, 12.0, 6e8), ("gamma", 0.5, 8.0, 9e8),
-          ("delta", 0.76, 25.0, 1.2e9), (HOSTILE, 0.55, 30.0, 1.3e9), ("epsilon", 0.4, None, None)]
+MODELS = [
+    ("alpha", 0.6, 5.0, 2e8),
+    ("beta", 0.68, 12.0, 6e8),
+    ("gamma", 0.5, 8.0, 9e8),
+    ("delta", 0.76, 25.0, 1.2e9),
+    (HOSTILE, 0.55, 30.0, 1.3e9),
+    ("epsilon", 0.4, None, None),
+]
 TWIN = "alpha-twin"  # alpha's outcomes again, no cost record: tied with alpha
 
 
@@ -53,9 +65,17 @@ def browser(tmp_path_factory):
     webdriver = pytest.importorskip("selenium.webdriver", reason="needs the selenium package")
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,2000",
-                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1400,2000",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+    ):
         opts.add_argument(flag)
     from selenium.webdriver.chrome.service import Service
 
@@ -72,13 +92,19 @@ def cell_texts(browser, table_id: str, header: str) -> dict[str, str]:
         "  .findIndex(h => h.innerText.split('\\n')[0] === arguments[1]);"
         "var out = {};"
         "Array.from(t.tBodies[0].rows).forEach(r => { out[r.dataset.model] = r.cells[col].innerText; });"
-        "return out;", table_id, header)
+        "return out;",
+        table_id,
+        header,
+    )
 
 
 def column_values(browser, table_id: str, col: int) -> list[str]:
     return browser.execute_script(
         "return Array.from(document.querySelectorAll('#' + arguments[0] + ' tbody tr'))"
-        ".map(r => r.cells[arguments[1]].dataset.value)", table_id, col)
+        ".map(r => r.cells[arguments[1]].dataset.value)",
+        table_id,
+        col,
+    )
 
 
 def test_page_loads_offline_sorts_and_plots(board_dir, browser, tmp_path):
@@ -120,16 +146,21 @@ def test_page_loads_offline_sorts_and_plots(board_dir, browser, tmp_path):
         size = svg.size
         assert size["width"] > 300 and size["height"] > 150
         # one marker per model with cost (legend markers are not in these groups)
-        assert browser.execute_script(
-            "return document.querySelectorAll('#plot-' + arguments[0] + ' svg g[id^=points-] use').length",
-            plot) == 5
+        assert (
+            browser.execute_script(
+                "return document.querySelectorAll('#plot-' + arguments[0] + ' svg g[id^=points-] use').length", plot
+            )
+            == 5
+        )
 
     # no HTML from a model name: the name is text, no image was made, no script ran
     made = "return document.querySelectorAll('img, script:not(:last-of-type)').length"
     assert browser.execute_script(made) == 0
     assert HOSTILE in [a.text for a in browser.find_elements(By.CSS_SELECTOR, "#board td.text a")]
-    assert browser.execute_script("return document.querySelector('#board tbody tr[data-model=\"' + "
-                                  "CSS.escape(arguments[0]) + '\"]') !== null", HOSTILE)
+    assert browser.execute_script(
+        "return document.querySelector('#board tbody tr[data-model=\"' + CSS.escape(arguments[0]) + '\"]') !== null",
+        HOSTILE,
+    )
 
     browser.find_element(By.CSS_SELECTOR, "#board a[href='#model-1']").click()
     details = browser.find_element(By.ID, "model-1")
@@ -160,7 +191,8 @@ def test_intervals_ties_and_badges_read_right(board_dir, browser):
     ranks = cell_texts(browser, "board", "#")
     assert ranks["alpha"] == ranks[TWIN] and ranks["alpha"].startswith("=")
     in_order = browser.execute_script(
-        "return Array.from(document.querySelectorAll('#board tbody tr')).map(r => r.cells[0].innerText)")
+        "return Array.from(document.querySelectorAll('#board tbody tr')).map(r => r.cells[0].innerText)"
+    )
     numbers = [int(r.lstrip("=")) for r in in_order]
     for r, n in zip(in_order, numbers):  # competition ranking: 1 + the number of better rows
         assert n == numbers.index(n) + 1 and r.startswith("=") == (numbers.count(n) > 1)

@@ -23,9 +23,18 @@ def lite_runs(tmp_path_factory, hub) -> Path:
     out = tmp_path_factory.mktemp("lite-runs")
     for seed in (1, 2):  # the dummy model answers at random; two seeds make two "models"
         tracker = EvaluationTracker(output_path=str(out))
-        res = evaluate("dummy", {"model": f"dummy-lite-{seed}"}, tasks=LITE_TASKS, data_dir=data,
-                       log_samples=True, evaluation_tracker=tracker, random_seed=seed,
-                       numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed)
+        res = evaluate(
+            "dummy",
+            {"model": f"dummy-lite-{seed}"},
+            tasks=LITE_TASKS,
+            data_dir=data,
+            log_samples=True,
+            evaluation_tracker=tracker,
+            random_seed=seed,
+            numpy_random_seed=seed,
+            torch_random_seed=seed,
+            fewshot_random_seed=seed,
+        )
         samples = res.pop("samples")
         tracker.save_results_aggregated(results=res, samples=samples)
         for name in res["configs"]:

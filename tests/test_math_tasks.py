@@ -170,7 +170,12 @@ def math_doc(task, solution):
     "solution, output, exact, verified",
     [
         # the Minerva format, equal strings after normalisation
-        ("So $x = \\boxed{\\frac12}$.", "x=1/2.\nFinal Answer: The final answer is $\\frac{1}{2}$. I hope it is correct.", 1, 1),
+        (
+            "So $x = \\boxed{\\frac12}$.",
+            "x=1/2.\nFinal Answer: The final answer is $\\frac{1}{2}$. I hope it is correct.",
+            1,
+            1,
+        ),
         # sympy equivalence: 0.5 == 1/2
         ("So $x = \\boxed{\\frac12}$.", "Final Answer: The final answer is $0.5$. I hope it is correct.", 1, 1),
         # units are normalised away
@@ -247,14 +252,19 @@ def write_mirror(root, hub_id, configs):
 def test_load_configs_concatenates_in_order_and_subsets_across_configs(tmp_path):
     from slm_tasks.math_utils import load_configs
 
-    write_mirror(tmp_path, "org/math", {
-        "a": [{"problem": f"a{i}", "type": "A"} for i in range(30)],
-        "b": [{"problem": f"b{i}", "type": "B"} for i in range(10)],
-    })
+    write_mirror(
+        tmp_path,
+        "org/math",
+        {
+            "a": [{"problem": f"a{i}", "type": "A"} for i in range(30)],
+            "b": [{"problem": f"b{i}", "type": "B"} for i in range(10)],
+        },
+    )
     full = load_configs("org/math", ["b", "a"], eval_split="test", slm_data_dir=str(tmp_path), version=1.0)
     assert full["test"]["problem"][:11] == [f"b{i}" for i in range(10)] + ["a0"]
-    lite = load_configs("org/math", ["a", "b"], eval_split="test", lite_n=8, lite_strata="type",
-                        slm_data_dir=str(tmp_path))
+    lite = load_configs(
+        "org/math", ["a", "b"], eval_split="test", lite_n=8, lite_strata="type", slm_data_dir=str(tmp_path)
+    )
     assert sorted(lite["test"]["type"]) == ["A"] * 6 + ["B"] * 2  # proportional to 30:10
 
 

@@ -75,8 +75,13 @@ def test_header_backend_store_cost_bench_and_board_read_one_resolution(case, ggu
         assert (model["name"], model["sha256"], model["dequantised_to"]) == (name, digest, weights)
         assert model["path"] == str(spec.path)
 
-        board = Run(path=tmp_path / "x" / "results_x.json", results={"model_name": "not this"}, tasks={},
-                    cost=lm.cost_record(), cost_source="results config")
+        board = Run(
+            path=tmp_path / "x" / "results_x.json",
+            results={"model_name": "not this"},
+            tasks={},
+            cost=lm.cost_record(),
+            cost_source="results config",
+        )
         assert board.model == name
     finally:
         lm.close()
@@ -116,8 +121,12 @@ def test_defaults_are_decided_by_the_resolution(gguf):
 
 def test_run_plan_reads_no_private_engine_names():
     tree = ast.parse((REPO / "slm_tasks" / "run_plan.py").read_text())
-    imported = [(node.module or "", alias.name) for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-                for alias in node.names]
+    imported = [
+        (node.module or "", alias.name)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    ]
     assert imported  # the check reads the module's imports
     assert not [(m, n) for m, n in imported if n.startswith("_") or "engine" in m or "llamacpp" in m]
 

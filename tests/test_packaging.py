@@ -44,9 +44,12 @@ def test_wheel_ships_yamls_and_the_activation_file(fresh):
 
 
 def test_interpreter_start_imports_nothing_heavy(fresh):
-    out = sh(fresh / "bin" / "python", "-c",
-             "import sys, json; print(json.dumps(sorted(m for m in sys.modules "
-             "if m.startswith(('lm_eval', 'slm_tasks', 'datasets', 'yaml')))))").stdout
+    out = sh(
+        fresh / "bin" / "python",
+        "-c",
+        "import sys, json; print(json.dumps(sorted(m for m in sys.modules "
+        "if m.startswith(('lm_eval', 'slm_tasks', 'datasets', 'yaml')))))",
+    ).stdout
     assert json.loads(out) == ["slm_tasks", "slm_tasks.activation"]
 
 
@@ -58,8 +61,18 @@ def test_lm_eval_lists_our_tasks_and_keeps_the_builtins(fresh):
 
 def test_lm_eval_runs_the_lite_suite_without_flags(fresh, hub):
     env = {**os.environ, "SLM_DATA_DIR": str(hub), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
-    proc = sh(fresh / "bin" / "lm_eval", "--model", "dummy", "--tasks", "slm_suite_lite", "--limit", "1",
-              "--confirm_run_unsafe_code", cwd=fresh, env=env)
+    proc = sh(
+        fresh / "bin" / "lm_eval",
+        "--model",
+        "dummy",
+        "--tasks",
+        "slm_suite_lite",
+        "--limit",
+        "1",
+        "--confirm_run_unsafe_code",
+        cwd=fresh,
+        env=env,
+    )
     for domain in ("commonsense reasoning", "problem solving", "mathematics", "coding"):
         assert f"{domain} (lite)" in proc.stdout, domain
     # few-shot variants the mirror cannot feed are skipped, saying why
@@ -90,8 +103,10 @@ def test_entry_points_have_the_shape_lm_evals_next_release_reads(fresh):
         "print(json.dumps([models, tasks, folders]))\n"
     )
     models, tasks, folders = json.loads(sh(fresh / "bin" / "python", "-c", code).stdout)
-    assert models == {"slm-llamacpp": "slm_tasks.adapters.llamacpp:LlamaCppLM",
-                      "slm-vllm": "slm_tasks.adapters.vllm:VLLMLM"}
+    assert models == {
+        "slm-llamacpp": "slm_tasks.adapters.llamacpp:LlamaCppLM",
+        "slm-vllm": "slm_tasks.adapters.vllm:VLLMLM",
+    }
     assert tasks == {"slm_suite": "slm_tasks.task_configs"}  # a package whose folder holds the YAML
     site = next(fresh.glob("lib/python*/site-packages"))
     assert [Path(f) for f in folders] == [site / "slm_tasks" / "task_configs"]

@@ -87,8 +87,12 @@ def test_without_a_measured_prefill_rate_generation_falls_back_to_requests():
 
 def test_the_plan_counts_only_the_prompt_tokens_past_the_shared_prefix():
     shots = list(range(100, 400))  # a fixed few-shot prefix, 300 tokens
-    units = [[gen_job(0, shots + [1, 2, 3])], [gen_job(1, shots + [1, 2, 4, 5])],
-             [gen_job(2, [7, 8], max_gen=9, task="u")], [gen_job(3, [7, 8, 9, 10])]]
+    units = [
+        [gen_job(0, shots + [1, 2, 3])],
+        [gen_job(1, shots + [1, 2, 4, 5])],
+        [gen_job(2, [7, 8], max_gen=9, task="u")],
+        [gen_job(3, [7, 8, 9, 10])],
+    ]
     plan = _generation_plan(units, stored=set())
     assert plan == [Job("t", 303, 256), Job("t", 2, 256), Job("u", 2, 9), Job("t", 2, 256)]
     # a job answered from the store is not planned, but its prompt is still what precedes the next

@@ -8,8 +8,9 @@ from slm_tasks import run_plan
 from slm_tasks.adapters.llamacpp import LlamaCppLM
 
 
-@pytest.mark.parametrize("tasks,limit", [(["slm_arc_easy_lite", "slm_gsm8k_lite", "slm_truthfulqa_mc2"], 5),
-                                         (["slm_icl_lite"], 2)])
+@pytest.mark.parametrize(
+    "tasks,limit", [(["slm_arc_easy_lite", "slm_gsm8k_lite", "slm_truthfulqa_mc2"], 5), (["slm_icl_lite"], 2)]
+)
 def test_planned_requests_equal_the_requests_lm_eval_builds(tm, tasks, limit):
     loaded = run_plan.preload(tm, tasks)
     plan = run_plan.count(loaded, limit)
@@ -47,8 +48,10 @@ def test_a_run_compiles_each_prompt_template_once_and_builds_the_same_requests(t
         for task in loaded["tasks"].values():
             task.set_fewshot_seed(seed=1234)  # the same few-shot draw both times
             task.build_all_requests(limit=8, rank=0, world_size=1)
-        return {name: [(i.request_type, i.doc_id, i.idx, i.args) for i in task.instances]
-                for name, task in loaded["tasks"].items()}
+        return {
+            name: [(i.request_type, i.doc_id, i.idx, i.args) for i in task.instances]
+            for name, task in loaded["tasks"].items()
+        }
 
     compiles = Counter()
     real = Environment.compile

@@ -35,7 +35,7 @@ def test_failure_reasons_name_the_exception_and_the_phase(sandbox):
 
 
 def test_tests_run_in_the_programs_namespace_and_can_import(sandbox):
-    program = "import math\nfrom typing import List\n\ndef norm(v: List[float]) -> float:\n    return math.sqrt(sum(x * x for x in v))\n"
+    program = "import math\nfrom typing import List\n\ndef norm(v: List[float]) -> float:\n    return math.sqrt(sum(x * x for x in v))\n"  # noqa: E501
     tests = "import math\nassert math.isclose(norm([3.0, 4.0]), 5.0)\n"
     assert sandbox.run(program, tests).passed
 

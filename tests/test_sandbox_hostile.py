@@ -290,7 +290,7 @@ def _other_interpreters():
     import subprocess
     import sys
 
-    found = {"%d.%d" % sys.version_info[:2]: os.path.realpath(sys.executable)}
+    found = {"%d.%d" % sys.version_info[:2]: os.path.realpath(sys.executable)}  # noqa: UP031
     names = [shutil.which(f"python3.{m}") for m in range(11, 16)]
     names += glob.glob(os.path.expanduser("~/.pyenv/versions/3.1[1-9]*/bin/python3.1?"))
     for path in filter(None, names):
@@ -298,21 +298,28 @@ def _other_interpreters():
         if "/shims/" in real or real in found.values():  # version-manager shims: slow, redundant
             continue
         try:
-            out = subprocess.run([real, "-I", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                                 capture_output=True, text=True, timeout=20).stdout.strip()
+            out = subprocess.run(
+                [real, "-I", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                capture_output=True,
+                text=True,
+                timeout=20,
+            ).stdout.strip()
         except OSError:
             continue
         if out and tuple(map(int, out.split("."))) >= (3, 11):
             found.setdefault(out, real)
-    found.pop("%d.%d" % sys.version_info[:2])
+    found.pop("%d.%d" % sys.version_info[:2])  # noqa: UP031
     return sorted(found.items())
 
 
 TAMPERING = [n for n, (statuses, _) in EXPECTED.items() if statuses <= {"failed", "blocked"}]
 
 
-@pytest.mark.parametrize("version, python", _other_interpreters() or [pytest.param(None, None, marks=pytest.mark.skip(
-    reason="no other CPython 3.11+ on this machine"))])
+@pytest.mark.parametrize(
+    "version, python",
+    _other_interpreters()
+    or [pytest.param(None, None, marks=pytest.mark.skip(reason="no other CPython 3.11+ on this machine"))],
+)
 def test_no_hostile_program_passes_under_other_python_versions(host, version, python):
     sb = Sandbox(python=python, limits=Limits(timeout_s=2, memory_bytes=512 << 20), tmp_root=str(host["roots"]))
     jobs = [load(name, host) for name in TAMPERING]

@@ -54,8 +54,10 @@ def _load(mirror, hub_id, config):
 def test_all_164_humaneval_canonical_solutions_pass(mirror, patient):
     docs = _load(mirror, "openai/openai_humaneval", "openai_humaneval")
     assert len(docs) == 164
-    jobs = [(d["prompt"] + d["canonical_solution"], code_eval.humaneval_tests(d), code_eval.humaneval_exposed(d))
-            for d in docs]
+    jobs = [
+        (d["prompt"] + d["canonical_solution"], code_eval.humaneval_tests(d), code_eval.humaneval_exposed(d))
+        for d in docs
+    ]
     results = patient.run_many(jobs)
     failed = {d["task_id"]: r.reason for d, r in zip(docs, results) if not r.passed}
     assert failed == {}
@@ -63,8 +65,9 @@ def test_all_164_humaneval_canonical_solutions_pass(mirror, patient):
 
 def test_humaneval_stubs_fail(mirror, sandbox):
     docs = _load(mirror, "openai/openai_humaneval", "openai_humaneval")
-    jobs = [(d["prompt"] + "    return None\n", code_eval.humaneval_tests(d), code_eval.humaneval_exposed(d))
-            for d in docs]
+    jobs = [
+        (d["prompt"] + "    return None\n", code_eval.humaneval_tests(d), code_eval.humaneval_exposed(d)) for d in docs
+    ]
     results = sandbox.run_many(jobs)
     passed = [d["task_id"] for d, r in zip(docs, results) if r.passed]
     assert passed == []
@@ -84,7 +87,6 @@ def test_mbpp_reference_solutions_pass_except_the_known_broken(mirror, patient):
 
 def test_mbpp_solutions_paired_with_another_tasks_tests_fail(mirror, sandbox):
     docs = _load(mirror, "google-research-datasets/mbpp", "full")[::10]
-    jobs = [(d["code"], code_eval.mbpp_tests(o), code_eval.mbpp_exposed(o))
-            for d, o in zip(docs, docs[1:] + docs[:1])]
+    jobs = [(d["code"], code_eval.mbpp_tests(o), code_eval.mbpp_exposed(o)) for d, o in zip(docs, docs[1:] + docs[:1])]
     results = sandbox.run_many(jobs)
     assert [r.passed for r in results] == [False] * len(docs)

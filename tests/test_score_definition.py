@@ -24,14 +24,13 @@ REPO = Path(__file__).resolve().parents[1]
 CAPABILITY = ["commonsense", "problem_solving", "math", "coding"]
 
 
-
-
 def group_yaml(name: str) -> dict:
     (path,) = REPO.glob(f"task_configs/*/_{name}.yaml")
     return yaml.safe_load(path.read_text())
 
 
 # ---- the packaged specs are the definition, and the group YAMLs agree with them -------------
+
 
 @pytest.mark.parametrize("spec_name, suffix", [("default", ""), ("lite", "_lite")])
 def test_spec_domains_equal_the_domain_groups(spec_name, suffix):
@@ -67,10 +66,12 @@ def test_a_spec_may_not_put_icl_variants_into_a_domain():
 
 # ---- slm-suite run's summary and the board: same numbers --------------------------------------
 
+
 def test_summary_of_a_results_file_equals_its_board_row(synth, tmp_path):
     runs = synth.FIXTURES / "llamacpp-limit30"
-    board = json.loads((build([runs], spec="lite", out=tmp_path / "b", allow_limit=True, html=False)
-                        / "leaderboard.json").read_text())
+    board = json.loads(
+        (build([runs], spec="lite", out=tmp_path / "b", allow_limit=True, html=False) / "leaderboard.json").read_text()
+    )
     for path in sorted(runs.rglob("results_*.json")):
         res = json.loads(path.read_text())
         row = next(r for r in board["rows"] if r["model"] == res["config"]["slm_cost"]["model"]["name"])
@@ -80,7 +81,8 @@ def test_summary_of_a_results_file_equals_its_board_row(synth, tmp_path):
         for name, d in summary["domains"].items():
             assert d["value"] == pytest.approx(row["domains"][name]["value"], abs=1e-6)
         assert summary["overall"] == pytest.approx(
-            (res["results"]["slm_boolq_lite"]["acc,none"] + res["results"]["slm_arc_easy_lite"]["acc,none"]) / 2)
+            (res["results"]["slm_boolq_lite"]["acc,none"] + res["results"]["slm_arc_easy_lite"]["acc,none"]) / 2
+        )
 
 
 def test_slm_suite_run_prints_the_boards_overall_and_keeps_icl_out_of_it(tmp_path, mirror_env, monkeypatch, capsys):
@@ -89,7 +91,12 @@ def test_slm_suite_run_prints_the_boards_overall_and_keeps_icl_out_of_it(tmp_pat
     from slm_tasks.cli import main
 
     monkeypatch.setitem(api.BACKENDS, "llamacpp", "dummy")  # lm-eval's random-answer model
-    tasks = ["slm_arc_easy_lite", "slm_boolq_lite", "slm_icl_arc_challenge_0shot_lite", "slm_icl_arc_challenge_5shot_lite"]
+    tasks = [
+        "slm_arc_easy_lite",
+        "slm_boolq_lite",
+        "slm_icl_arc_challenge_0shot_lite",
+        "slm_icl_arc_challenge_5shot_lite",
+    ]
     assert main(["run", "--tasks", ",".join(tasks), "--limit", "20", "--output-path", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     printed = float(re.search(r"^overall \(plain mean of 2 capability domains\): ([0-9.]+)$", out, re.M)[1])
@@ -105,18 +112,24 @@ def test_slm_suite_run_prints_the_boards_overall_and_keeps_icl_out_of_it(tmp_pat
     assert board["icl"]["variants"] == sorted(tasks[2:])
     gain = row["icl"]["tasks"]["arc_challenge (lite)"]
     assert gain["method"] == "paired" and gain["n"] == 20
-    assert gain["value"] == pytest.approx(acc["slm_icl_arc_challenge_5shot_lite"] - acc["slm_icl_arc_challenge_0shot_lite"],
-                                          abs=1e-6)
+    assert gain["value"] == pytest.approx(
+        acc["slm_icl_arc_challenge_5shot_lite"] - acc["slm_icl_arc_challenge_0shot_lite"], abs=1e-6
+    )
     assert row["icl"]["mean"]["value"] == gain["value"]
     assert "ICL gain (5-shot minus 0-shot), metric acc,none (not part of the overall):" in out
 
 
 # ---- the board: ICL gain columns outside the overall ------------------------------------------
 
-SPEC = {"schema": "slm-suite.board-spec/1", "name": "t", "domains": [
-    {"name": "commonsense", "tasks": [{"task": "t_a"}]},
-    {"name": "problem_solving", "tasks": [{"task": "t_c"}]},
-], "icl": {"title": "ICL gain", "match": "slm_icl_*shot"}}
+SPEC = {
+    "schema": "slm-suite.board-spec/1",
+    "name": "t",
+    "domains": [
+        {"name": "commonsense", "tasks": [{"task": "t_a"}]},
+        {"name": "problem_solving", "tasks": [{"task": "t_c"}]},
+    ],
+    "icl": {"title": "ICL gain", "match": "slm_icl_*shot"},
+}
 
 
 def icl_run(synth, root, model, zero, five, with_icl=True, samples=True):
@@ -124,9 +137,14 @@ def icl_run(synth, root, model, zero, five, with_icl=True, samples=True):
     if with_icl:
         tasks |= {"slm_icl_arc_challenge_0shot": zero, "slm_icl_arc_challenge_5shot": five}
     same = "slm_icl_arc_challenge"
-    return synth.make_run(root, model, tasks, samples=samples,
-                          docs_of={f"{same}_0shot": same, f"{same}_5shot": same},
-                          n_shot={f"{same}_0shot": 0, f"{same}_5shot": 5})
+    return synth.make_run(
+        root,
+        model,
+        tasks,
+        samples=samples,
+        docs_of={f"{same}_0shot": same, f"{same}_5shot": same},
+        n_shot={f"{same}_0shot": 0, f"{same}_5shot": 5},
+    )
 
 
 def test_icl_variants_are_gains_beside_the_overall_not_in_it(synth, tmp_path):
@@ -160,8 +178,9 @@ def test_icl_variants_are_gains_beside_the_overall_not_in_it(synth, tmp_path):
 
 def test_icl_gain_without_samples_is_unpaired(synth, tmp_path):
     icl_run(synth, tmp_path / "runs", "m", synth.outcomes(40, 10), synth.outcomes(40, 14), samples=False)
-    board = json.loads((build([tmp_path / "runs"], spec=SPEC, out=tmp_path / "b", html=False)
-                        / "leaderboard.json").read_text())
+    board = json.loads(
+        (build([tmp_path / "runs"], spec=SPEC, out=tmp_path / "b", html=False) / "leaderboard.json").read_text()
+    )
     g = board["rows"][0]["icl"]["mean"]
     assert g["method"] == "unpaired" and g["value"] == pytest.approx(0.1)
 

@@ -86,7 +86,7 @@ def test_truncate_left_keeps_what_hf_feeds_the_model(n_ctx, n_cont, max_len):
     assert len(inputs) <= max_len
     if n_cont <= max_len:
         # HF: (context + continuation)[-(max_length + 1):][:-1], continuation scored whole
-        assert inputs == (ctx + cont)[-(max_len + 1):][:-1]
+        assert inputs == (ctx + cont)[-(max_len + 1) :][:-1]
         assert list(tcont) == cont
     else:
         assert list(tcont) == cont[-max_len:]
@@ -101,7 +101,9 @@ def test_plan_dedupes_groups_and_sorts_by_context():
     assert ga.continuations == [(2,), (3, 4)]
     assert ga.members == [[1, 4], [2]]
     shuffled = scoring.plan_groups([reqs[i] for i in (2, 1, 0, 5, 4, 3)])
-    assert [(g.context, g.continuations) for g in shuffled.groups] == [(g.context, g.continuations) for g in plan.groups]
+    assert [(g.context, g.continuations) for g in shuffled.groups] == [
+        (g.context, g.continuations) for g in plan.groups
+    ]
     assert plan.groups[2].members == [[0, 3]]
     assert plan.n_unique == 4 and plan.n_requests == 6 and plan.truncated == []
 

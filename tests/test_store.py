@@ -26,9 +26,18 @@ import pytest
 from slm_tasks.adapters import store as S
 from slm_tasks.adapters.store import ResponseStore, StoreError, model_identity, request_key, store_key
 
-IDENTITY = {"model_sha256": "ab" * 32, "backend": "llama.cpp", "weights": "Q4_1", "n_ctx": 2048,
-            "truncation": "left", "chat_template": None, "system_prompt": None,
-            "sampling": {"temperature": 0.0, "seed": 1234}, "slm_suite": "0.1.0", "lm_eval": "0.4.13"}
+IDENTITY = {
+    "model_sha256": "ab" * 32,
+    "backend": "llama.cpp",
+    "weights": "Q4_1",
+    "n_ctx": 2048,
+    "truncation": "left",
+    "chat_template": None,
+    "system_prompt": None,
+    "sampling": {"temperature": 0.0, "seed": 1234},
+    "slm_suite": "0.1.0",
+    "lm_eval": "0.4.13",
+}
 
 
 def ll_key(i: int) -> str:
@@ -47,8 +56,14 @@ def child(tmp_path: Path, body: str, *args, **kw) -> subprocess.Popen:
     script = tmp_path / f"child_{abs(hash(body))}.py"
     if not script.exists():  # never rewritten: a child started a moment ago may be reading it
         script.write_text("import sys, time\nfrom slm_tasks.adapters import store as S\n" + textwrap.dedent(body))
-    return subprocess.Popen([sys.executable, str(script), *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, preexec_fn=default_signals, **kw)
+    return subprocess.Popen(
+        [sys.executable, str(script), *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_signals,
+        **kw,
+    )
 
 
 def default_signals() -> None:
@@ -65,8 +80,14 @@ def test_store_key_changes_with_every_field_and_not_with_order():
     # one setting written two ways is one key
     assert store_key({**IDENTITY, "n_ctx": 2048.0, "sampling": {"temperature": 0, "seed": np.int64(1234)}}) == base
     changed = {
-        "weights": "f16", "n_ctx": 4096, "chat_template": "{{ messages }}", "system_prompt": "Be brief.",
-        "truncation": "right", "model_sha256": "cd" * 32, "backend": "vllm", "lm_eval": "0.4.14",
+        "weights": "f16",
+        "n_ctx": 4096,
+        "chat_template": "{{ messages }}",
+        "system_prompt": "Be brief.",
+        "truncation": "right",
+        "model_sha256": "cd" * 32,
+        "backend": "vllm",
+        "lm_eval": "0.4.14",
         "sampling": {"temperature": 0.7, "seed": 1234},
     }
     keys = {field: store_key({**IDENTITY, field: value}) for field, value in changed.items()}
@@ -119,7 +140,7 @@ def put_everything(st: ResponseStore) -> dict:
 
 def check_everything(st: ResponseStore, expect: dict) -> None:
     for (kind, key), (value, timing) in expect.items():
-        (got, got_timing), = st.get_many(kind, [key]).values()
+        ((got, got_timing),) = st.get_many(kind, [key]).values()
         assert got_timing == timing
         if kind == "generate_until":
             assert type(got) is str and got == value
@@ -232,7 +253,10 @@ def putter(tmp_path):
     # the child computes the same keys and values: these functions' own source, importable
     (tmp_path / "tests_store_values.py").write_text(
         "from slm_tasks.adapters.store import request_key\n\n"
-        + inspect.getsource(ll_key) + "\n" + inspect.getsource(ll_value))
+        + inspect.getsource(ll_key)
+        + "\n"
+        + inspect.getsource(ll_value)
+    )
 
     def start(every_n, every_s, mode="with"):
         progress = tmp_path / "progress.log"
@@ -293,8 +317,9 @@ def test_kill_9_loses_at_most_the_batch_not_committed(putter, tmp_path):
         assert put - n < every_n, (seed, attempt, written, n, put)
 
 
-@pytest.mark.parametrize("sig, mode, code", [(signal.SIGTERM, "with", 143), (signal.SIGINT, "with", -2),
-                                             (signal.SIGINT, "exit hook", -2)])
+@pytest.mark.parametrize(
+    "sig, mode, code", [(signal.SIGTERM, "with", 143), (signal.SIGINT, "with", -2), (signal.SIGINT, "exit hook", -2)]
+)
 def test_sigterm_and_sigint_flush_everything(putter, tmp_path, sig, mode, code):
     # nothing would be committed before the signal: only closing on the signal saves the items
     proc, progress = putter(10**7, 1e9, mode)
@@ -311,13 +336,17 @@ def test_sigterm_and_sigint_flush_everything(putter, tmp_path, sig, mode, code):
 
 
 def test_a_store_never_closed_is_committed_at_exit(tmp_path):
-    proc = child(tmp_path, """
+    proc = child(
+        tmp_path,
+        """
         st = S.ResponseStore.open(sys.argv[1], "m", commit_every_n=10**6, commit_every_s=1e9)
         for i in range(10):
             st.put("loglikelihood_rolling", S.request_key("loglikelihood_rolling", (str(i),)), -float(i))
         del st
         __import__("gc").collect()
-    """, tmp_path / "responses.sqlite")
+    """,
+        tmp_path / "responses.sqlite",
+    )
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0 and err == "", err
     with ResponseStore.open(tmp_path / "responses.sqlite", "m") as st:
@@ -361,7 +390,7 @@ def test_two_processes_write_one_store_at_once(tmp_path):
             if p.poll() is None:
                 p.kill()
                 p.communicate()
-    for p, (out, err) in zip(procs, outs):
+    for p, (out, err) in zip(procs, outs):  # noqa: B007
         assert p.returncode == 0 and err == "", err
     w1, w2 = [int(out) for out, _ in outs]
     assert w1 + w2 == 9000  # each shared key is added once
@@ -430,8 +459,11 @@ def read_all(path: Path) -> int:
 
 def test_truncated_store_is_refused(filled):
     os.truncate(filled, filled.stat().st_size // 2)
-    with pytest.raises(StoreError, match=f"response store {filled} is corrupt .*: delete it, or "
-                                         "pass --store PATH for another file, or --no-store \\(model_args store=PATH / store=off\\)") as e:
+    with pytest.raises(
+        StoreError,
+        match=f"response store {filled} is corrupt .*: delete it, or "
+        "pass --store PATH for another file, or --no-store \\(model_args store=PATH / store=off\\)",
+    ) as e:
         read_all(filled)
     assert "\n" not in str(e.value)
 
@@ -496,9 +528,24 @@ def in_mount_ns(tmp_path: Path, mount: str, body: str) -> list:
         pytest.skip("unshare (util-linux) is not installed")
     script = tmp_path / "in_ns.py"
     script.write_text("import json, sys\nfrom slm_tasks.adapters import store as S\n" + textwrap.dedent(body))
-    r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
-                        f'{mount} || exit 77; exec "$0" "$1"', sys.executable, str(script)],
-                       capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False)
+    r = subprocess.run(
+        [
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            f'{mount} || exit 77; exec "$0" "$1"',
+            sys.executable,
+            str(script),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
     if r.returncode == 77 or "unshare failed" in r.stderr:
         pytest.skip(f"mounting needs CAP_SYS_ADMIN here: {r.stderr.strip()}")
     assert r.returncode == 0 and r.stderr == "", r.stderr
@@ -509,7 +556,10 @@ def test_read_only_folder(tmp_path):
     folder = tmp_path / "ro"
     with ResponseStore.open(folder / "responses.sqlite", "m") as st:
         st.put("loglikelihood", ll_key(0), ll_value(0))
-    out = in_mount_ns(tmp_path, "mount --bind ro ro && mount -o remount,bind,ro ro", """
+    out = in_mount_ns(
+        tmp_path,
+        "mount --bind ro ro && mount -o remount,bind,ro ro",
+        """
         out = []
         for name, ro in [("responses.sqlite", False), ("new.sqlite", False), ("sub/new.sqlite", False),
                          ("responses.sqlite", True)]:
@@ -519,12 +569,17 @@ def test_read_only_folder(tmp_path):
             except S.StoreError as exc:
                 out.append(str(exc))
         print(json.dumps(out))
-    """.replace("sys.argv[1]", repr(ll_key(0))))
+    """.replace("sys.argv[1]", repr(ll_key(0))),
+    )
     for msg, name in zip(out[:2], ["responses.sqlite", "new.sqlite"]):
-        assert msg == (f"cannot open response store {folder / name} (its folder is not writable): "
-                       "pass --store PATH for another file, or --no-store (model_args store=PATH / store=off)")
-    assert out[2] == (f"cannot create the folder of response store {folder / 'sub/new.sqlite'} "
-                      "(Read-only file system): pass --store PATH for another file, or --no-store (model_args store=PATH / store=off)")
+        assert msg == (
+            f"cannot open response store {folder / name} (its folder is not writable): "
+            "pass --store PATH for another file, or --no-store (model_args store=PATH / store=off)"
+        )
+    assert out[2] == (
+        f"cannot create the folder of response store {folder / 'sub/new.sqlite'} "
+        "(Read-only file system): pass --store PATH for another file, or --no-store (model_args store=PATH / store=off)"
+    )
     assert out[3] == [[list(ll_value(0)), None]]  # read-only use still reads it
 
 
@@ -532,8 +587,10 @@ def test_read_only_file_in_a_writable_folder(tmp_path):
     path = tmp_path / "responses.sqlite"
     with ResponseStore.open(path, "m") as st:
         st.put("loglikelihood", ll_key(0), ll_value(0))
-    out = in_mount_ns(tmp_path, "mount --bind responses.sqlite responses.sqlite && "
-                                "mount -o remount,bind,ro responses.sqlite", """
+    out = in_mount_ns(
+        tmp_path,
+        "mount --bind responses.sqlite responses.sqlite && mount -o remount,bind,ro responses.sqlite",
+        """
         out = []
         for ro in (False, True):
             try:
@@ -541,15 +598,21 @@ def test_read_only_file_in_a_writable_folder(tmp_path):
             except S.StoreError as exc:
                 out.append(str(exc))
         print(json.dumps(out))
-    """)
-    refused = (f"response store {path} is read-only (attempt to write a readonly database): make it "
-               "writable, or pass --store PATH for another file, or --no-store (model_args store=PATH / store=off)")
+    """,
+    )
+    refused = (
+        f"response store {path} is read-only (attempt to write a readonly database): make it "
+        "writable, or pass --store PATH for another file, or --no-store (model_args store=PATH / store=off)"
+    )
     assert out == [refused, 1]
 
 
 def test_full_disk(tmp_path):
     (tmp_path / "small").mkdir()
-    out = in_mount_ns(tmp_path, "mount -t tmpfs -o size=200k tmpfs small", """
+    out = in_mount_ns(
+        tmp_path,
+        "mount -t tmpfs -o size=200k tmpfs small",
+        """
         path = "small/responses.sqlite"
         st = S.ResponseStore.open(path, "m", commit_every_n=20)
         keys = [S.request_key("generate_until", (f"q{i}", {})) for i in range(10**5)]
@@ -566,12 +629,19 @@ def test_full_disk(tmp_path):
         got = S.ResponseStore.open(path, "m", readonly=True).get_many("generate_until", keys)
         ok = all(got[k][0] == f"answer {i} " * 8 for i, k in enumerate(keys[:len(got)]))
         print(json.dumps([errors, st.written, len(got), ok]))
-    """)
+    """,
+    )
     errors, written, readable, ok = out
     assert 0 < written < 10**5 and readable == written and ok
-    assert errors and all(e == (f"cannot write response store {tmp_path / 'small/responses.sqlite'} "
-                                "(database or disk is full): free space on its disk, or pass --store PATH "
-                                "for another file, or --no-store (model_args store=PATH / store=off)") for e in errors)
+    assert errors and all(
+        e
+        == (
+            f"cannot write response store {tmp_path / 'small/responses.sqlite'} "
+            "(database or disk is full): free space on its disk, or pass --store PATH "
+            "for another file, or --no-store (model_args store=PATH / store=off)"
+        )
+        for e in errors
+    )
 
 
 # --- model identity ---------------------------------------------------------------------------
@@ -600,8 +670,12 @@ def test_model_identity_of_a_file_is_hashed_once(tmp_path):
 def test_model_identity_of_a_checkpoint_folder(tmp_path):
     cache, ckpt = tmp_path / "cache", tmp_path / "ckpt"
     ckpt.mkdir()
-    files = {"config.json": b'{"n_layer": 2}', "model.safetensors": b"\x00" * 5000,
-             "tokenizer.json": b'{"vocab": {}}', "chat_template.jinja": b"{{ m }}"}
+    files = {
+        "config.json": b'{"n_layer": 2}',
+        "model.safetensors": b"\x00" * 5000,
+        "tokenizer.json": b'{"vocab": {}}',
+        "chat_template.jinja": b"{{ m }}",
+    }
     for name, data in files.items():
         (ckpt / name).write_bytes(data)
     first = model_identity(ckpt, cache=cache)

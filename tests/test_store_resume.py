@@ -30,7 +30,9 @@ from slm_tasks.adapters.llamacpp import LlamaCppLM  # noqa: E402
 pytestmark = [pytest.mark.llamacpp]
 
 PAIRS = [("Question: is the sky blue?\nAnswer:", c) for c in (" yes", " no", " maybe")] + [
-    ("The opposite of hot is", " cold"), ("2 + 2 =", " 4")]
+    ("The opposite of hot is", " cold"),
+    ("2 + 2 =", " 4"),
+]
 
 
 def ll_requests():
@@ -41,8 +43,10 @@ def ll_requests():
 
 
 def gen_requests():
-    reqs = [Instance("generate_until", {}, (p, {"until": ["\n"], "max_gen_toks": 8}), i)
-            for i, p in enumerate(["The capital of France is", "def add(a, b):"])]
+    reqs = [
+        Instance("generate_until", {}, (p, {"until": ["\n"], "max_gen_toks": 8}), i)
+        for i, p in enumerate(["The capital of France is", "def add(a, b):"])
+    ]
     for r in reqs:
         r.task_name = "g"
     return reqs
@@ -85,9 +89,14 @@ def test_a_chat_template_run_shares_nothing_with_a_plain_run(mirror, tmp_path):
     from slm_tasks.api import task_manager
 
     def run(chat: bool):
-        out = simple_evaluate(model="slm-llamacpp", model_args=f"model=smollm2-135m,store={tmp_path / 's.sqlite'}",
-                              tasks=["slm_arc_easy"], limit=3, task_manager=task_manager(tasks=["slm_arc_easy"]),
-                              apply_chat_template=chat)
+        out = simple_evaluate(
+            model="slm-llamacpp",
+            model_args=f"model=smollm2-135m,store={tmp_path / 's.sqlite'}",
+            tasks=["slm_arc_easy"],
+            limit=3,
+            task_manager=task_manager(tasks=["slm_arc_easy"]),
+            apply_chat_template=chat,
+        )
         return out["config"]["slm_cost"]["run"]
 
     assert run(False)["reused_requests"] == 0
@@ -102,11 +111,27 @@ BATCH = 8  # responses per commit in these runs: a kill may lose at most this ma
 
 
 def lm_eval_cmd(out: Path, store: str) -> list[str]:
-    return [sys.executable, "-m", "lm_eval", "--model", "slm-llamacpp",
-            "--model_args", f"model=smollm2-135m,n_threads=1,store={store}",
-            "--tasks", TASKS, "--limit", LIMIT, "--gen_kwargs", "max_gen_toks=16",
-            "--log_samples", "--output_path", str(out),
-            "--confirm_run_unsafe_code", "--seed", "1234"]
+    return [
+        sys.executable,
+        "-m",
+        "lm_eval",
+        "--model",
+        "slm-llamacpp",
+        "--model_args",
+        f"model=smollm2-135m,n_threads=1,store={store}",
+        "--tasks",
+        TASKS,
+        "--limit",
+        LIMIT,
+        "--gen_kwargs",
+        "max_gen_toks=16",
+        "--log_samples",
+        "--output_path",
+        str(out),
+        "--confirm_run_unsafe_code",
+        "--seed",
+        "1234",
+    ]
 
 
 def env() -> dict:
@@ -164,8 +189,14 @@ def run_until(cmd, when, sig) -> tuple[int, int, str]:
     """Start ``cmd``; send ``sig`` once ``when(progress)`` holds. Returns (answered before
     the signal, the exit code, stderr)."""
     # Ctrl-C's default action even when this test run ignores SIGINT (a shell's background job)
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env(),
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        cmd,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=env(),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     prog = Progress(proc)
     deadline = time.monotonic() + 600
     while proc.poll() is None and not when(prog) and time.monotonic() < deadline:
@@ -196,8 +227,14 @@ def results(out: Path) -> dict:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, mirror):
     out = tmp_path_factory.mktemp("ref")
-    subprocess.run(lm_eval_cmd(out, "off"), check=True, env=env(), stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, timeout=900)
+    subprocess.run(
+        lm_eval_cmd(out, "off"),
+        check=True,
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=900,
+    )
     return samples(out), results(out)
 
 
@@ -206,9 +243,11 @@ def test_a_run_killed_three_times_resumes_to_the_same_results(tmp_path, mirror, 
     store = tmp_path / "store.sqlite"
     total_ll = None
     # three kills: early in loglikelihood, late in loglikelihood, during generation
-    points = [lambda p: p.reached("loglikelihood", 0.3),
-              lambda p: p.reached("loglikelihood", 0.6),
-              lambda p: p.reached("generate_until", 0.5)]
+    points = [
+        lambda p: p.reached("loglikelihood", 0.3),
+        lambda p: p.reached("loglikelihood", 0.6),
+        lambda p: p.reached("generate_until", 0.5),
+    ]
     for k, when in enumerate(points):
         before = stored(store)
         answered, rc, err = run_until(lm_eval_cmd(tmp_path / f"out{k}", str(store)), when, signal.SIGKILL)
@@ -219,8 +258,14 @@ def test_a_run_killed_three_times_resumes_to_the_same_results(tmp_path, mirror, 
         assert after >= before  # nothing committed is ever lost
         total_ll = after
     out = tmp_path / "final"
-    proc = subprocess.run(lm_eval_cmd(out, str(store)), env=env(), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                          text=True, timeout=900)
+    proc = subprocess.run(
+        lm_eval_cmd(out, str(store)),
+        env=env(),
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     ref_samples, ref_results = reference
     assert samples(out) == ref_samples
@@ -234,28 +279,45 @@ def test_a_run_killed_three_times_resumes_to_the_same_results(tmp_path, mirror, 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_and_sigterm_lose_at_most_one_batch(tmp_path, mirror, sig):
     store = tmp_path / "store.sqlite"
-    answered, rc, err = run_until(lm_eval_cmd(tmp_path / "out", str(store)),
-                                  lambda p: p.reached("loglikelihood", 0.5), sig)
+    answered, rc, err = run_until(
+        lm_eval_cmd(tmp_path / "out", str(store)), lambda p: p.reached("loglikelihood", 0.5), sig
+    )
     assert rc != 0, err[-2000:]
     assert stored(store) >= answered - BATCH
 
 
 def slm_suite_cmd(out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "slm_tasks.cli", "run", "--tasks", "slm_arc_easy_lite", "--limit", "40",
-            "--model-args", "n_threads=1", "--output-path", str(out), "--no-leaderboard", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "slm_tasks.cli",
+        "run",
+        "--tasks",
+        "slm_arc_easy_lite",
+        "--limit",
+        "40",
+        "--model-args",
+        "n_threads=1",
+        "--output-path",
+        str(out),
+        "--no-leaderboard",
+        *extra,
+    ]
 
 
 @pytest.mark.slow
 def test_slm_suite_run_keeps_everything_on_sigterm_and_says_how_much_it_reused(tmp_path, mirror):
     store = tmp_path / "store.sqlite"
-    answered, rc, err = run_until(slm_suite_cmd(tmp_path / "a", "--store", str(store)),
-                                  lambda p: p.reached("loglikelihood", 0.4), signal.SIGTERM)
+    answered, rc, err = run_until(
+        slm_suite_cmd(tmp_path / "a", "--store", str(store)), lambda p: p.reached("loglikelihood", 0.4), signal.SIGTERM
+    )
     assert rc == 143, err[-2000:]
     assert "interrupted; no result file was written" in err and "resumes from it" in err
     assert "Traceback" not in err
     assert stored(store) >= answered  # flushed on the way out: nothing computed is lost
-    proc = subprocess.run(slm_suite_cmd(tmp_path / "b", "--store", str(store)), env=env(), capture_output=True,
-                          text=True, timeout=900)
+    proc = subprocess.run(
+        slm_suite_cmd(tmp_path / "b", "--store", str(store)), env=env(), capture_output=True, text=True, timeout=900
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     m = re.search(r"response store: (\d+) of (\d+) requests answered from it", proc.stdout)
     assert m, proc.stdout
@@ -266,8 +328,9 @@ def test_slm_suite_run_keeps_everything_on_sigterm_and_says_how_much_it_reused(t
 def test_a_corrupt_store_is_one_line_and_a_clean_exit(tmp_path, mirror):
     store = tmp_path / "store.sqlite"
     store.write_bytes(b"SQLite format 3\x00" + b"\x13" * 5000)
-    proc = subprocess.run(slm_suite_cmd(tmp_path / "a", "--store", str(store)), env=env(), capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        slm_suite_cmd(tmp_path / "a", "--store", str(store)), env=env(), capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if line.startswith("slm-suite: error:")]
     assert len(errors) == 1 and str(store) in errors[0] and "--no-store" in errors[0], proc.stderr[-2000:]

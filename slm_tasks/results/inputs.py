@@ -22,10 +22,15 @@ from slm_tasks.results.errors import BoardError
 
 MiB = 1 << 20
 MAX_JSON_BYTES = 256 * MiB  # a results file or cost record; lm-eval's largest are a few MiB
-MAX_LINE_BYTES = 64 * MiB   # one samples line: one document, its prompts and answers
+MAX_LINE_BYTES = 64 * MiB  # one samples line: one document, its prompts and answers
 
-_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 def _kind(mode: int) -> str:
@@ -62,8 +67,9 @@ def open_regular(path: str | os.PathLike, what: str) -> BinaryIO:
             os.close(fd)
             why = _kind(mode)
     kind = "" if why.startswith("unreadable") else ", not a regular file"
-    raise BoardError(f"{path}: {what} is {why}{kind}; the board and the gate read only regular files: "
-                     f"remove or replace it")
+    raise BoardError(
+        f"{path}: {what} is {why}{kind}; the board and the gate read only regular files: remove or replace it"
+    )
 
 
 def read_bytes(path: str | os.PathLike, what: str, cap: int = MAX_JSON_BYTES) -> bytes:
@@ -71,8 +77,9 @@ def read_bytes(path: str | os.PathLike, what: str, cap: int = MAX_JSON_BYTES) ->
     with open_regular(path, what) as f:
         size = os.fstat(f.fileno()).st_size
         if size > cap:
-            raise BoardError(f"{path}: {what} is {_mib(size)}, more than the {_mib(cap)} read at most; "
-                             f"is it really a {what}?")
+            raise BoardError(
+                f"{path}: {what} is {_mib(size)}, more than the {_mib(cap)} read at most; is it really a {what}?"
+            )
         try:
             data = f.read(cap + 1)  # the file may have grown since fstat
         except OSError as exc:
@@ -97,15 +104,12 @@ def read_json(path: str | os.PathLike, what: str, cap: int = MAX_JSON_BYTES) -> 
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise BoardError(
-            f"{path}: not valid JSON ({exc.msg}, line {exc.lineno}); is it a complete {what}?"
-        ) from None
+        raise BoardError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno}); is it a complete {what}?") from None
     except RecursionError:
         raise BoardError(f"{path}: JSON nested too deeply to read; is it a complete {what}?") from None
 
 
-def text_lines(path: str | os.PathLike, what: str,
-               max_line: int = MAX_LINE_BYTES) -> Iterator[tuple[int, str]]:
+def text_lines(path: str | os.PathLike, what: str, max_line: int = MAX_LINE_BYTES) -> Iterator[tuple[int, str]]:
     """(line number, text) of a UTF-8 text file, streamed; a line longer than ``max_line``
     bytes or one that is not UTF-8 is a one-line BoardError naming the file and the line."""
     with open_regular(path, what) as f:
@@ -119,13 +123,13 @@ def text_lines(path: str | os.PathLike, what: str,
                 return
             lineno += 1
             if len(raw) > max_line:
-                raise BoardError(f"{path}: line {lineno} is longer than {_mib(max_line)}; "
-                                 f"is it really a {what}?")
+                raise BoardError(f"{path}: line {lineno} is longer than {_mib(max_line)}; is it really a {what}?")
             try:
                 yield lineno, raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise BoardError(f"{path}: line {lineno} is not UTF-8 text (byte {exc.start}); "
-                                 f"is it really a {what}?") from None
+                raise BoardError(
+                    f"{path}: line {lineno} is not UTF-8 text (byte {exc.start}); is it really a {what}?"
+                ) from None
 
 
 def _mib(n: int) -> str:

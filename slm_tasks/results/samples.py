@@ -11,17 +11,27 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from slm_tasks.results.errors import BoardError
 from slm_tasks.results.inputs import text_lines
 
 # Keys of a samples line that are not metric values.
 SAMPLE_META = {
-    "doc_id", "doc", "target", "arguments", "resps", "filtered_resps", "filter", "metrics",
-    "doc_hash", "prompt_hash", "target_hash",
+    "doc_id",
+    "doc",
+    "target",
+    "arguments",
+    "resps",
+    "filtered_resps",
+    "filter",
+    "metrics",
+    "doc_hash",
+    "prompt_hash",
+    "target_hash",
 }
 FILE_NAME = re.compile(r"^samples_(?P<task>.+)_(?P<time>\d{4}-\d\d-\d\dT[\d.\-]+)\.jsonl$")
 
@@ -103,8 +113,7 @@ def read_samples(path: str | Path) -> dict[str, DocScores]:
     return doc_scores(read_rows(path), path)
 
 
-def samples_files(folder: str | Path, tasks: Iterable[str] | None = None,
-                  stamp: str | None = None) -> dict[str, Path]:
+def samples_files(folder: str | Path, tasks: Iterable[str] | None = None, stamp: str | None = None) -> dict[str, Path]:
     """task -> its samples file in ``folder``: the one of results ``stamp``, else the newest."""
     wanted = None if tasks is None else set(tasks)
     out: dict[str, Path] = {}

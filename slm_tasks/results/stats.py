@@ -113,8 +113,14 @@ class Estimate:
 
     def to_json(self, digits: int = 6) -> dict:
         r = lambda x: None if x is None or not math.isfinite(x) else round(float(x), digits)  # noqa: E731
-        return {"value": r(self.value), "low": r(self.low), "high": r(self.high),
-                "method": self.method, "se": r(self.se), "n": self.n}
+        return {
+            "value": r(self.value),
+            "low": r(self.low),
+            "high": r(self.high),
+            "method": self.method,
+            "se": r(self.se),
+            "n": self.n,
+        }
 
 
 # Board scores are fractions: an interval never leaves the metric's range.
@@ -126,8 +132,9 @@ def clamp_interval(lo: float, hi: float, bounds: tuple[float, float] = PROPORTIO
     return (min(max(lo, bounds[0]), bounds[1]), min(max(hi, bounds[0]), bounds[1]))
 
 
-def task_estimate(value: float, per_doc: np.ndarray | None, stderr: float | None,
-                  level: float, iters: int, rng: np.random.Generator) -> Estimate:
+def task_estimate(
+    value: float, per_doc: np.ndarray | None, stderr: float | None, level: float, iters: int, rng: np.random.Generator
+) -> Estimate:
     """Per-doc outcomes give Wilson (0/1) or bootstrap intervals; otherwise lm-eval's stderr
     as a normal interval clamped to [0, 1]."""
     if per_doc is not None and len(per_doc):
@@ -184,6 +191,7 @@ def normalise(e: Estimate, baseline: float) -> Estimate:
 
 # ---- paired comparisons (the gate) ---------------------------------------------------------
 
+
 @dataclass
 class PairedResult:
     n: int
@@ -222,8 +230,9 @@ def mcnemar_regression(base: np.ndarray, cand: np.ndarray, margin: float, level:
     return PairedResult(n, diff, max(-1.0, lo), min(1.0, hi), p, "exact McNemar", b, c)
 
 
-def paired_bootstrap_regression(base: np.ndarray, cand: np.ndarray, margin: float, level: float,
-                                iters: int, rng: np.random.Generator) -> PairedResult:
+def paired_bootstrap_regression(
+    base: np.ndarray, cand: np.ndarray, margin: float, level: float, iters: int, rng: np.random.Generator
+) -> PairedResult:
     """Paired bootstrap over documents of mean(cand - base), one-sided for a drop beyond margin."""
     delta = np.asarray(cand, float) - np.asarray(base, float)
     n = len(delta)
@@ -235,8 +244,9 @@ def paired_bootstrap_regression(base: np.ndarray, cand: np.ndarray, margin: floa
     return PairedResult(n, diff, lo, hi, min(1.0, p), "paired bootstrap")
 
 
-def unpaired_regression(base_mean: float, base_se: float, cand_mean: float, cand_se: float,
-                        margin: float = 0.0) -> float:
+def unpaired_regression(
+    base_mean: float, base_se: float, cand_mean: float, cand_se: float, margin: float = 0.0
+) -> float:
     """One-sided two-sample z-test from the two reported stderrs, ignoring the pairing (what
     lm-eval's comparison script does): H1 is candidate - baseline < -margin."""
     se = se_unpaired_diff(base_se, cand_se)

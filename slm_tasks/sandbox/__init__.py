@@ -31,5 +31,4 @@ from slm_tasks.sandbox.runner import (
     probe_isolation,
 )
 
-__all__ = ["Sandbox", "Limits", "ExecResult", "Isolation", "SandboxError", "probe_isolation",
-           "default_sandbox"]
+__all__ = ["Sandbox", "Limits", "ExecResult", "Isolation", "SandboxError", "probe_isolation", "default_sandbox"]

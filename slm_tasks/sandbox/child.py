@@ -23,50 +23,115 @@ _CLONE_NEWNET = 0x40000000
 RC_PASSED, RC_FAILED, RC_BLOCKED, RC_HARNESS = 0, 1, 3, 4
 
 # Audit events that end the program at once (exact names, then prefixes).
-_BLOCKED = frozenset({
-    # processes: no forks means no fork bombs, no escaping the process group, and no
-    # "one fork per guess" search that lets some branch pass the tests
-    "os.fork", "os.forkpty", "os.system", "os.posix_spawn", "os.spawn", "os.exec",
-    "os.startfile", "subprocess.Popen", "pty.spawn",
-    # other processes, the host included
-    "os.kill", "os.killpg", "signal.pthread_kill", "os.pidfd_open",
-    # reaching the harness's internals or changing control flow behind its back
-    "sys._current_frames", "sys._current_exceptions", "gc.get_objects",
-    "gc.get_referrers", "gc.get_referents", "sys.settrace", "sys.setprofile",
-    "sys.addaudithook", "sys.monitoring.register_callback", "cpython.run_command",
-    "cpython.remote_debugger_script", "sys.remote_exec",
-    # raising our limits, leaving our namespaces
-    "resource.setrlimit", "resource.prlimit", "os.unshare", "os.setns",
-    # links could point outside the sandbox directory
-    "os.symlink", "os.link",
-    # hand-made code objects are the usual first step of interpreter-memory exploits
-    "code.__new__",
-    "urllib.Request", "ftplib.connect", "http.client.connect", "smtplib.connect",
-    "webbrowser.open", "nntplib.connect", "poplib.connect", "imaplib.open", "telnetlib.Telnet.open",
-    # a second thread could turn the garbage collector back on while the hook runs (see
-    # _install_hook); a subinterpreter has none of this interpreter's audit hooks
-    "_thread.start_new_thread", "_thread.start_joinable_thread", "cpython.PyInterpreterState_New",
-})
-_BLOCKED_PREFIXES = ("socket.", "ctypes.", "_ctypes.", "ssl.", "os.exec", "os.spawn", "os.posix_spawn", "winreg.", "_winapi.")
+_BLOCKED = frozenset(
+    {
+        # processes: no forks means no fork bombs, no escaping the process group, and no
+        # "one fork per guess" search that lets some branch pass the tests
+        "os.fork",
+        "os.forkpty",
+        "os.system",
+        "os.posix_spawn",
+        "os.spawn",
+        "os.exec",
+        "os.startfile",
+        "subprocess.Popen",
+        "pty.spawn",
+        # other processes, the host included
+        "os.kill",
+        "os.killpg",
+        "signal.pthread_kill",
+        "os.pidfd_open",
+        # reaching the harness's internals or changing control flow behind its back
+        "sys._current_frames",
+        "sys._current_exceptions",
+        "gc.get_objects",
+        "gc.get_referrers",
+        "gc.get_referents",
+        "sys.settrace",
+        "sys.setprofile",
+        "sys.addaudithook",
+        "sys.monitoring.register_callback",
+        "cpython.run_command",
+        "cpython.remote_debugger_script",
+        "sys.remote_exec",
+        # raising our limits, leaving our namespaces
+        "resource.setrlimit",
+        "resource.prlimit",
+        "os.unshare",
+        "os.setns",
+        # links could point outside the sandbox directory
+        "os.symlink",
+        "os.link",
+        # hand-made code objects are the usual first step of interpreter-memory exploits
+        "code.__new__",
+        "urllib.Request",
+        "ftplib.connect",
+        "http.client.connect",
+        "smtplib.connect",
+        "webbrowser.open",
+        "nntplib.connect",
+        "poplib.connect",
+        "imaplib.open",
+        "telnetlib.Telnet.open",
+        # a second thread could turn the garbage collector back on while the hook runs (see
+        # _install_hook); a subinterpreter has none of this interpreter's audit hooks
+        "_thread.start_new_thread",
+        "_thread.start_joinable_thread",
+        "cpython.PyInterpreterState_New",
+    }
+)
+_BLOCKED_PREFIXES = (
+    "socket.",
+    "ctypes.",
+    "_ctypes.",
+    "ssl.",
+    "os.exec",
+    "os.spawn",
+    "os.posix_spawn",
+    "winreg.",
+    "_winapi.",
+)
 # Events that change the file system: event -> (indices of path arguments that must be
 # inside the sandbox directory, indices of dir_fd arguments that must be unset).
 _WRITE_EVENTS = {
-    "os.remove": ((0,), (1,)), "os.rmdir": ((0,), (1,)), "os.rename": ((0, 1), (2, 3)),
-    "os.mkdir": ((0,), (2,)), "os.chmod": ((0,), (2,)), "os.chown": ((0,), (3,)),
-    "os.truncate": ((0,), ()), "os.utime": ((0,), (3,)), "os.mkfifo": ((0,), (2,)),
-    "os.mknod": ((0,), (3,)), "os.chflags": ((0,), ()), "os.lchflags": ((0,), ()),
-    "os.setxattr": ((0,), ()), "os.removexattr": ((0,), ()), "shutil.rmtree": ((0,), (1,)),
-    "shutil.copyfile": ((1,), ()), "shutil.copymode": ((1,), ()), "shutil.copystat": ((1,), ()),
-    "shutil.move": ((0, 1), ()), "shutil.chown": ((0,), ()), "os.chdir": ((0,), ()),
+    "os.remove": ((0,), (1,)),
+    "os.rmdir": ((0,), (1,)),
+    "os.rename": ((0, 1), (2, 3)),
+    "os.mkdir": ((0,), (2,)),
+    "os.chmod": ((0,), (2,)),
+    "os.chown": ((0,), (3,)),
+    "os.truncate": ((0,), ()),
+    "os.utime": ((0,), (3,)),
+    "os.mkfifo": ((0,), (2,)),
+    "os.mknod": ((0,), (3,)),
+    "os.chflags": ((0,), ()),
+    "os.lchflags": ((0,), ()),
+    "os.setxattr": ((0,), ()),
+    "os.removexattr": ((0,), ()),
+    "shutil.rmtree": ((0,), (1,)),
+    "shutil.copyfile": ((1,), ()),
+    "shutil.copymode": ((1,), ()),
+    "shutil.copystat": ((1,), ()),
+    "shutil.move": ((0, 1), ()),
+    "shutil.chown": ((0,), ()),
+    "os.chdir": ((0,), ()),
 }
 # Modules refused at import, by exact name or by the last part of a dotted one (a native
 # module's init function is found by that part): signal handlers would run inside the hook;
 # _posixsubprocess starts processes without an audit event; the interpreter modules run code
 # where no hook is; CPython's test helpers (_testcapi...) reach into the interpreter.
-_REFUSED_IMPORTS = frozenset({
-    "signal", "_signal", "_posixsubprocess", "_xxsubinterpreters", "_xxinterpchannels",
-    "_interpreters", "_interpchannels", "_interpqueues",
-})
+_REFUSED_IMPORTS = frozenset(
+    {
+        "signal",
+        "_signal",
+        "_posixsubprocess",
+        "_xxsubinterpreters",
+        "_xxinterpchannels",
+        "_interpreters",
+        "_interpchannels",
+        "_interpqueues",
+    }
+)
 _REFUSED_IMPORT_PREFIXES = ("_test",)
 _READ_EVENTS = frozenset({"os.listdir", "os.scandir", "glob.glob", "glob.glob/2", "os.getxattr", "os.listxattr"})
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
@@ -106,8 +171,9 @@ def _child_main() -> None:
     go.acquire()
     done.acquire()
     try:
-        _thread.start_new_thread(_program_thread, (go, done, job["program"], job["tests"], report_fd,
-                                                   frozenset(job["expose"])))
+        _thread.start_new_thread(
+            _program_thread, (go, done, job["program"], job["tests"], report_fd, frozenset(job["expose"]))
+        )
     except Exception as exc:  # RLIMIT_NPROC counts threads too
         os.write(report_fd, f"HARNESS no thread for the program: {type(exc).__name__}: {exc}\n".encode())
         os._exit(RC_HARNESS)
@@ -148,6 +214,7 @@ def _no_threads() -> None:
 # ---------------------------------------------------------------------------------------
 # Containment by the OS (before anything untrusted runs)
 # ---------------------------------------------------------------------------------------
+
 
 def _contain(job: dict) -> None:
     import resource
@@ -194,8 +261,19 @@ def _disarm_signals() -> None:
     import _signal
 
     _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
-    for name in ("signal", "setitimer", "alarm", "set_wakeup_fd", "raise_signal", "pthread_kill",
-                 "siginterrupt", "pthread_sigmask", "sigwait", "sigwaitinfo", "sigtimedwait"):
+    for name in (
+        "signal",
+        "setitimer",
+        "alarm",
+        "set_wakeup_fd",
+        "raise_signal",
+        "pthread_kill",
+        "siginterrupt",
+        "pthread_sigmask",
+        "sigwait",
+        "sigwaitinfo",
+        "sigtimedwait",
+    ):
         _signal.__dict__.pop(name, None)
 
 
@@ -209,6 +287,7 @@ def _disarm_signals() -> None:
 # guards do or makes them run a Python function of the program. The guard hook calls each
 # guard directly: frame 0 is the guard, 1 the hook, 2 the code that raised the event.
 # ---------------------------------------------------------------------------------------
+
 
 def _make_stop(report_fd: int):
     """Why: one way out for every guard, telling the parent which call was blocked."""
@@ -569,6 +648,7 @@ def _install_hook(nonce: bytes, report_fd: int, root: str, deny_read: tuple, all
 # ---------------------------------------------------------------------------------------
 # The run: program, then tests, then the report
 # ---------------------------------------------------------------------------------------
+
 
 def _run(program: str, tests: str, report_fd: int, expose: frozenset = frozenset()) -> None:
     # Bind everything this function needs before untrusted code can patch modules.

@@ -20,10 +20,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
-from typing import Iterable, Sequence
 
 from slm_tasks.sandbox.child import _CLONE_NEWNET, _CLONE_NEWUSER, RC_BLOCKED, RC_FAILED, RC_HARNESS, RC_PASSED
 
@@ -164,19 +164,21 @@ class Sandbox:
             if iso.drop_to_uid is not None:
                 os.chown(workdir, iso.drop_to_uid, iso.drop_to_uid)
             nonce = secrets.token_hex(16)
-            payload = marshal.dumps({
-                "program": job.program,
-                "tests": job.tests,
-                "expose": list(job.expose),
-                "nonce": nonce,
-                "limits": lim.child_view(),
-                "uid": iso.drop_to_uid,
-                "gid": iso.drop_to_uid,
-                "netns": iso.netns,
-                "root": root,
-                "deny_read": list(self.deny_read),
-                "audit_hook": self.audit_hook,
-            })
+            payload = marshal.dumps(
+                {
+                    "program": job.program,
+                    "tests": job.tests,
+                    "expose": list(job.expose),
+                    "nonce": nonce,
+                    "limits": lim.child_view(),
+                    "uid": iso.drop_to_uid,
+                    "gid": iso.drop_to_uid,
+                    "netns": iso.netns,
+                    "root": root,
+                    "deny_read": list(self.deny_read),
+                    "audit_hook": self.audit_hook,
+                }
+            )
             job_r, job_w = os.pipe()
             rep_r, rep_w = os.pipe()
             out_path, err_path = os.path.join(workdir, ".stdout"), os.path.join(workdir, ".stderr")
@@ -213,8 +215,12 @@ class Sandbox:
         except OSError as exc:
             if proc is not None:
                 _kill_group(proc)
-            return ExecResult(False, "error", f"error: sandbox could not run the program: {exc}",
-                              duration_s=time.monotonic() - started)
+            return ExecResult(
+                False,
+                "error",
+                f"error: sandbox could not run the program: {exc}",
+                duration_s=time.monotonic() - started,
+            )
         finally:
             for fd in (job_r, job_w, rep_r, rep_w):
                 if fd >= 0:
@@ -230,7 +236,7 @@ def _verdict(rc, timed_out, saw_pass, report: bytes, duration, stdout, stderr) -
     lines = [ln for ln in text.splitlines() if ln]
 
     def last(prefix):  # the harness writes its line just before exiting
-        return next((ln[len(prefix):] for ln in reversed(lines) if ln.startswith(prefix)), None)
+        return next((ln[len(prefix) :] for ln in reversed(lines) if ln.startswith(prefix)), None)
 
     def res(passed, status, reason):
         return ExecResult(passed, status, reason, rc, round(duration, 4), stdout, stderr)
@@ -290,7 +296,7 @@ def _collect(fd: int, proc: subprocess.Popen, expected: bytes, deadline: float):
             # the pass line must start a line: it is written by the harness as one line
             if (b"\n" + window).find(b"\n" + expected) >= 0:
                 saw = True
-            carry = window[-len(expected):]
+            carry = window[-len(expected) :]
             if len(head) < _REPORT_KEEP:
                 head += chunk[: _REPORT_KEEP - len(head)]
             else:
@@ -395,22 +401,35 @@ def _probe(python: str, want_netns: bool | None, want_nobody: bool | None) -> Is
     if want_nobody is not False and os.geteuid() == 0:
         # Only if the interpreter still imports its standard library as nobody (it cannot
         # when it lives in a private home such as /root/.pyenv).
-        code = (f"import os; os.setgroups([]); os.setgid({NOBODY}); os.setuid({NOBODY}); "
-                "import json, math, decimal, _ctypes")
+        code = (
+            f"import os; os.setgroups([]); os.setgid({NOBODY}); os.setuid({NOBODY}); "
+            "import json, math, decimal, _ctypes"
+        )
         try:
-            ok = subprocess.run([python, "-I", "-S", "-B", "-c", code], env=_clean_env("/"), cwd="/",
-                                capture_output=True, timeout=20).returncode == 0
+            ok = (
+                subprocess.run(
+                    [python, "-I", "-S", "-B", "-c", code],
+                    env=_clean_env("/"),
+                    cwd="/",
+                    capture_output=True,
+                    timeout=20,
+                ).returncode
+                == 0
+            )
         except (OSError, subprocess.TimeoutExpired):
             ok = False
         if ok:
             uid = NOBODY
         else:
-            notes.append(f"the interpreter {python} is not usable as nobody (private directory?): "
-                         "the child keeps uid 0 without host capabilities; files are guarded by the audit hook")
+            notes.append(
+                f"the interpreter {python} is not usable as nobody (private directory?): "
+                "the child keeps uid 0 without host capabilities; files are guarded by the audit hook"
+            )
             if want_nobody:
                 raise SandboxError(
                     f"Sandbox(run_as_nobody=True) but {python} cannot import its standard library as "
-                    f"uid {NOBODY}; install Python in a world-readable place or leave run_as_nobody unset")
+                    f"uid {NOBODY}; install Python in a world-readable place or leave run_as_nobody unset"
+                )
     elif want_nobody:
         raise SandboxError("Sandbox(run_as_nobody=True) needs a root host; leave it unset")
     else:
@@ -426,8 +445,9 @@ def _probe(python: str, want_netns: bool | None, want_nobody: bool | None) -> Is
             f"sys.exit(0 if libc.unshare({_CLONE_NEWUSER | _CLONE_NEWNET})==0 else 1)\n"
         )
         try:
-            r = subprocess.run([python, "-I", "-S", "-B", "-c", code], env=_clean_env("/"), cwd="/",
-                               capture_output=True, timeout=20)
+            r = subprocess.run(
+                [python, "-I", "-S", "-B", "-c", code], env=_clean_env("/"), cwd="/", capture_output=True, timeout=20
+            )
             netns = r.returncode == 0
         except (OSError, subprocess.TimeoutExpired):
             netns = False
@@ -441,8 +461,9 @@ def _probe(python: str, want_netns: bool | None, want_nobody: bool | None) -> Is
     return Isolation(netns=netns, drop_to_uid=uid, notes=tuple(notes))
 
 
-def probe_isolation(python: str | None = None, network_namespace: bool | None = None,
-                    run_as_nobody: bool | None = None) -> Isolation:
+def probe_isolation(
+    python: str | None = None, network_namespace: bool | None = None, run_as_nobody: bool | None = None
+) -> Isolation:
     """Which containment works on this machine (cached). ``None`` means "if available"."""
     with _probe_lock:
         return _probe(python or sys.executable, network_namespace, run_as_nobody)
@@ -461,5 +482,4 @@ def default_sandbox() -> Sandbox:
         return _default
 
 
-__all__ = ["Sandbox", "Limits", "ExecResult", "Isolation", "SandboxError", "probe_isolation",
-           "default_sandbox"]
+__all__ = ["Sandbox", "Limits", "ExecResult", "Isolation", "SandboxError", "probe_isolation", "default_sandbox"]
