@@ -4,7 +4,8 @@ A :class:`CostMeter` books units of work (a group of requests, one generation) w
 :meth:`CostMeter.measure`, splitting each unit's time, energy and tokens over the tasks
 its requests came from (lm-eval hands the adapter every task's requests in one call, so
 attribution goes by ``Instance.task_name``). :meth:`CostMeter.record` returns the record
-described in docs/llamacpp.md; values never measured are ``None``.
+described in docs/llamacpp.md (its schema name and keys are defined in
+:mod:`slm_tasks.results.cost_record`, beside its reader); values never measured are ``None``.
 """
 
 from __future__ import annotations
@@ -19,28 +20,9 @@ from dataclasses import asdict, dataclass, field, fields
 import psutil
 
 from slm_tasks.adapters.hardware import RaplReader
+from slm_tasks.results.cost_record import RUN_KEYS, SCHEMA
 
-SCHEMA = "slm-suite.cost/1"
-
-RUN_KEYS = (
-    "wall_s",
-    "prompt_tokens",
-    "generated_tokens",
-    "prefill_tok_s",
-    "decode_ms_per_token",
-    "ttft_ms",
-    "throughput_tok_s",
-    "peak_rss_bytes",
-    "peak_gpu_bytes",
-    "energy_j",
-    "energy_per_token_j",
-    "energy_source",
-    "energy_unavailable_reason",
-    "requests",
-    "truncated_requests",
-    "reused_requests",
-    "reused_stored_s",
-)
+__all__ = ["RUN_KEYS", "SCHEMA", "CostMeter", "Work", "software_versions", "task_shares"]
 
 
 @dataclass

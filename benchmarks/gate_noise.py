@@ -33,6 +33,7 @@ from slm_tasks.leaderboards.cost_columns import cost_values
 from slm_tasks.leaderboards.gate_checks import FAIL, NOT_SHOWN, PASS, budget_checks
 from slm_tasks.leaderboards.gate_policy import load_policy
 from slm_tasks.leaderboards.spec import COST_COLUMNS
+from slm_tasks.results.cost_record import CostRecord
 
 
 def collect(model: str, n: int, folder: Path) -> None:
@@ -50,7 +51,7 @@ def collect(model: str, n: int, folder: Path) -> None:
         print(f"{path.name}: decode {tg['values']} ms/token ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
 
 
-def old_rule(budgets: dict, brec: dict, crec: dict) -> dict[str, bool]:
+def old_rule(budgets: dict, brec: CostRecord, crec: CostRecord) -> dict[str, bool]:
     """The gate before noise-aware budgets: each budget on the two figures (medians)."""
     out = {}
     for key, rule in budgets.items():
@@ -66,7 +67,7 @@ def old_rule(budgets: dict, brec: dict, crec: dict) -> dict[str, bool]:
     return out
 
 
-def summarise(records: list[dict], budgets: dict, alpha: float, pairs) -> dict:
+def summarise(records: list[CostRecord], budgets: dict, alpha: float, pairs) -> dict:
     old_fail = 0
     new = {PASS: 0, FAIL: 0, NOT_SHOWN: 0}
     per_check: dict[str, dict[str, int]] = {}
@@ -83,10 +84,10 @@ def summarise(records: list[dict], budgets: dict, alpha: float, pairs) -> dict:
     return {"comparisons": len(pairs), "old_fail": old_fail, "new": new, "per_check": per_check}
 
 
-def spread(records: list[dict], entry: str) -> dict:
-    medians = [r["bench"][entry]["median"] for r in records]
-    runs = [v for r in records for v in r["bench"][entry]["values"]]
-    within = [max(r["bench"][entry]["values"]) / min(r["bench"][entry]["values"]) for r in records]
+def spread(records: list[CostRecord], entry: str) -> dict:
+    medians = [r.bench_median(entry) for r in records]
+    runs = [v for r in records for v in r.bench_values(entry)]
+    within = [max(r.bench_values(entry)) / min(r.bench_values(entry)) for r in records]
     return {
         "median_of_medians": float(np.median(medians)),
         "min_median": min(medians),
@@ -116,7 +117,7 @@ def main(argv=None) -> int:
     if args.n:
         collect(args.model, args.n, args.records)
     paths = sorted(args.records.glob("record_*.json"))
-    records = [json.loads(p.read_text()) for p in paths]
+    records = [CostRecord.from_json(json.loads(p.read_text()), p) for p in paths]
     if len(records) < 2:
         print(f"{len(records)} records in {args.records}: need at least 2", file=sys.stderr)
         return 2
@@ -127,10 +128,10 @@ def main(argv=None) -> int:
         "model": args.model,
         "records": len(records),
         "machine": machine(),
-        "first": records[0].get("collected_at"),
-        "last": records[-1].get("collected_at"),
-        "protocol": records[0]["bench"]["protocol"],
-        "runs_per_record": records[0]["bench"]["runs"],
+        "first": records[0].raw.get("collected_at"),
+        "last": records[-1].raw.get("collected_at"),
+        "protocol": records[0].bench["protocol"],
+        "runs_per_record": records[0].bench["runs"],
         "budgets": pol.budgets,
         "alpha": pol.alpha,
         "consecutive": summarise(records, pol.budgets, pol.alpha, consecutive),

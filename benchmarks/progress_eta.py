@@ -17,11 +17,13 @@ import json
 import os
 import sqlite3
 import sys
+from pathlib import Path
 
 import llama_cpp
 
 from slm_tasks.adapters import models, scoring, store
 from slm_tasks.adapters.progress import Job, RunProgress
+from slm_tasks.results.cost_record import record_of_results
 
 
 def load(results: str, stamp: str, store_path: str, gguf: str) -> list[tuple[Job, int, float]]:
@@ -61,7 +63,8 @@ def main() -> None:
     ap.add_argument("--store", default=str(store.default_store_path()))
     ap.add_argument("--model", default="smollm2-135m")
     args = ap.parse_args()
-    cost = json.load(open(f"{args.results}/results_{args.stamp}.cost.json"))["run"]
+    results_file = Path(args.results) / f"results_{args.stamp}.json"
+    cost = record_of_results(json.loads(results_file.read_text()), results_file)[0].run
     jobs = load(args.results, args.stamp, args.store, str(models.resolve_model(args.model)))
     gen_s = sum(s for _, _, s in jobs)
     # the scoring phase as the bar saw it: the run's other prompt tokens and seconds

@@ -318,7 +318,7 @@ def _provenance(model, runs: list[Run], board_tasks: list[str]) -> dict[str, Any
             }
         )
         if r.cost:
-            out["hardware"] = out["hardware"] or r.cost.get("hardware")
-            out["software"] = out["software"] or r.cost.get("software")
-            out["model"] = out["model"] or publish.model_identity(r.cost.get("model"))
+            out["hardware"] = out["hardware"] or r.cost.hardware or None
+            out["software"] = out["software"] or r.cost.software or None
+            out["model"] = out["model"] or publish.model_identity(r.cost.model or None)
     return out

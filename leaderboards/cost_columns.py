@@ -5,12 +5,12 @@ Values come from the records, never invented: what a record lacks stays None.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from slm_tasks.leaderboards.spec import COST_COLUMNS
+from slm_tasks.results.cost_record import CostRecord, number
 
 # Pareto plots: axis -> candidate cost measures (column, label, value as plotted), first found wins
 PARETO_AXES = {
@@ -23,11 +23,10 @@ PARETO_AXES = {
 }
 
 
-def _hardware_matches(record: dict, profile: dict) -> bool:
-    hw = record.get("hardware") or {}
-    model = record.get("model") or {}
+def _hardware_matches(record: CostRecord, profile: dict) -> bool:
+    hw = record.hardware
     for key, want in profile.items():
-        if key == "backend" and model.get("backend") != want:
+        if key == "backend" and record.model.get("backend") != want:
             return False
         if key == "gpu" and bool(hw.get("gpu")) != bool(want):
             return False
@@ -38,32 +37,22 @@ def _hardware_matches(record: dict, profile: dict) -> bool:
     return True
 
 
-def _num(x):
-    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
-
-
-def _median(d):
-    return _num(d.get("median")) if isinstance(d, dict) else _num(d)
-
-
-def _wall(run: dict) -> tuple[float | None, str | None]:
+def _wall(record: CostRecord) -> tuple[float | None, str | None]:
     """The evaluation's compute time: measured in this run, plus what the answers it took
     from the response store cost when they were computed."""
-    wall, reused = _num(run.get("wall_s")), _num(run.get("reused_stored_s"))
+    wall, reused = record.run_figure("wall_s"), record.run_figure("reused_stored_s")
     if wall is None:
         return None, None
-    if run.get("reused_requests"):
+    if record.run.get("reused_requests"):
         return (wall + reused, "run + store") if reused is not None else (None, None)
     return wall, "run"
 
 
-def cost_values(record: dict) -> dict[str, tuple[float | None, str | None]]:
+def cost_values(record: CostRecord) -> dict[str, tuple[float | None, str | None]]:
     """Cost columns of one record: (value, where from). Bench protocol numbers win over the
     metered evaluation run for latency; missing stays None."""
-    run = record.get("run") or {}
-    bench = record.get("bench") or {}
-    model = record.get("model") or {}
-    gpu = bool((record.get("hardware") or {}).get("gpu")) or model.get("backend") == "vllm"
+    run, bench = record.run_figure, record.bench_median
+    gpu = record.on_gpu
 
     def pick(*options):
         for value, source in options:
@@ -72,25 +61,23 @@ def cost_values(record: dict) -> dict[str, tuple[float | None, str | None]]:
         return None, None
 
     return {
-        "ttft_ms": pick((_median(bench.get("ttft_ms")), "bench"), (_num(run.get("ttft_ms")), "run")),
-        "decode_ms_per_token": pick(
-            (_median(bench.get("tg_ms_per_token")), "bench"), (_num(run.get("decode_ms_per_token")), "run")
-        ),
-        "prefill_tok_s": pick((_median(bench.get("pp_tok_s")), "bench"), (_num(run.get("prefill_tok_s")), "run")),
-        "throughput_tok_s": pick((_num(run.get("throughput_tok_s")), "run")),
+        "ttft_ms": pick((bench("ttft_ms"), "bench"), (run("ttft_ms"), "run")),
+        "decode_ms_per_token": pick((bench("tg_ms_per_token"), "bench"), (run("decode_ms_per_token"), "run")),
+        "prefill_tok_s": pick((bench("pp_tok_s"), "bench"), (run("prefill_tok_s"), "run")),
+        "throughput_tok_s": pick((run("throughput_tok_s"), "run")),
         # the model as stored (bench) is the deployment figure; the evaluation's own process
         # may hold a re-encoded copy for scoring
         "peak_memory_bytes": pick(
-            (_num(bench.get("peak_rss_bytes")) if not gpu else None, "bench"),
-            (_num(run.get("peak_gpu_bytes")) if gpu else _num(run.get("peak_rss_bytes")), "run"),
+            (bench("peak_rss_bytes") if not gpu else None, "bench"),
+            (run("peak_gpu_bytes") if gpu else run("peak_rss_bytes"), "run"),
         ),
-        "energy_per_token_j": pick((_num(run.get("energy_per_token_j")), "run")),
-        "wall_s": _wall(run),
-        "model_bytes": pick((_num(model.get("file_bytes")), "model")),
+        "energy_per_token_j": pick((run("energy_per_token_j"), "run")),
+        "wall_s": _wall(record),
+        "model_bytes": pick((number(record.model.get("file_bytes")), "model")),
     }
 
 
-def _combine(records: list[dict]) -> tuple[dict[str, Any], list[str]]:
+def _combine(records: list[CostRecord]) -> tuple[dict[str, Any], list[str]]:
     """One model's cost over several runs: sums for time, max for memory, and a token- or
     request-weighted mean for rates; None where the weights are not recorded."""
     vals = [cost_values(r) for r in records]
@@ -114,7 +101,7 @@ def _combine(records: list[dict]) -> tuple[dict[str, Any], list[str]]:
         elif key in ("peak_memory_bytes", "model_bytes"):
             out[key] = {"value": max(x for x, _ in have), "source": "max over runs"}
         else:
-            w = [_num((rec.get("run") or {}).get(weights[key])) for _, rec in have]
+            w = [rec.run_figure(weights[key]) for _, rec in have]
             if all(x is not None and x > 0 for x in w):
                 out[key] = {
                     "value": float(np.average([x for x, _ in have], weights=w)),
@@ -141,9 +128,7 @@ def cost_and_pareto(rows, runs_by_model, spec, notes) -> dict[str, Any]:
         if records:
             combined, why = _combine(records)
             notes += [f"model '{row['model']}': {w}" for w in why]
-            for rec in records:
-                hw = rec.get("hardware") or {}
-                machines.add(str((hw.get("gpu") or {}).get("name") or hw.get("cpu")))
+            machines.update(rec.machine for rec in records)
         else:
             combined = {k: {"value": None, "source": None} for k in COST_COLUMNS}
             # lm-eval's own timer is real but includes model loading; only used with no record

@@ -22,6 +22,7 @@ import numpy as np
 import slm_tasks.leaderboards.gate_stats as gate_stats
 from slm_tasks.leaderboards.cost_columns import cost_values
 from slm_tasks.leaderboards.spec import COST_COLUMNS
+from slm_tasks.results.cost_record import CostRecord
 
 PASS, FAIL, NOT_SHOWN, SKIPPED = "pass", "fail", "not shown", "skipped"
 # cost column -> the bench entry whose every run is recorded (adapters/bench.py stats())
@@ -66,26 +67,19 @@ def unit(key: str, x: float | None) -> str:
     return f"{x / 1e9:.4g} {u}" if key.endswith("_bytes") else f"{x:.4g} {u}"
 
 
-def _positive_numbers(values) -> bool:
-    def ok(v) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
-
-    return isinstance(values, list) and bool(values) and all(ok(v) for v in values)
-
-
-def _series(record: dict | None, key: str) -> tuple[float | None, list[float] | None]:
+def _series(record: CostRecord | None, key: str) -> tuple[float | None, list[float] | None]:
     """(figure, every run's value or None): the figure is the board's (the bench median)."""
-    if not record:
+    if record is None:
         return None, None
     value, source = cost_values(record)[key]
     if value is None or source != "bench" or key not in BENCH_SERIES:
         return value, None
-    entry = (record.get("bench") or {}).get(BENCH_SERIES[key])
-    values = entry.get("values") if isinstance(entry, dict) else None
-    return value, [float(v) for v in values] if _positive_numbers(values) else None
+    return value, record.bench_values(BENCH_SERIES[key])
 
 
-def budget_checks(budgets: dict, on_missing: str, alpha: float, brec: dict | None, crec: dict | None) -> list[Check]:
+def budget_checks(
+    budgets: dict, on_missing: str, alpha: float, brec: CostRecord | None, crec: CostRecord | None
+) -> list[Check]:
     """One check per budget rule; ``brec``/``crec`` the baseline's and candidate's cost records."""
     checks = []
     for key, rule in budgets.items():

@@ -2,7 +2,8 @@
 
 lm-eval ``--output_path <dir>`` writes ``<dir>/<model>/results_<time>.json`` and, with
 ``--log_samples``, ``samples_<task>_<time>.jsonl`` beside it. ``slm-suite run`` adds the cost
-record as ``results_<time>.cost.json``; adapters also put it in ``results["config"]["slm_cost"]``.
+cost record is read by :mod:`slm_tasks.results.cost_record` (stored in ``results["config"]``;
+earlier versions also wrote a ``results_<time>.cost.json`` sidecar, still read).
 Samples files are read by :mod:`slm_tasks.results.samples`; every file is opened through
 :mod:`slm_tasks.results.inputs` (regular files only, bounded sizes).
 """
@@ -16,11 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from slm_tasks.results.cost_record import SIDECAR_SUFFIX, CostRecord, record_of_results
 from slm_tasks.results.errors import BoardError
 from slm_tasks.results.inputs import glob_entries, problem, read_json, walk
 from slm_tasks.results.samples import DocScores, read_samples
-
-COST_SCHEMA = "slm-suite.cost/1"
 
 
 @dataclass
@@ -89,7 +89,7 @@ class Run:
     path: Path
     results: dict[str, Any]
     tasks: dict[str, TaskRun]
-    cost: dict[str, Any] | None
+    cost: CostRecord | None
     cost_source: str | None  # "results config" | "sidecar <file>" | None
     notes: list[str] = field(default_factory=list)  # inputs skipped while reading it, named
 
@@ -108,7 +108,7 @@ class Run:
         gave it (``model_name``, which lm-eval takes from the model_args' peft, delta,
         pretrained, model, path or engine), else its folder's name (lm-eval names the folder
         after the model)."""
-        name = ((self.cost or {}).get("model") or {}).get("name")
+        name = self.cost.model_name if self.cost else None
         return str(name or self.results.get("model_name") or self.path.parent.name)
 
     @property
@@ -161,7 +161,7 @@ def discover(inputs: Iterable[str | Path]) -> list[Path]:
 
 
 def _is_results_name(p: Path) -> bool:
-    return p.name.startswith("results_") and p.suffix == ".json" and not p.name.endswith(".cost.json")
+    return p.name.startswith("results_") and p.suffix == ".json" and not p.name.endswith(SIDECAR_SUFFIX)
 
 
 def _results_in(folder: Path) -> list[Path]:
@@ -211,30 +211,8 @@ def load_run(path: Path) -> Run:
             samples_path=None if samples is None or unreadable else samples,
             samples_problem=unreadable and f"{samples} is {unreadable}",
         )
-    cost, source = _cost_for(path, data)
+    cost, source = record_of_results(data, path)
     return Run(path=path, results=data, tasks=tasks, cost=cost, cost_source=source, notes=notes)
-
-
-def _cost_for(path: Path, data: dict) -> tuple[dict | None, str | None]:
-    sidecar = path.with_suffix(".cost.json")
-    if os.path.lexists(sidecar):  # present: read it or refuse it (a FIFO, a dangling link) by name
-        record = read_json(sidecar, "slm-suite cost record")
-        _check_cost(record, sidecar)
-        return record, f"sidecar {sidecar.name}"
-    record = (data.get("config") or {}).get("slm_cost")
-    if record is not None:
-        _check_cost(record, path)
-        return record, "results config"
-    return None, None
-
-
-def _check_cost(record: Any, where: Path) -> None:
-    if not isinstance(record, dict) or record.get("schema") != COST_SCHEMA:
-        got = record.get("schema") if isinstance(record, dict) else type(record).__name__
-        raise BoardError(f"{where}: cost record schema is {got!r}, expected '{COST_SCHEMA}'")
-    for key in ("model", "hardware", "run"):
-        if record.get(key) is not None and not isinstance(record[key], dict):
-            raise BoardError(f"{where}: cost record field '{key}' must be an object or null")
 
 
 def load_runs(inputs: Iterable[str | Path]) -> list[Run]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from slm_tasks.errors import SLMError
+from slm_tasks.results.cost_record import SIDECAR_SUFFIX, CostRecord, record_of_results
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def resolve(backend: str, model_args: dict | str):
 class RunOutput:
     results: dict
     results_file: Path | None
-    cost_file: Path | None
+    cost: CostRecord | None  # the run's cost record, stored in the results file (config.slm_cost)
     board_dir: Path | None = None
     notes: list[str] = field(default_factory=list)
     samples: dict | None = None
@@ -220,12 +220,13 @@ def run(
     if results is None:  # non-zero rank in distributed runs
         return RunOutput({}, None, None)
     notes: list[str] = []
-    cost = (results.get("config") or {}).get("slm_cost")
+    cost, _ = record_of_results(results)
     # a cluster run's figures are its workers'; a bench here would measure the driver's machine
-    if cost and backend == "llamacpp" and bench_runs > 0 and not cost.get("bench") and not cost.get("cluster"):
+    if cost and backend == "llamacpp" and bench_runs > 0 and not cost.bench and not cost.cluster:
+        # the bench goes into the record lm-eval's tracker saves with the results
         reused = run_output.reusable_bench(output_path, cost)
         if reused is not None:
-            cost["bench"], source = reused
+            cost.raw["bench"], source = reused
             notes.append(
                 f"runtime bench: every request came from the response store, so the bench of "
                 f"{source} (same model file, machine and threads) is reused, not measured again"
@@ -233,16 +234,13 @@ def run(
         else:
             from slm_tasks.adapters.bench import bench
 
-            cost["bench"] = bench(spec.stored(), runs=bench_runs, pause_s=1.0, protocols=("survey",), progress=False)[
-                "bench"
-            ]
+            cost.raw["bench"] = bench(
+                spec.stored(), runs=bench_runs, pause_s=1.0, protocols=("survey",), progress=False
+            )["bench"]
     samples = results.pop("samples", None) if log_samples else None
     results_file = run_output.save(tracker, results, samples)
-    cost_file = None
-    if cost:
-        cost_file = results_file.with_suffix(".cost.json")
-        run_output.write_text_atomic(cost_file, json.dumps(cost, indent=2, default=str))
-    out = RunOutput(results, results_file, cost_file, samples=samples, spec=spec_for(tasks), notes=notes)
+    cost = CostRecord.from_json(cost.raw, results_file) if cost else None
+    out = RunOutput(results, results_file, cost, samples=samples, spec=spec_for(tasks), notes=notes)
     if leaderboard:
         out.board_dir, note = _board(output_path, out.spec, limit)
         if note:
@@ -261,7 +259,7 @@ def _board(output_path: Path, spec: str, limit) -> tuple[Path | None, str | None
 
     newest = []
     for folder in sorted(d for d in output_path.iterdir() if d.is_dir()):
-        runs = [p for p in folder.glob("results_*.json") if not p.name.endswith(".cost.json")]
+        runs = [p for p in folder.glob("results_*.json") if not p.name.endswith(SIDECAR_SUFFIX)]
         if runs:
             newest.append(max(runs))
     board_dir = output_path / "leaderboard"

@@ -13,9 +13,13 @@ import logging
 import os
 import subprocess
 import sys
+from typing import TYPE_CHECKING
 
 from slm_tasks import __version__
 from slm_tasks.errors import SLMError
+
+if TYPE_CHECKING:
+    from slm_tasks.results.cost_record import CostRecord
 
 # Subcommands that live with their part of the package: module.add_parser(subparsers).
 PLUGGED = {
@@ -105,32 +109,9 @@ def cmd_run(args) -> int:
                 icl_gain(out.results, out.samples, low=spec.icl.low, high=spec.icl.high, metric=metric, filter_name=flt)
             )
         )
-    cost = (out.results.get("config") or {}).get("slm_cost") or {}
-    run_cost = cost.get("run") or {}
-    if run_cost:
-        print(format_cost(run_cost))
-        cluster = cost.get("cluster")
-        if cluster:
-            print(
-                f"cluster: {len(cluster['workers'])} workers on {cluster['nodes']} nodes for {cluster['wall_s']:.0f} s, "  # noqa: E501
-                f"{cluster['machine_s']:.0f} machine-seconds ({cluster['busy_s']:.0f} of them computing)"
-            )
-        bench = cost.get("bench") or {}
-        if bench.get("protocol"):
-            med = {k: (bench.get(k) or {}).get("median") for k in ("ttft_ms", "tg_ms_per_token", "pp_tok_s")}
-            if all(v is not None for v in med.values()):
-                print(
-                    f"runtime ({bench['protocol']}, model as stored, median of {bench['runs']}): first token "
-                    f"{med['ttft_ms']:.0f} ms, decode {med['tg_ms_per_token']:.1f} ms/token, "
-                    f"prefill {med['pp_tok_s']:.0f} tok/s"
-                )
-        if run_cost.get("reused_requests"):
-            stored = run_cost.get("reused_stored_s")
-            print(
-                f"response store: {run_cost['reused_requests']} of {run_cost['reused_requests'] + run_cost['requests']} "  # noqa: E501
-                "requests answered from it" + (f" (they took {stored:.1f} s when computed)" if stored else "")
-            )
-    for label, path in (("results", out.results_file), ("cost record", out.cost_file), ("leaderboard", out.board_dir)):
+    if out.cost is not None and out.cost.run:
+        _print_cost(out.cost)
+    for label, path in (("results", out.results_file), ("leaderboard", out.board_dir)):
         if path:
             print(f"{label}: {path}")
     for note in out.notes:
@@ -147,6 +128,33 @@ def _duration(seconds: float) -> str:
     if minutes < 60:
         return f"{minutes} min {sec:02d} s"
     return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def _print_cost(cost: CostRecord) -> None:
+    """The run's cost record in a few lines: the run, the cluster, the bench, the store."""
+    run = cost.run
+    print(format_cost(run))
+    cluster = cost.cluster
+    if cluster:
+        print(
+            f"cluster: {len(cluster['workers'])} workers on {cluster['nodes']} nodes for {cluster['wall_s']:.0f} s, "
+            f"{cluster['machine_s']:.0f} machine-seconds ({cluster['busy_s']:.0f} of them computing)"
+        )
+    if cost.benched:
+        med = {k: cost.bench_median(k) for k in ("ttft_ms", "tg_ms_per_token", "pp_tok_s")}
+        if all(v is not None for v in med.values()):
+            print(
+                f"runtime ({cost.bench['protocol']}, model as stored, median of {cost.bench['runs']}): first token "
+                f"{med['ttft_ms']:.0f} ms, decode {med['tg_ms_per_token']:.1f} ms/token, "
+                f"prefill {med['pp_tok_s']:.0f} tok/s"
+            )
+    reused = run.get("reused_requests")
+    if reused:
+        stored = cost.run_figure("reused_stored_s")
+        print(
+            f"response store: {reused} of {reused + run['requests']} requests answered from it"
+            + (f" (they took {stored:.1f} s when computed)" if stored else "")
+        )
 
 
 def format_cost(run_cost: dict) -> str:

@@ -17,10 +17,14 @@ import re
 import tempfile
 from pathlib import Path
 
+from slm_tasks.results.cost_record import SIDECAR_SUFFIX, CostRecord, record_of_results, sidecar_of
+from slm_tasks.results.errors import BoardError
+from slm_tasks.results.inputs import read_json
+
 FIX = "choose another --output-path"
 TRACKER_LOGGER = "lm_eval.loggers.evaluation_tracker"
-# what a model folder holds beside its runs' files (cost records can be read whole)
-MAX_COST_RECORD_BYTES = 16 << 20
+# an earlier run's results file is read whole for its cost record; bigger ones are passed over
+MAX_RESULTS_BYTES = 64 << 20
 
 
 def check_before(output_path: Path, model_args: dict, board: bool) -> None:
@@ -160,50 +164,51 @@ BENCH_MATCH_MODEL = ("name", "file_bytes", "quant", "n_params", "backend", "dequ
 BENCH_MATCH_SOFTWARE = ("backend_version", "backend_build")
 
 
-def computed_nothing(cost: dict) -> bool:
+def computed_nothing(cost: CostRecord) -> bool:
     """Every request of the run came from the response store."""
-    run = cost.get("run") or {}
-    return (run.get("reused_requests") or 0) > 0 and run.get("requests") == 0
+    return (cost.run.get("reused_requests") or 0) > 0 and cost.run.get("requests") == 0
 
 
-def reusable_bench(output_path: Path, cost: dict) -> tuple[dict, str] | None:
+def reusable_bench(output_path: Path, cost: CostRecord) -> tuple[dict, str] | None:
     """The bench of the newest cost record under ``output_path`` of the same model file on the
     same machine (hardware, threads, llama.cpp build), when this run computed nothing; else
-    None. Returns (bench, the record's ``<model folder>/<file>``)."""
+    None. Returns (bench, the file it came from as ``<model folder>/<file>``)."""
     if not computed_nothing(cost):
         return None
-    records = sorted(output_path.glob("*/results_*.cost.json"), key=lambda p: p.name, reverse=True)
-    for path in records:
-        record = _read_record(path)
-        bench = (record or {}).get("bench")
-        if not isinstance(bench, dict) or not bench.get("protocol") or not _same_setup(record, cost):
+    results = sorted(
+        (p for p in output_path.glob("*/results_*.json") if not p.name.endswith(SIDECAR_SUFFIX)),
+        key=lambda p: p.name,
+        reverse=True,
+    )
+    for path in results:
+        record, source = _read_record(path)
+        if record is None or not record.benched or not _same_setup(record, cost):
             continue
-        if bench.get("n_threads") != (cost.get("hardware") or {}).get("threads"):
+        if record.bench.get("n_threads") != cost.hardware.get("threads"):
             continue
-        return bench, f"{path.parent.name}/{path.name}"
+        shown = sidecar_of(path) if source.startswith("sidecar") else path
+        return record.bench, f"{path.parent.name}/{shown.name}"
     return None
 
 
-def _read_record(path: Path) -> dict | None:
+def _read_record(results_file: Path) -> tuple[CostRecord | None, str | None]:
+    """The cost record of a results file, or (None, None) where none can be read: an earlier
+    run's files that are broken are passed over, not this run's concern."""
     try:
-        if not path.is_file() or path.stat().st_size > MAX_COST_RECORD_BYTES:
-            return None
-        with open(path, encoding="utf-8") as f:
-            record = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
+        results = read_json(results_file, "lm-eval results file", cap=MAX_RESULTS_BYTES)
+        return record_of_results(results, results_file)
+    except BoardError:
+        return None, None
 
 
-def _same_setup(a: dict, b: dict) -> bool:
-    def part(rec, key, fields=None):
-        value = rec.get(key)
-        if not isinstance(value, dict):
+def _same_setup(a: CostRecord, b: CostRecord) -> bool:
+    def part(section: dict, fields=None):
+        if not section:
             return None
-        return {k: value.get(k) for k in fields} if fields else value
+        return {k: section.get(k) for k in fields} if fields else section
 
     return (
-        part(a, "model", BENCH_MATCH_MODEL) == part(b, "model", BENCH_MATCH_MODEL) is not None
-        and part(a, "hardware") == part(b, "hardware") is not None
-        and part(a, "software", BENCH_MATCH_SOFTWARE) == part(b, "software", BENCH_MATCH_SOFTWARE)
+        part(a.model, BENCH_MATCH_MODEL) == part(b.model, BENCH_MATCH_MODEL) is not None
+        and part(a.hardware) == part(b.hardware) is not None
+        and part(a.software, BENCH_MATCH_SOFTWARE) == part(b.software, BENCH_MATCH_SOFTWARE)
     )

@@ -1,10 +1,12 @@
 """The board's cost columns from one cost record: which figure wins, and resumed runs."""
 
 from slm_tasks.leaderboards.cost_columns import cost_values
+from slm_tasks.results.cost_record import SCHEMA, CostRecord
 
 
 def record(run=None, bench=None):
-    return {"model": {"backend": "llama.cpp", "file_bytes": 10}, "hardware": {}, "run": run or {}, "bench": bench}
+    data = {"model": {"backend": "llama.cpp", "file_bytes": 10}, "hardware": {}, "run": run or {}, "bench": bench}
+    return CostRecord.from_json({"schema": SCHEMA, **data}, "results_x.json")
 
 
 def test_the_model_as_stored_gives_latency_and_memory_when_benched():

@@ -256,7 +256,9 @@ def test_the_runs_own_board_survives_a_rerun(runs, tmp_path):
 # ---- a run answered from the store reuses the bench of the same model on the same machine ----------
 
 
-def cost_record(tmp_path: Path, folder: str, stamp: str, **changes) -> dict:
+def cost_record(tmp_path: Path, folder: str, stamp: str, sidecar: bool = False, **changes) -> dict:
+    """A results file with a benched cost record in its config (as ``slm-suite run`` stores it),
+    or with ``sidecar``, beside it as ``.cost.json`` (as earlier versions also wrote it)."""
     record = json.loads((FIXTURES / "cost-record.example.json").read_text())
     record["bench"] = {
         "protocol": "survey-p50-g50-c2048",
@@ -268,16 +270,20 @@ def cost_record(tmp_path: Path, folder: str, stamp: str, **changes) -> dict:
     for key, value in changes.items():
         part, _, field = key.partition("__")
         record[part][field] = value
-    path = tmp_path / folder / f"results_{stamp}.cost.json"
+    path = tmp_path / folder / f"results_{stamp}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record))
+    path.write_text(json.dumps({"results": {}, "config": {} if sidecar else {"slm_cost": record}}))
+    if sidecar:
+        path.with_suffix(".cost.json").write_text(json.dumps(record))
     return record
 
 
 def this_run(**run):
+    from slm_tasks.results.cost_record import CostRecord
+
     record = json.loads((FIXTURES / "cost-record.example.json").read_text())
     record["run"].update({"requests": 0, "reused_requests": 40, **run})
-    return record
+    return CostRecord.from_json(record, "this run")
 
 
 def test_a_run_from_the_store_reuses_the_newest_matching_bench(tmp_path):
@@ -288,7 +294,12 @@ def test_a_run_from_the_store_reuses_the_newest_matching_bench(tmp_path):
     cost_record(tmp_path, "m", "2026-03-01T00-00-00.000000", hardware__cpu="another CPU")
     bench, source = reusable_bench(tmp_path, this_run())
     assert bench["stamp"] == "2026-02-01T00-00-00.000000"
-    assert source == "m/results_2026-02-01T00-00-00.000000.cost.json"
+    assert source == "m/results_2026-02-01T00-00-00.000000.json"
+    # a record of an earlier version, in a sidecar only, is read too
+    cost_record(tmp_path, "m", "2026-02-15T00-00-00.000000", sidecar=True)
+    bench, source = reusable_bench(tmp_path, this_run())
+    assert bench["stamp"] == "2026-02-15T00-00-00.000000"
+    assert source == "m/results_2026-02-15T00-00-00.000000.cost.json"
 
 
 @pytest.mark.parametrize(
@@ -320,8 +331,10 @@ def test_an_unreadable_cost_record_is_passed_over(tmp_path):
     from slm_tasks.run_output import reusable_bench
 
     cost_record(tmp_path, "m", "2026-01-01T00-00-00.000000")
-    (tmp_path / "m" / "results_2026-05-01T00-00-00.000000.cost.json").write_text("{ broken")
-    os.mkfifo(tmp_path / "m" / "results_2026-06-01T00-00-00.000000.cost.json")
+    (tmp_path / "m" / "results_2026-05-01T00-00-00.000000.json").write_text("{ broken")
+    os.mkfifo(tmp_path / "m" / "results_2026-06-01T00-00-00.000000.json")
+    (tmp_path / "m" / "results_2026-07-01T00-00-00.000000.json").write_text('{"results": {}}')
+    (tmp_path / "m" / "results_2026-07-01T00-00-00.000000.cost.json").write_text('{"schema": "other/9"}')
     bench, _ = reusable_bench(tmp_path, this_run())
     assert bench["stamp"] == "2026-01-01T00-00-00.000000"
 
@@ -349,21 +362,24 @@ def test_run_repeated_into_its_folder_reuses_the_bench_and_the_folder_still_buil
     out, store = tmp_path / "out", tmp_path / "store.sqlite"
     first = real_run(out, store)
     # the bench of an earlier run of this model on this machine (as `slm-suite run` records it)
-    record = json.loads(first.cost_file.read_text())
+    assert not first.results_file.with_suffix(".cost.json").exists()  # the record is stored once
+    saved = json.loads(first.results_file.read_text())
+    record = saved["config"]["slm_cost"]
     record["bench"] = {
         "protocol": "survey-p50-g50-c2048",
         "runs": 3,
         "tg_ms_per_token": 12.5,
         "n_threads": record["hardware"]["threads"],
     }
-    first.cost_file.write_text(json.dumps(record))
+    first.results_file.write_text(json.dumps(saved))
     monkeypatch.setattr(bench_mod, "bench", lambda *a, **k: pytest.fail("benched again"))
     second = real_run(out, store, bench_runs=3, leaderboard=True)  # every answer from the store
     run_cost = second.results["config"]["slm_cost"]["run"]
     assert run_cost["requests"] == 0 and run_cost["reused_requests"] > 0
-    assert json.loads(second.cost_file.read_text())["bench"] == record["bench"]
+    assert json.loads(second.results_file.read_text())["config"]["slm_cost"]["bench"] == record["bench"]
+    assert second.cost.bench == record["bench"]
     (note,) = [n for n in second.notes if "runtime bench" in n]
-    assert first.cost_file.name in note
+    assert first.results_file.name in note
     # both runs are in the folder; the board of that folder shows the newest and names the other
     res = slm_cli("leaderboard", out, "--spec", "lite", "--allow-limit", "--out", tmp_path / "board")
     assert res.code == 0, res.err

@@ -295,7 +295,7 @@ def test_cost_columns_pareto_and_hardware_profile(synth, tmp_path):
 def test_load_run_reads_samples_and_sidecar(synth, tmp_path):
     path = synth.make_run(tmp_path, "m", {"t_a": [1, 0, 1, 1]}, cost=synth.cost_record("m", 3.0, 10))
     run = load_run(path)
-    assert run.cost["run"]["decode_ms_per_token"] == 3.0 and run.cost_source.startswith("sidecar")
+    assert run.cost.run_figure("decode_ms_per_token") == 3.0 and run.cost_source.startswith("sidecar")
     ds = run.tasks["t_a"].samples()
     assert ds.doc_ids == [0, 1, 2, 3] and ds.numeric("acc") == [1.0, 0.0, 1.0, 1.0]
     assert set(ds.n_choices.values()) == {4}

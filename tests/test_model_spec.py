@@ -17,6 +17,7 @@ from slm_tasks.adapters.hardware import usable_cores
 from slm_tasks.adapters.llamacpp import LlamaCppLM
 from slm_tasks.adapters.models import ModelFileError, resolve_model
 from slm_tasks.leaderboards.ingest import Run
+from slm_tasks.results.cost_record import CostRecord
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,7 +80,7 @@ def test_header_backend_store_cost_bench_and_board_read_one_resolution(case, ggu
             path=tmp_path / "x" / "results_x.json",
             results={"model_name": "not this"},
             tasks={},
-            cost=lm.cost_record(),
+            cost=CostRecord.from_json(lm.cost_record(), "results_x.json"),
             cost_source="results config",
         )
         assert board.model == name
@@ -137,7 +138,7 @@ def test_a_run_without_a_cost_record_is_named_as_lm_eval_names_it(tmp_path):
     results = {"model_name": "org/model", "config": {"model_args": {"engine": "other", "path": "p"}}}
     assert Run(folder / "results_x.json", results, {}, None, None).model == "org/model"
     assert Run(folder / "results_x.json", {"config": {}}, {}, None, None).model == "org__model"
-    named = {"schema": "slm-suite.cost/1", "model": {"name": "smollm2-135m [f16]"}}
+    named = CostRecord.from_json({"schema": "slm-suite.cost/1", "model": {"name": "smollm2-135m [f16]"}}, "x")
     assert Run(folder / "results_x.json", results, {}, named, "sidecar").model == "smollm2-135m [f16]"
 
 
