@@ -5,7 +5,8 @@
 * tokenisation by lm-eval's own ``TemplateLM`` rules (:func:`scoring.encode_request`),
   truncation to the model's length, rolling windows, and generation bookkeeping (stop
   sequences with the end-of-text string, ``max_gen_toks`` and its one default, sampling
-  settings, lm-eval's post-processing of the generated text);
+  settings: :mod:`generation`; lm-eval's post-processing of the generated text);
+* model arguments checked before anything loads (:mod:`model_args`);
 * the plan of the work (requests grouped by shared context, :mod:`scoring`) and its cost
   booking (:meth:`CostMeter.measure` with :func:`cost.task_shares`);
 * :meth:`SLMBackend._serve`: the one place every request passes through on its way to the
@@ -24,7 +25,6 @@ A backend implements the engine side:
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 import time
@@ -32,17 +32,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from lm_eval.api.model import TemplateLM
-from lm_eval.models.utils import (
-    handle_stop_sequences,
-    maybe_truncate,
-    normalize_gen_kwargs,
-    postprocess_generated_text,
-)
+from lm_eval.models.utils import postprocess_generated_text
 
-from slm_tasks.adapters import model_spec, progress, scoring, store
+from slm_tasks.adapters import model_spec, progress, scoring, store, store_keys
 from slm_tasks.adapters.cost import CostMeter, Work, software_versions, task_shares
+from slm_tasks.adapters.generation import GenJob, generation_jobs, generation_plan
+from slm_tasks.adapters.model_args import OFF, check_args
 from slm_tasks.adapters.model_spec import ModelSpec
-from slm_tasks.errors import SLMError
 
 log = logging.getLogger(__name__)
 
@@ -51,51 +47,6 @@ DEFAULT_MAX_GEN_TOKS = 256  # lm-eval's default
 # answers of older rules are then not reused.
 ANSWER_RULES = 1
 Emit = Callable[[int, object, float], None]  # (request index, answer, seconds it took)
-OFF = ("off", "no", "none", "false", "0")
-TRUE, FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
-# model_args every lm-eval model receives from lm-eval itself (simple_evaluate's
-# additional_config; --trust_remote_code)
-GENERIC_MODEL_ARGS = {"device": "any", "batch_size": "any", "max_batch_size": "any", "trust_remote_code": "bool"}
-
-
-class ModelArgsError(SLMError):
-    """A model argument the backend does not know, or a value it cannot take."""
-
-
-def as_bool(key: str, value) -> bool:
-    """A yes/no model argument: a bool, 0/1 or true/false/yes/no/on/off; anything else is refused
-    (a value read as true by mistake changes what is computed without a word)."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    text = str(value).strip().lower()
-    if text in TRUE or text in FALSE:
-        return text in TRUE
-    raise ModelArgsError(f"model argument {key}={value!r} is not true or false: pass {key}=true or {key}=false")
-
-
-def as_int(key: str, value) -> int:
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    try:
-        if isinstance(value, bool):
-            raise ValueError
-        return int(str(value).strip()) if not isinstance(value, int) else value
-    except ValueError:
-        raise ModelArgsError(f"model argument {key}={value!r} is not a whole number: pass e.g. {key}=2") from None
-
-
-def as_float(key: str, value) -> float:
-    try:
-        if isinstance(value, bool):
-            raise ValueError
-        return float(value)
-    except (TypeError, ValueError):
-        raise ModelArgsError(f"model argument {key}={value!r} is not a number: pass e.g. {key}=0.5") from None
-
-
-_CONVERT = {"bool": as_bool, "int": as_int, "float": as_float}
 
 
 @dataclass
@@ -105,20 +56,6 @@ class ScoreItem:
     context: scoring.Tokens
     continuation: scoring.Tokens
     members: list[int]
-
-
-@dataclass
-class GenJob:
-    """One generation request, normalised by lm-eval's rules."""
-
-    index: int
-    ids: tuple[int, ...]  # prompt tokens, truncated from the left to fit
-    until: list[str]  # stop sequences (the end-of-text string included)
-    max_gen: int
-    do_sample: bool
-    options: dict  # the remaining generation kwargs (temperature, top_p, ...)
-    truncated: bool
-    task: str | None
 
 
 class SLMBackend(TemplateLM):
@@ -146,27 +83,11 @@ class SLMBackend(TemplateLM):
     @classmethod
     def check_model_args(cls, args: Mapping) -> dict:
         """``args`` with each value of a known kind converted; an unknown name or a value of the
-        wrong kind is a one-line :class:`ModelArgsError` (the nearest known name, the known ones)."""
-        known = {**GENERIC_MODEL_ARGS, **cls.WRAPPER_MODEL_ARGS, **cls.MODEL_ARGS}
-        unknown = [k for k in args if k not in known]
-        extra = cls.extra_model_args() if unknown and cls.PASSES_ON else None
-        if unknown and cls.PASSES_ON:
-            unknown = [] if extra is None else [k for k in unknown if k not in extra]
-        if unknown:
-            key = unknown[0]
-            near = difflib.get_close_matches(key, [*known, *sorted(extra or ())], n=1, cutoff=0.6)
-            hint = f"did you mean '{near[0]}'? " if near else ""
-            also = f"; any name of {cls.PASSES_ON}" if cls.PASSES_ON else ""
-            raise ModelArgsError(
-                f"{cls.backend_name}: unknown model argument '{key}'; {hint}known: "
-                f"{', '.join(cls.MODEL_ARGS)}{also}; lm-eval's own: {', '.join(GENERIC_MODEL_ARGS)}"
-            )
-        out = dict(args)
-        for key, value in args.items():
-            convert = _CONVERT.get(known.get(key, "any"))
-            if convert is not None and value is not None:
-                out[key] = convert(key, value)
-        return out
+        wrong kind is a one-line :class:`~slm_tasks.adapters.model_args.ModelArgsError` (the nearest
+        known name, the known ones)."""
+        return check_args(
+            cls.backend_name, cls.MODEL_ARGS, cls.WRAPPER_MODEL_ARGS, cls.PASSES_ON, cls.extra_model_args, args
+        )
 
     @classmethod
     def resolve(cls, model_args: Mapping) -> ModelSpec:
@@ -242,7 +163,7 @@ class SLMBackend(TemplateLM):
         full = {**identity, "answer_rules": ANSWER_RULES, "lm_eval": soft["lm_eval"], "slm_suite": soft["slm_suite"]}
         path = None if location in (None, "", True) or str(location).lower() in ("on", "true", "yes") else location
         batch = int(os.environ.get("SLM_SUITE_STORE_BATCH") or 1000)  # responses per commit, at most
-        self.store = store.ResponseStore.open(path, store.store_key(full), identity=full, commit_every_n=batch)
+        self.store = store.ResponseStore.open(path, store_keys.store_key(full), identity=full, commit_every_n=batch)
 
     def _serve(self, kind: str, requests: Sequence, compute: Callable[[Sequence, Emit, set], None]) -> list:
         """Answer ``requests`` of one type: stored answers first, then
@@ -254,7 +175,7 @@ class SLMBackend(TemplateLM):
         stored: set[int] = set()
         keys = None
         if self.store is not None and requests:
-            keys = [store.request_key(kind, r.args) for r in requests]
+            keys = [store_keys.request_key(kind, r.args) for r in requests]
             found = self.store.get_many(kind, keys)
             for i, (req, key) in enumerate(zip(requests, keys)):
                 if key in found:
@@ -391,36 +312,10 @@ class SLMBackend(TemplateLM):
 
     # --- generation ---------------------------------------------------------------------
     def _generation_jobs(self, requests) -> list[GenJob]:
-        eos_text = self._end_of_text()
-        jobs = []
-        for idx, req in enumerate(requests):
-            context, gen_kwargs = req.args
-            kwargs = normalize_gen_kwargs(dict(gen_kwargs), self.max_gen_toks)
-            until = handle_stop_sequences(kwargs.pop("until", None), eos=eos_text)
-            max_gen = int(kwargs.pop("max_gen_toks"))
-            if max_gen >= self.max_length:
-                log.warning(
-                    "max_gen_toks=%d does not fit the model's %d tokens; generating at most %d tokens",
-                    max_gen,
-                    self.max_length,
-                    self.max_length // 2,
-                )
-                max_gen = self.max_length // 2
-            do_sample = bool(kwargs.pop("do_sample", False))
-            ids = self.tok_encode(context) or [self.prefix_token_id]
-            cut = len(ids) + max_gen > self.max_length
-            ids, max_gen = maybe_truncate(ids, max_gen_toks=max_gen, max_model_len=self.max_length, verbose=False)
-            jobs.append(
-                GenJob(idx, tuple(ids), until, max_gen, do_sample, kwargs, cut, getattr(req, "task_name", None))
-            )
-        n_cut = sum(j.truncated for j in jobs)
-        if n_cut:
-            log.warning(
-                "%d generation prompts were truncated from the left to fit the model's %d tokens",
-                n_cut,
-                self.max_length,
-            )
-        return jobs
+        return generation_jobs(requests, self._end_of_text(), self.max_gen_toks, self.max_length, self._prompt_ids)
+
+    def _prompt_ids(self, context: str) -> list[int]:
+        return self.tok_encode(context) or [self.prefix_token_id]
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         def compute(reqs, emit, stored):
@@ -429,7 +324,7 @@ class SLMBackend(TemplateLM):
             units = self._generation_units(jobs)
             skipped = False
             with self._progress(
-                len(jobs) - len(stored), "generate_until", disable_tqdm, _generation_plan(units, stored)
+                len(jobs) - len(stored), "generate_until", disable_tqdm, generation_plan(units, stored)
             ) as bar:
                 for u, unit in enumerate(units):
                     if stored and all(j.index in stored for j in unit):
@@ -466,17 +361,3 @@ class SLMBackend(TemplateLM):
         finally:
             if self.store is not None:
                 self.store.close()
-
-
-def _generation_plan(units: list[list[GenJob]], stored: set[int]) -> list[progress.Job]:
-    """The jobs still to compute, in order, each with the prompt tokens past the prefix it
-    shares with the job before it (what an engine keeping its cached prefix evaluates)."""
-    plan, prev = [], ()
-    for unit in units:
-        for job in unit:
-            if job.index not in stored:
-                plan.append(
-                    progress.Job(job.task, len(job.ids) - scoring.common_prefix_len(prev, job.ids), job.max_gen)
-                )
-            prev = job.ids
-    return plan

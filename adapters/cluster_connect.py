@@ -12,8 +12,8 @@ import os
 import socket
 import sys
 
-from slm_tasks.adapters.backend import OFF
 from slm_tasks.adapters.hardware import usable_cores
+from slm_tasks.adapters.model_args import OFF
 from slm_tasks.errors import SLMError
 
 PIP = "pip install 'slm-suite[cluster]'"

@@ -17,11 +17,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from slm_tasks.adapters import chat, scoring
-from slm_tasks.adapters.backend import DEFAULT_MAX_GEN_TOKS, GenJob, ScoreItem, SLMBackend
+from slm_tasks.adapters.backend import DEFAULT_MAX_GEN_TOKS, ScoreItem, SLMBackend
 from slm_tasks.adapters.cost import CostMeter, Work, software_versions
+from slm_tasks.adapters.dequantise import DEFAULT_DEQUANTISE, dequantise_kind
+from slm_tasks.adapters.generation import GenJob
 from slm_tasks.adapters.hardware import describe as describe_hardware
 from slm_tasks.adapters.hardware import usable_cores
-from slm_tasks.adapters.llamacpp_engine import DEFAULT_DEQUANTISE, LlamaCppError, LlamaEngine, dequantise_kind
+from slm_tasks.adapters.llamacpp_engine import LlamaEngine
+from slm_tasks.adapters.llamacpp_lib import LlamaCppError
 from slm_tasks.adapters.make import ClusterCapable
 from slm_tasks.adapters.model_spec import ModelSpec
 from slm_tasks.adapters.models import display_name, resolve_gguf

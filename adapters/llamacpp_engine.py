@@ -8,7 +8,9 @@ multi-sequence context (see docs/llamacpp.md for the measurements behind these c
   then run as parallel sequences in one batch, with logits only at the scored positions;
 * the longest common prefix with the previous context stays in the cache (only the rest is
   removed with ``llama_memory_seq_rm``), so a fixed few-shot preamble is evaluated once;
-* ``dequantise=`` computes on a copy re-encoded by llama.cpp's own quantiser.
+* ``dequantise=`` computes on a copy re-encoded by llama.cpp's own quantiser
+  (:mod:`slm_tasks.adapters.dequantise`); the library's import, log and model parameters
+  are :mod:`slm_tasks.adapters.llamacpp_lib`.
 """
 
 from __future__ import annotations
@@ -16,142 +18,27 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-import sys
 import time
-from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from slm_tasks.adapters import scoring
+from slm_tasks.adapters.dequantise import dequantise_kind, dequantised_copy
 from slm_tasks.adapters.hardware import usable_cores
-from slm_tasks.adapters.models import PIP_EXTRA
-from slm_tasks.adapters.store_keys import cache_dir, model_identity
-from slm_tasks.errors import SLMError
+from slm_tasks.adapters.llamacpp_lib import (
+    LlamaCppError,
+    ftype_name,
+    import_llama_cpp,
+    install_log_callback,
+    log_tail,
+    model_params,
+)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_LENGTH = 8192  # cap on the model's training context (HF's max_length rule)
-
-
-class LlamaCppError(SLMError):
-    """llama.cpp is missing or refused the model/context."""
-
-
-def _import_llama_cpp():
-    try:
-        import llama_cpp
-        import llama_cpp.llama_cpp as lib
-    except ImportError:
-        raise LlamaCppError(f"the slm-llamacpp backend needs llama-cpp-python: {PIP_EXTRA}") from None
-    return llama_cpp, lib
-
-
-_LOG_TAIL: deque[str] = deque(maxlen=20)
-_LOG_STATE = {"verbose": False, "callback": None}
-
-
-def _install_log_callback(llama_cpp, verbose: bool) -> None:
-    """Route llama.cpp's log to a short in-memory tail (quoted in our errors); print it
-    only with verbose=True."""
-    _LOG_STATE["verbose"] = verbose
-    if _LOG_STATE["callback"] is not None:
-        return
-
-    @llama_cpp.llama_log_callback
-    def _callback(level, text, user_data):
-        msg = text.decode("utf-8", "replace")
-        if msg.strip():
-            _LOG_TAIL.append(msg.rstrip())
-        if _LOG_STATE["verbose"]:
-            sys.stderr.write(msg)
-
-    _LOG_STATE["callback"] = _callback  # keep a reference: ctypes does not
-    llama_cpp.llama_log_set(_callback, ctypes.c_void_p(0))
-
-
-def _log_tail(n: int = 3) -> str:
-    lines = list(_LOG_TAIL)[-n:]
-    return ("; llama.cpp said: " + " | ".join(lines)) if lines else ""
-
-
-def _ftype_name(lib, ftype: int) -> str | None:
-    for name in dir(lib):
-        if name.startswith("LLAMA_FTYPE_") and getattr(lib, name) == ftype and name != "LLAMA_FTYPE_GUESSED":
-            return name.removeprefix("LLAMA_FTYPE_").removeprefix("MOSTLY_")
-    return None
-
-
-DEQUANTISE = {"f32": "LLAMA_FTYPE_ALL_F32", "f16": "LLAMA_FTYPE_MOSTLY_F16", "bf16": "LLAMA_FTYPE_MOSTLY_BF16"}
-# Scores are computed on an f16 copy unless asked otherwise: the quantised kernels round
-# activations to 8 bits and agreed with lm-eval's hf fp32 model on fewer documents, more
-# slowly (benchmarks/RESULTS-llamacpp.md); an evaluation reports the weights, not a kernel.
-DEFAULT_DEQUANTISE = "f16"
-
-
-def dequantise_kind(value) -> str | None:
-    """The format a ``dequantise=`` value asks the scores to be computed in; None: as stored."""
-    if value in (None, "", False) or str(value).lower() in ("none", "no", "false", "native", "stored"):
-        return None
-    kind = str(value).lower()
-    if kind not in DEQUANTISE:
-        raise LlamaCppError(
-            f"dequantise={value!r} is not supported: use one of {', '.join(DEQUANTISE)} "
-            f"(compute on a copy re-encoded in that format), or stored (compute in the "
-            f"stored format); left out, it computes on a {DEFAULT_DEQUANTISE} copy"
-        )
-    return kind
-
-
-def _cpu_has_amx() -> bool:
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            return any(line.startswith("flags") and " amx_int8" in line for line in f)
-    except OSError:
-        return False
-
-
-def model_params(lib):
-    """llama.cpp's default model parameters, less the AMX weight repacking: on CPUs with AMX
-    (Intel Sapphire Rapids and later) llama.cpp 0.3.36's AMX buffers crash ``llama_decode``
-    with SIGSEGV on the stored Q4_1 weights of SmolLM2. The plain CPU kernels compute the same
-    model; CPUs without AMX keep llama.cpp's default."""
-    params = lib.llama_model_default_params()
-    if _cpu_has_amx():
-        params.use_extra_bufts = False
-    return params
-
-
-def dequantised_copy(lib, path: Path, kind: str) -> Path:
-    """``path`` re-encoded as ``kind`` (f32 is exact; f16/bf16 round each weight once), made
-    with llama.cpp's own quantiser and cached next to other slm-suite files, named by the
-    source's content: every install of the same weights (each venv has its own path) shares
-    one copy."""
-    tag = model_identity(path)[:12]
-    cache = cache_dir() / "dequantised"
-    out = cache / f"{path.stem}-{tag}-{kind}.gguf"
-    if out.is_file():
-        return out
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
-    params = lib.llama_model_quantize_default_params()
-    params.ftype = getattr(lib, DEQUANTISE[kind])
-    params.allow_requantize = True
-    params.nthread = usable_cores()
-    log.info("slm-llamacpp: writing a %s copy of %s to %s", kind, path.name, out)
-    try:
-        rc = lib.llama_model_quantize(str(path).encode(), str(tmp).encode(), ctypes.byref(params))
-        if rc != 0:
-            raise LlamaCppError(
-                f"llama.cpp could not re-encode '{path}' as {kind} (code {rc}){_log_tail()}. "
-                f"Check free space in {cache} (set SLM_SUITE_CACHE to move it), "
-                "or leave dequantise out"
-            )
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
 
 
 class LlamaEngine:
@@ -174,10 +61,10 @@ class LlamaEngine:
         dequantise: str | None = None,
         verbose: bool = False,
     ):
-        llama_cpp, lib = _import_llama_cpp()
+        llama_cpp, lib = import_llama_cpp()
         self.lib = lib
         self.llama_cpp_version = llama_cpp.__version__
-        _install_log_callback(llama_cpp, verbose)
+        install_log_callback(llama_cpp, verbose)
         lib.llama_backend_init()
         self.path = Path(path)
         self.dequantised_to = dequantise_kind(dequantise)
@@ -185,7 +72,7 @@ class LlamaEngine:
         self.model = lib.llama_model_load_from_file(str(load).encode(), model_params(lib))
         if not self.model:
             raise LlamaCppError(
-                f"llama.cpp could not load '{self.path}'{_log_tail()}. Check that the file "
+                f"llama.cpp could not load '{self.path}'{log_tail()}. Check that the file "
                 "is a GGUF model this llama.cpp version supports"
             )
         self._stored_ftype = self._read_stored_ftype() if self.dequantised_to else None
@@ -215,7 +102,7 @@ class LlamaEngine:
             self.model = None
             raise LlamaCppError(
                 f"llama.cpp could not create a context for '{self.path}' "
-                f"(n_ctx={cp.n_ctx}, n_batch={self.n_batch}){_log_tail()}. Try a smaller n_ctx"
+                f"(n_ctx={cp.n_ctx}, n_batch={self.n_batch}){log_tail()}. Try a smaller n_ctx"
             )
         self.kv_size = lib.llama_n_ctx(self.ctx)
         self.mem = lib.llama_get_memory(self.ctx)
@@ -252,7 +139,7 @@ class LlamaEngine:
         ftype = self._stored_ftype if self.dequantised_to else self.meta("general.file_type")
         desc = ctypes.create_string_buffer(256)
         self.lib.llama_model_desc(self.model, desc, len(desc))
-        quant = _ftype_name(self.lib, int(ftype)) if ftype and ftype.isdigit() else None
+        quant = ftype_name(self.lib, int(ftype)) if ftype and ftype.isdigit() else None
         return {
             "name": self.meta("general.name"),
             "path": str(self.path),
@@ -358,7 +245,7 @@ class LlamaEngine:
             if rc != 0:
                 raise LlamaCppError(
                     f"llama_decode failed with code {rc} on a batch of {m} tokens "
-                    f"(KV cache {self.kv_size} cells){_log_tail()}"
+                    f"(KV cache {self.kv_size} cells){log_tail()}"
                 )
             for i in np.flatnonzero(want[start:end]):
                 ptr = lib.llama_get_logits_ith(self.ctx, int(i))

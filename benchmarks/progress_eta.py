@@ -21,7 +21,7 @@ from pathlib import Path
 
 import llama_cpp
 
-from slm_tasks.adapters import models, scoring, store
+from slm_tasks.adapters import models, scoring, store, store_keys
 from slm_tasks.adapters.progress import Job, RunProgress
 from slm_tasks.results.cost_record import record_of_results
 
@@ -30,7 +30,9 @@ def load(results: str, stamp: str, store_path: str, gguf: str) -> list[tuple[Job
     db = sqlite3.connect(f"file:{store_path}?mode=ro", uri=True)
     seconds = {
         bytes(req): json.loads(t)["s"]
-        for req, t in db.execute("SELECT req, timing FROM responses WHERE kind=?", (store.KINDS["generate_until"],))
+        for req, t in db.execute(
+            "SELECT req, timing FROM responses WHERE kind=?", (store_keys.KINDS["generate_until"],)
+        )
     }
     vocab = llama_cpp.Llama(gguf, vocab_only=True, verbose=False)
     jobs, seen = [], set()
@@ -41,7 +43,7 @@ def load(results: str, stamp: str, store_path: str, gguf: str) -> list[tuple[Job
             args = sample["arguments"]["gen_args_0"]
             if not isinstance(args.get("arg_1"), dict):
                 break  # not a generation task
-            key = store.request_key("generate_until", (args["arg_0"], args["arg_1"]))
+            key = store_keys.request_key("generate_until", (args["arg_0"], args["arg_1"]))
             if key in seen:
                 continue
             seen.add(key)

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from slm_tasks.adapters import store
+from slm_tasks.adapters import store, store_keys
 from slm_tasks.results.samples import read_rows
 
 
@@ -51,9 +51,9 @@ def main(argv=None) -> int:
     path = Path(tempfile.mkdtemp(prefix="slm-store-bench-")) / "responses.sqlite"
     t = {}
     t0 = time.perf_counter()
-    keys = [(kind, store.request_key(kind, args)) for kind, args in reqs]
+    keys = [(kind, store_keys.request_key(kind, args)) for kind, args in reqs]
     t["request keys"] = time.perf_counter() - t0
-    st = store.ResponseStore.open(path, store.store_key({"model": "bench"}))
+    st = store.ResponseStore.open(path, store_keys.store_key({"model": "bench"}))
     by_kind: dict[str, list[str]] = {}
     for kind, key in keys:
         by_kind.setdefault(kind, []).append(key)
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
     t["put + commits"] = time.perf_counter() - t0
     st.close()
     size = sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
-    st = store.ResponseStore.open(path, store.store_key({"model": "bench"}))
+    st = store.ResponseStore.open(path, store_keys.store_key({"model": "bench"}))
     t0 = time.perf_counter()
     found = sum(len(st.get_many(kind, ks)) for kind, ks in by_kind.items())
     t["lookup, full store"] = time.perf_counter() - t0

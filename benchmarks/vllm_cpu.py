@@ -77,10 +77,11 @@ def main() -> int:
 
     from slm_tasks.adapters import scoring
     from slm_tasks.adapters.export import export_gguf
-    from slm_tasks.adapters.vllm import VLLMLM, vllm_distribution
+    from slm_tasks.adapters.vllm import VLLMLM
+    from slm_tasks.adapters.vllm_checks import vllm_distribution
 
     global _read_rows
-    from slm_tasks.adapters.vllm import _read_rows
+    from slm_tasks.adapters.vllm_compat import read_prompt_rows as _read_rows
 
     model_dir = export_gguf("smollm2-135m", args.model_dir, dtype="float32")
     t0 = time.perf_counter()

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from slm_tasks.adapters.backend import ModelArgsError
+from slm_tasks.adapters.model_args import ModelArgsError
 from slm_tasks.adapters.models import ModelFileError, check_gguf
 from slm_tasks.leaderboards.ingest import load_runs
 

@@ -38,7 +38,7 @@ TASK_LAYER = {
     "slm_tasks.icl_variants",
 }
 RESULTS, ADAPTERS, BOARDS = "slm_tasks.results", "slm_tasks.adapters", "slm_tasks.leaderboards"
-CLUSTER = {f"{ADAPTERS}.{m}" for m in ("cluster", "cluster_connect", "cluster_worker", "make")}
+CLUSTER = {f"{ADAPTERS}.{m}" for m in ("cluster", "cluster_pool", "cluster_connect", "cluster_worker", "make")}
 
 
 def modules(root: Path = REPO, folders: dict = FOLDERS) -> dict[str, Path]:

@@ -58,7 +58,7 @@ class NaiveLlama(TemplateLM):
         import llama_cpp.llama as high_level
         from llama_cpp import Llama
 
-        from slm_tasks.adapters.llamacpp_engine import model_params
+        from slm_tasks.adapters.llamacpp_lib import model_params
 
         # the engine's model parameters (no AMX repacking where it crashes), through the
         # high-level API, which takes no such argument

@@ -146,7 +146,8 @@ def test_vllm_resolves_a_checkpoint_folder_or_a_hub_id(tmp_path):
     """slm-vllm's resolution (no vLLM needed): a folder's digest and name, ``name=`` over it, the
     dtype; a hub id has neither path nor digest; a GGUF is refused before anything loads."""
     from slm_tasks.adapters.store_keys import model_identity
-    from slm_tasks.adapters.vllm import VLLMLM, VLLMError
+    from slm_tasks.adapters.vllm import VLLMLM
+    from slm_tasks.adapters.vllm_checks import VLLMError
 
     folder = tmp_path / "my-checkpoint"
     folder.mkdir()

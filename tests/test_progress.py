@@ -7,7 +7,7 @@ import random
 import pytest
 
 from slm_tasks.adapters import progress
-from slm_tasks.adapters.backend import GenJob, _generation_plan
+from slm_tasks.adapters.generation import GenJob, generation_plan
 from slm_tasks.adapters.progress import Job, RunProgress
 
 P, D = 0.002, 0.012  # seconds per prompt token, per generated token
@@ -93,10 +93,10 @@ def test_the_plan_counts_only_the_prompt_tokens_past_the_shared_prefix():
         [gen_job(2, [7, 8], max_gen=9, task="u")],
         [gen_job(3, [7, 8, 9, 10])],
     ]
-    plan = _generation_plan(units, stored=set())
+    plan = generation_plan(units, stored=set())
     assert plan == [Job("t", 303, 256), Job("t", 2, 256), Job("u", 2, 9), Job("t", 2, 256)]
     # a job answered from the store is not planned, but its prompt is still what precedes the next
-    assert _generation_plan(units, stored={0, 2}) == [Job("t", 2, 256), Job("t", 2, 256)]
+    assert generation_plan(units, stored={0, 2}) == [Job("t", 2, 256), Job("t", 2, 256)]
 
 
 def test_a_call_outside_slm_suite_run_gets_its_own_bar():

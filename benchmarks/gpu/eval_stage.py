@@ -48,7 +48,8 @@ def eval_child(spec: dict, rec: dict, save) -> None:
     rec["phases"]["import_lm_eval_s"] = round(time.perf_counter() - t, 2)
     t = time.perf_counter()
     if kind == "slm-vllm":
-        from slm_tasks.adapters.vllm import VLLMLM, import_vllm
+        from slm_tasks.adapters.vllm import VLLMLM
+        from slm_tasks.adapters.vllm_checks import import_vllm
 
         import_vllm()
     elif kind == "vllm":

@@ -17,18 +17,12 @@ the genuine harness frame after every test ran. ``sys.exit(0)``, ``os._exit(0)``
 stdout, printing a fake marker or patching the harness therefore all score as failures.
 
 Layout: :mod:`slm_tasks.sandbox.runner` is the parent side (``Sandbox``, ``Limits``...,
-re-exported here); ``child.py`` is the child program, run by path as ``python -I -S -B
+re-exported here), :mod:`slm_tasks.sandbox.isolation` what containment the host gives
+(``probe_isolation``); ``child.py`` is the child program, run by path as ``python -I -S -B
 child.py --child`` and using the standard library only.
 """
 
-from slm_tasks.sandbox.runner import (
-    ExecResult,
-    Isolation,
-    Limits,
-    Sandbox,
-    SandboxError,
-    default_sandbox,
-    probe_isolation,
-)
+from slm_tasks.sandbox.isolation import Isolation, SandboxError, probe_isolation
+from slm_tasks.sandbox.runner import ExecResult, Limits, Sandbox, default_sandbox
 
 __all__ = ["Sandbox", "Limits", "ExecResult", "Isolation", "SandboxError", "probe_isolation", "default_sandbox"]

@@ -22,23 +22,13 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from dataclasses import asdict, dataclass
 
-from slm_tasks.sandbox.child import _CLONE_NEWNET, _CLONE_NEWUSER, RC_BLOCKED, RC_FAILED, RC_HARNESS, RC_PASSED
-
-try:  # the project's error family, where present (the CLI prints these in one line)
-    from slm_tasks.errors import SLMError as _ErrorBase
-except ImportError:  # pragma: no cover
-    _ErrorBase = RuntimeError
+from slm_tasks.sandbox.child import RC_BLOCKED, RC_FAILED, RC_HARNESS, RC_PASSED
+from slm_tasks.sandbox.isolation import SandboxError, clean_env, probe_isolation
 
 CHILD_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "child.py")
-NOBODY = 65534
 _REPORT_KEEP = 8 << 10
-
-
-class SandboxError(_ErrorBase):
-    """The sandbox cannot run programs here (bad limits, no usable Python...)."""
 
 
 @dataclass(frozen=True)
@@ -82,15 +72,6 @@ class ExecResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class Isolation:
-    """What containment this machine gives (probed once per parameters)."""
-
-    netns: bool
-    drop_to_uid: int | None
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
 
 @dataclass
@@ -189,7 +170,7 @@ class Sandbox:
                     stdout=out,
                     stderr=err,
                     cwd=root,
-                    env=_clean_env(root),
+                    env=clean_env(root),
                     pass_fds=(job_r, rep_w),
                     start_new_session=True,  # own process group: killed as a whole
                     close_fds=True,
@@ -348,19 +329,6 @@ def _force_remove(func, path, exc_info):
         pass
 
 
-def _clean_env(home: str) -> dict:
-    # Nothing inherited: no tokens, no proxies, no PYTHON* variables.
-    return {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "HOME": home,
-        "TMPDIR": home,
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-        "PYTHONHASHSEED": "0",
-        "PYTHONIOENCODING": "utf-8",
-    }
-
-
 _entry_lock = threading.Lock()
 _entry: list[str] = []
 
@@ -391,84 +359,6 @@ def _child_entry(python: str) -> str:
         return target
 
 
-_probe_lock = threading.Lock()
-
-
-@lru_cache(maxsize=8)
-def _probe(python: str, want_netns: bool | None, want_nobody: bool | None) -> Isolation:
-    notes = []
-    uid = None
-    if want_nobody is not False and os.geteuid() == 0:
-        # Only if the interpreter still imports its standard library as nobody (it cannot
-        # when it lives in a private home such as /root/.pyenv).
-        code = (
-            f"import os; os.setgroups([]); os.setgid({NOBODY}); os.setuid({NOBODY}); "
-            "import json, math, decimal, _ctypes"
-        )
-        try:
-            ok = (
-                subprocess.run(
-                    [python, "-I", "-S", "-B", "-c", code],
-                    env=_clean_env("/"),
-                    cwd="/",
-                    capture_output=True,
-                    timeout=20,
-                ).returncode
-                == 0
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            ok = False
-        if ok:
-            uid = NOBODY
-        else:
-            notes.append(
-                f"the interpreter {python} is not usable as nobody (private directory?): "
-                "the child keeps uid 0 without host capabilities; files are guarded by the audit hook"
-            )
-            if want_nobody:
-                raise SandboxError(
-                    f"Sandbox(run_as_nobody=True) but {python} cannot import its standard library as "
-                    f"uid {NOBODY}; install Python in a world-readable place or leave run_as_nobody unset"
-                )
-    elif want_nobody:
-        raise SandboxError("Sandbox(run_as_nobody=True) needs a root host; leave it unset")
-    else:
-        notes.append("not root: the child keeps the host's uid; files are guarded by the audit hook")
-    netns = False
-    if want_netns is not False:
-        # Try it for real: a child that unshares and reports.
-        code = (
-            "import ctypes,os,sys\n"
-            f"u={uid!r}\n"
-            "if u is not None:\n os.setgroups([]); os.setgid(u); os.setuid(u)\n"
-            "libc=ctypes.CDLL(None,use_errno=True)\n"
-            f"sys.exit(0 if libc.unshare({_CLONE_NEWUSER | _CLONE_NEWNET})==0 else 1)\n"
-        )
-        try:
-            r = subprocess.run(
-                [python, "-I", "-S", "-B", "-c", code], env=_clean_env("/"), cwd="/", capture_output=True, timeout=20
-            )
-            netns = r.returncode == 0
-        except (OSError, subprocess.TimeoutExpired):
-            netns = False
-        if not netns:
-            notes.append("no user+network namespace here: network is blocked by the audit hook only")
-            if want_netns:
-                raise SandboxError(
-                    "Sandbox(network_namespace=True) but unshare(CLONE_NEWUSER|CLONE_NEWNET) fails "
-                    "here (containers often forbid it); allow user namespaces or leave network_namespace unset"
-                )
-    return Isolation(netns=netns, drop_to_uid=uid, notes=tuple(notes))
-
-
-def probe_isolation(
-    python: str | None = None, network_namespace: bool | None = None, run_as_nobody: bool | None = None
-) -> Isolation:
-    """Which containment works on this machine (cached). ``None`` means "if available"."""
-    with _probe_lock:
-        return _probe(python or sys.executable, network_namespace, run_as_nobody)
-
-
 _default: Sandbox | None = None
 _default_lock = threading.Lock()
 
@@ -482,4 +372,4 @@ def default_sandbox() -> Sandbox:
         return _default
 
 
-__all__ = ["Sandbox", "Limits", "ExecResult", "Isolation", "SandboxError", "probe_isolation", "default_sandbox"]
+__all__ = ["Sandbox", "Limits", "ExecResult", "default_sandbox"]
