@@ -174,7 +174,7 @@ def run(
     bench_runs: int = 3,
     ray: str | None = None,
 ) -> RunOutput:
-    """Evaluate, save lm-eval's result files + the cost sidecar, and build a leaderboard.
+    """Evaluate, save lm-eval's result files (the cost record inside), and build a leaderboard.
 
     ``output_path`` must be a folder that can be written (else OutputError before the first
     request); the returned files are on disk, read back after saving (lm-eval's tracker only
