@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
 
 from slm_tasks.results.cost_record import SIDECAR_SUFFIX, CostRecord, record_of_results, sidecar_of
@@ -54,6 +55,7 @@ def save(tracker, results: dict, samples: dict | None) -> Path:
     every samples file are complete on disk, else raise a one-line OutputError."""
     from slm_tasks.leaderboards.outputs import OutputError
 
+    started = time.time()
     with _tracker_complaints() as complaints:
         tracker.save_results_aggregated(results=results, samples=samples)
         if samples:
@@ -75,7 +77,9 @@ def save(tracker, results: dict, samples: dict | None) -> Path:
             # make the folder unreadable for the board
             for own in expected:
                 with contextlib.suppress(OSError):
-                    own.unlink()
+                    # only what this save wrote: a file of that name from before stays
+                    if not own.is_symlink() and own.stat().st_mtime >= started - 1:
+                        own.unlink()
             what = "results" if rows is None else "samples"
             raise OutputError(f"{path}: lm-eval could not save the {what}{cause or ' (incomplete file)'}; {FIX}")
     return results_file
