@@ -330,7 +330,7 @@ def test_wilson_at_zero_matches_the_closed_form():
 
 
 def test_one_part_carries_its_interval_and_several_combine_by_mover():
-    zero5 = stats.Estimate(0.0, *stats.wilson(0, 5), "wilson", 0.0, None, 5)
+    zero5 = stats.Estimate(0.0, *stats.wilson(0, 5), "wilson", 0.0, 5)
     one = stats.mean_estimate([zero5], 0.95)
     assert (one.low, one.high, one.method, one.n) == (0.0, zero5.high, "wilson", 5)
     two = stats.mean_estimate([zero5, zero5], 0.95)

@@ -108,7 +108,6 @@ class Estimate:
     high: float | None
     method: str  # "wilson" | "bootstrap" | "stderr" | "mover" | "none"
     se: float | None = None
-    draws: np.ndarray | None = None  # bootstrap replicates, when per-doc outcomes exist
     n: int | None = None
 
     def to_json(self, digits: int = 6) -> dict:
@@ -142,10 +141,10 @@ def task_estimate(
         se = se_mean(per_doc) or 0.0
         if is_binary(per_doc):
             lo, hi = wilson(float(per_doc.sum()), n, level)
-            return Estimate(value, lo, hi, "wilson", se, None, n)
+            return Estimate(value, lo, hi, "wilson", se, n)
         draws = bootstrap_means(per_doc, iters, rng)
         lo, hi = percentile_interval(draws, level)
-        return Estimate(value, lo, hi, "bootstrap", se, draws, n)
+        return Estimate(value, lo, hi, "bootstrap", se, n)
     if stderr is not None:
         lo, hi = clamp_interval(*normal_interval(value, stderr, level))
         return Estimate(value, lo, hi, "stderr", stderr)
@@ -184,9 +183,8 @@ def normalise(e: Estimate, baseline: float) -> Estimate:
     """
     scale = 100.0 / (1.0 - baseline)
     f = lambda x: None if x is None else min(100.0, max(0.0, (x - baseline) * scale))  # noqa: E731
-    draws = None if e.draws is None else np.clip((e.draws - baseline) * scale, 0.0, 100.0)
     se = None if e.se is None else e.se * scale
-    return Estimate(f(e.value), f(e.low), f(e.high), e.method, se, draws, e.n)
+    return Estimate(f(e.value), f(e.low), f(e.high), e.method, se, e.n)
 
 
 # ---- paired comparisons (the gate) ---------------------------------------------------------
