@@ -136,15 +136,14 @@ def resolve(backend: str, model_args: dict | str):
     model_class = get_model(backend)
     if not hasattr(model_class, "resolve"):  # another lm-eval model standing in (tests: `dummy`)
         return None
-    if args.get("ray"):
-        from slm_tasks.adapters.models import ModelFileError
+    from slm_tasks.adapters.models import ModelFileError
 
-        model_class.check_model_args(args)
-        try:
-            return model_class.resolve(args)
-        except ModelFileError:  # the workers read the file on their machines and name the one that cannot
-            return None
-    return model_class.resolve(args)
+    try:
+        return model_class.resolve(args)  # checks the arguments before the file
+    except ModelFileError:
+        if not args.get("ray"):
+            raise
+        return None  # on a cluster the workers read the file on their machines and name the one that cannot
 
 
 @dataclass
