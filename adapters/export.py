@@ -25,10 +25,11 @@ import time
 from pathlib import Path
 
 from slm_tasks.adapters.models import SLMError, resolve_model
+from slm_tasks.adapters.store_keys import cache_dir, model_identity
 
 MARKER = "slm-export.json"  # written last: its presence means the export is complete
 DTYPES = ("float32", "bfloat16", "float16")
-PIP_EXPORT = "pip install transformers gguf accelerate torch"
+PIP_EXPORT = "pip install transformers gguf accelerate torch sentencepiece"
 
 
 class ExportError(SLMError):
@@ -53,6 +54,23 @@ def is_exported(out_dir: str | os.PathLike, gguf: str | os.PathLike | None = Non
     if gguf is not None and info.get("source") != _fingerprint(Path(gguf)):
         return False
     return dtype is None or info.get("dtype") == dtype
+
+
+def exported_checkpoint(gguf: Path, dtype: str = "float32") -> tuple[Path, dict]:
+    """(a checkpoint folder of GGUF file ``gguf``, its provenance): exported once per content
+    and dtype into ``<cache>/exported/`` (how slm-vllm runs a GGUF or a short name)."""
+    digest = model_identity(gguf)
+    out = cache_dir() / "exported" / f"{gguf.stem}-{digest[:12]}-{dtype}"
+    export_gguf(gguf, out, dtype=dtype)
+    info = json.loads((out / MARKER).read_text(encoding="utf-8"))
+    return out, {
+        "kind": "gguf",
+        "file": gguf.name,
+        "sha256": digest,
+        "precision": dtype,
+        "converter": "transformers' GGUF loader (slm_tasks.adapters.export)",
+        "convert_seconds": info.get("seconds"),
+    }
 
 
 def export_gguf(
@@ -105,6 +123,7 @@ def export_gguf(
     (out / MARKER).unlink(missing_ok=True)
     plain.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
+    _complete_tokenizer(gguf, out)
     info = {
         "source": _fingerprint(gguf),
         "dtype": dtype,
@@ -113,6 +132,54 @@ def export_gguf(
     }
     (out / MARKER).write_text(json.dumps(info, indent=1) + "\n")
     return out
+
+
+# sentencepiece's piece types share GGUF's numbering (NORMAL 1 ... USER_DEFINED 4, BYTE 6)
+_SPM_BPE, _USER_DEFINED = 2, 4
+
+
+def _complete_tokenizer(gguf: Path, out: Path) -> None:
+    """Add what transformers' ``save_pretrained`` leaves out of a GGUF's tokenizer.
+
+    Checkpoints of the sentencepiece families (Gemma, Llama 2) ship ``tokenizer.model`` and
+    list their added tokens, and every checkpoint states whether BOS/EOS are added; llama.cpp's
+    converter reads exactly these, so with them the folder converts back to the vocabulary
+    the GGUF holds (pieces, scores, types, BOS rule)."""
+    import gguf as gguf_py
+
+    fields = gguf_py.GGUFReader(gguf).fields
+
+    def value(key, default=None):
+        return fields[key].contents() if key in fields else default
+
+    config_file = out / "tokenizer_config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    for flag in ("add_bos_token", "add_eos_token"):
+        if value(f"tokenizer.ggml.{flag}") is not None:
+            config[flag] = bool(value(f"tokenizer.ggml.{flag}"))
+    config_file.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if value("tokenizer.ggml.model") != "llama":
+        return  # a BPE vocabulary: tokenizer.json is what the converter reads
+    from sentencepiece import sentencepiece_model_pb2 as spm
+
+    pieces = value("tokenizer.ggml.tokens")
+    kinds = value("tokenizer.ggml.token_type")
+    proto = spm.ModelProto()
+    for piece, score, kind in zip(pieces, value("tokenizer.ggml.scores"), kinds, strict=True):
+        proto.pieces.add(piece=piece, score=score, type=kind)
+    t = proto.trainer_spec
+    t.model_type, t.vocab_size, t.byte_fallback = _SPM_BPE, len(pieces), True
+    t.unk_id = value("tokenizer.ggml.unknown_token_id", 0)
+    t.bos_id = value("tokenizer.ggml.bos_token_id", -1)
+    t.eos_id = value("tokenizer.ggml.eos_token_id", -1)
+    t.pad_id = value("tokenizer.ggml.padding_token_id", -1)
+    n = proto.normalizer_spec
+    n.name, n.add_dummy_prefix = "identity", bool(value("tokenizer.ggml.add_space_prefix", True))
+    n.remove_extra_whitespaces, n.escape_whitespaces = False, True
+    (out / "tokenizer.model").write_bytes(proto.SerializeToString())
+    added = {p: i for i, (p, k) in enumerate(zip(pieces, kinds, strict=True)) if k == _USER_DEFINED}
+    if added:
+        (out / "added_tokens.json").write_text(json.dumps(added, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,7 @@ import numpy as np
 
 from slm_tasks.adapters import chat, scoring
 from slm_tasks.adapters.backend import DEFAULT_MAX_GEN_TOKS, ScoreItem, SLMBackend
+from slm_tasks.adapters.convert import converted_gguf
 from slm_tasks.adapters.cost import CostMeter, Work, software_versions
 from slm_tasks.adapters.dequantise import DEFAULT_DEQUANTISE, dequantise_kind
 from slm_tasks.adapters.generation import GenJob
@@ -26,8 +27,9 @@ from slm_tasks.adapters.hardware import usable_cores
 from slm_tasks.adapters.llamacpp_engine import LlamaEngine
 from slm_tasks.adapters.llamacpp_lib import LlamaCppError
 from slm_tasks.adapters.make import ClusterCapable
+from slm_tasks.adapters.model_source import CHECKPOINT, locate
 from slm_tasks.adapters.model_spec import ModelSpec
-from slm_tasks.adapters.models import display_name, resolve_gguf
+from slm_tasks.adapters.models import display_name
 from slm_tasks.adapters.store_keys import model_identity
 
 log = logging.getLogger(__name__)
@@ -120,16 +122,23 @@ class LlamaCppLM(ClusterCapable, SLMBackend):
         requested = args.get("model") or args.get("pretrained")
         if not requested:
             raise LlamaCppError(
-                "slm-llamacpp needs model_args model=<path to .gguf or short name>, "
-                "e.g. --model_args model=smollm2-135m"
+                "slm-llamacpp needs model_args model=<a short name, .gguf file, checkpoint folder or "
+                "cached hub id>, e.g. --model_args model=smollm2-135m"
             )
-        path, header = resolve_gguf(requested)  # checks the file before anything else loads
+        source = locate(requested)  # checks the file or folder before anything else loads
+        path, origin, name = source.path, None, None
+        if source.kind == CHECKPOINT:
+            path, origin = converted_gguf(source.path, source.label)
+            name = source.label
+        else:
+            name = display_name(requested, source.header.get("name"), path.stem)
         return ModelSpec(
             backend=cls.backend_name,
             requested=str(requested),
             path=path,
             sha256=model_identity(path),
-            base_name=display_name(requested, header["name"], path.stem),
+            base_name=name,
+            source=origin,
             weights=weights,
             threads=args.get("n_threads") or usable_cores(),
             store=args.get("store"),

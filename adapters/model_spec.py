@@ -27,8 +27,8 @@ class ModelSpec:
     """One model as a backend will run it."""
 
     backend: str  # the lm-eval model name (slm-llamacpp, slm-vllm)
-    requested: str  # the model argument as given: a short name, a path or a hub id
-    path: Path | None  # the weights file or checkpoint folder; None for a hub id
+    requested: str  # the model argument as given (model_source.locate's rule)
+    path: Path | None  # the file or folder the engine loads; None for a hub id left to the engine
     sha256: str | None  # content identity (store_keys.model_identity); None for a hub id
     base_name: str  # the weights' name (models.display_name's rule)
     weights: str | None = None  # llama.cpp: the re-encoded format computing the scores; None: stored
@@ -36,6 +36,9 @@ class ModelSpec:
     threads: int | None = None  # CPU threads of the computation; None where the engine schedules its own
     store: object = None  # model_args store: None (the default file), a path, or off
     cluster: str | None = None  # model_args ray: the Ray cluster's address, or None
+    # where the weights came from when the engine loads a derived file (a checkpoint folder
+    # converted to GGUF, a GGUF exported to a checkpoint): convert.py / export.py provenance
+    source: Mapping | None = field(default=None, compare=False, hash=False)
     # the checked model arguments the spec was made from (what the backend loads with)
     settings: Mapping = field(default_factory=dict, compare=False, hash=False, repr=False)
 
@@ -61,7 +64,10 @@ class ModelSpec:
     def model_section(self, facts: Mapping) -> dict:
         """The cost record's ``model`` section: the engine's ``facts`` (path, size, quant,
         parameters, ...) with this spec's name and content digest."""
-        return {**facts, "name": self.name, "sha256": self.sha256}
+        section = {**facts, "name": self.name, "sha256": self.sha256}
+        if self.source:
+            section["source"] = dict(self.source)
+        return section
 
 
 _MEMO: dict[tuple, tuple[tuple | None, ModelSpec]] = {}

@@ -22,10 +22,12 @@ from lm_eval.models.utils import has_bos_prefix
 from slm_tasks.adapters import gpu, scoring, vllm_compat
 from slm_tasks.adapters.backend import DEFAULT_MAX_GEN_TOKS, ScoreItem, SLMBackend
 from slm_tasks.adapters.cost import Work, software_versions
+from slm_tasks.adapters.export import exported_checkpoint
 from slm_tasks.adapters.generation import GenJob
 from slm_tasks.adapters.hardware import describe as describe_hardware
 from slm_tasks.adapters.hardware import usable_cores
 from slm_tasks.adapters.make import ClusterCapable
+from slm_tasks.adapters.model_source import GGUF, locate
 from slm_tasks.adapters.model_spec import ModelSpec
 from slm_tasks.adapters.models import display_name
 from slm_tasks.adapters.store_keys import model_identity
@@ -33,7 +35,6 @@ from slm_tasks.adapters.vllm_checks import (
     OOM_MARKERS,
     VLLMError,
     check_gpu_memory,
-    check_model_path,
     engine_error,
     vllm_distribution,
 )
@@ -224,22 +225,26 @@ class VLLMLM(ClusterCapable, SLMBackend):
 
     @classmethod
     def _resolve(cls, args) -> ModelSpec:
-        """The checkpoint (a folder, checked, or a hub id), its sha256 (a folder's), its name
-        (model_args ``name``, else the folder's name or the hub id) and the dtype (auto)."""
+        """The checkpoint folder (model_source.locate's rule; a GGUF or short name is exported
+        to one, cached), its content digest, its name (model_args ``name``, else the model's
+        own) and the dtype (auto: the checkpoint's own)."""
         requested = args.get("pretrained") or args.get("model")
         if not requested:
-            raise VLLMError("slm-vllm needs model_args pretrained=<transformers checkpoint folder or hub id>")
-        model_name = check_model_path(str(requested))
-        path = Path(model_name)
-        local = path.exists()
+            raise VLLMError(
+                "slm-vllm needs model_args pretrained=<a checkpoint folder, cached hub id, .gguf file or short name>"
+            )
+        source = locate(requested)
+        path, origin, name = source.path, None, source.label
+        if source.kind == GGUF:  # vLLM does not load GGUF reliably: it runs the weights exported
+            path, origin = exported_checkpoint(source.path)
+            name = display_name(requested, source.header.get("name"), source.path.stem)
         return ModelSpec(
             backend=cls.backend_name,
             requested=str(requested),
-            path=path if local else None,
-            sha256=model_identity(path) if local else None,
-            base_name=display_name(
-                args.get("name") or "", args.get("name"), path.name if path.is_dir() else model_name
-            ),
+            path=path,
+            sha256=model_identity(path),
+            base_name=args.get("name") or name,
+            source=origin,
             dtype=args.get("dtype") or "auto",
             store=args.get("store"),
             cluster=args.get("ray"),

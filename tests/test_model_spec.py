@@ -142,24 +142,37 @@ def test_a_run_without_a_cost_record_is_named_as_lm_eval_names_it(tmp_path):
     assert Run(folder / "results_x.json", results, {}, named, "sidecar").model == "smollm2-135m [f16]"
 
 
-def test_vllm_resolves_a_checkpoint_folder_or_a_hub_id(tmp_path):
+def test_vllm_resolves_a_checkpoint_folder_or_a_cached_hub_id(tmp_path, monkeypatch):
     """slm-vllm's resolution (no vLLM needed): a folder's digest and name, ``name=`` over it, the
-    dtype; a hub id has neither path nor digest; a GGUF is refused before anything loads."""
+    dtype; a hub id is its snapshot in the local Hugging Face cache, and only that."""
+    import huggingface_hub.constants
+
+    from slm_tasks.adapters.models import ModelFileError
     from slm_tasks.adapters.store_keys import model_identity
     from slm_tasks.adapters.vllm import VLLMLM
-    from slm_tasks.adapters.vllm_checks import VLLMError
 
-    folder = tmp_path / "my-checkpoint"
-    folder.mkdir()
-    (folder / "config.json").write_text('{"torch_dtype": "float32"}')
-    (folder / "model.safetensors").write_bytes(b"weights")
+    def checkpoint(folder):
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text('{"torch_dtype": "float32"}')
+        (folder / "model.safetensors").write_bytes(b"weights")
+        (folder / "tokenizer.json").write_text("{}")
+        return folder
+
+    folder = checkpoint(tmp_path / "my-checkpoint")
     spec = VLLMLM.resolve({"pretrained": str(folder)})
     assert (spec.path, spec.name, spec.dtype, spec.threads) == (folder, "my-checkpoint", "auto", None)
     assert spec.sha256 == model_identity(folder, cache=tmp_path / "cache")
     assert spec.scoring == "dtype auto"
     named = VLLMLM.resolve({"pretrained": str(folder), "name": "mine", "dtype": "float32"})
     assert (named.name, named.scoring) == ("mine", "dtype float32")
-    hub = VLLMLM.resolve({"pretrained": "org/model"})
-    assert (hub.path, hub.sha256, hub.name) == (None, None, "org/model")
-    with pytest.raises(VLLMError, match="GGUF"):
-        VLLMLM.resolve({"pretrained": "smollm2-135m"})
+
+    hub = tmp_path / "hub"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub))
+    with pytest.raises(ModelFileError, match="nor in the local Hugging Face cache .*hf download org/model"):
+        VLLMLM.resolve({"pretrained": "org/model"})
+    repo = hub / "models--org--model"
+    snapshot = checkpoint(repo / "snapshots" / ("a" * 40))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("a" * 40)
+    cached = VLLMLM.resolve({"pretrained": "org/model"})
+    assert (cached.path, cached.name, cached.sha256) == (snapshot, "org/model", model_identity(snapshot))

