@@ -57,6 +57,15 @@ class ModelSpec:
             return f"weights as stored, re-encoded to {self.weights} for scoring"
         return "weights as stored"
 
+    @property
+    def origin(self) -> str | None:
+        """Where the loaded file came from, in words (the run's header); None: it is the model."""
+        src = self.source
+        if not src:
+            return None
+        what = "checkpoint folder" if src.get("kind") == "checkpoint" else "GGUF file"
+        return f"{what} {src.get('folder') or src.get('file')}, as {src.get('precision')} by {src.get('converter')}"
+
     def stored(self) -> ModelSpec:
         """The same model computed in its stored format (the runtime bench measures it so)."""
         return dataclasses.replace(self, weights=None)

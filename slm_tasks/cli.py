@@ -229,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--model",
         default="smollm2-135m",
-        help="short name (smollm2-135m, gemma3-270m) or a model path (default: %(default)s)",
+        help="a short name (smollm2-135m, gemma3-270m), a .gguf file, a checkpoint folder or a hub id "
+        "in the local Hugging Face cache (default: %(default)s)",
     )
     r.add_argument("--backend", default="llamacpp", choices=["llamacpp", "vllm"])
     r.add_argument("--tasks", default="slm_suite_lite", help="comma-separated tasks/groups (default: %(default)s)")

@@ -81,6 +81,8 @@ def header(plan: Plan, spec, data_dir: str | None) -> list[str]:
         f"tasks: {len(plan.tasks)} tasks, {plan.documents:,} documents, {reqs}",
         f"data: {'offline mirror ' + str(root) + ' (sha256-checked)' if root else 'the Hugging Face hub'}",
     ]
+    if spec is not None and spec.origin:
+        lines.insert(1, f"  weights from the {spec.origin}")
     if plan.lacks:
         lines.append(f"  no few-shot split in the mirror for {', '.join(sorted(plan.lacks))}: those tasks run 0-shot")
     if plan.skipped:

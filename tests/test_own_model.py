@@ -69,6 +69,12 @@ def test_a_checkpoint_folder_scores_every_document_as_the_gguf_it_came_from(name
     assert model["name"] == f"{folder.name} [f16]"
     assert model["source"]["kind"] == "checkpoint" and model["source"]["precision"] == "f32"
     assert "llama-cpp-python" in model["source"]["converter"]
+    # ... and so does the board's row
+    board = json.loads((tmp_path / "folder" / "leaderboard" / "leaderboard.json").read_text())
+    (row,) = board["rows"]
+    assert row["provenance"]["model"]["source"]["sha256"] == model["source"]["sha256"]
+    page = (tmp_path / "folder" / "leaderboard" / "index.html").read_text()
+    assert f"weights from</dt><dd>checkpoint <code>{folder.name}</code>" in page
 
 
 def test_the_second_use_converts_nothing(folders, monkeypatch):
@@ -85,6 +91,8 @@ def test_the_second_use_converts_nothing(folders, monkeypatch):
     again = LlamaCppLM.resolve({"model": str(folders["smollm2-135m"]) + "/"})
     assert again.path == first.path and again.path.stat().st_mtime_ns == stamp
     assert again.source == first.source
+    # the run's header says where the weights came from
+    assert again.origin == "checkpoint folder smollm2-135m, as f32 by " + first.source["converter"]
 
 
 def test_lm_eval_takes_the_folder_with_no_other_flag(folders, tmp_path):
