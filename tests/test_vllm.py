@@ -254,7 +254,7 @@ def test_bad_model_paths_are_refused_before_starting_an_engine(tmp_path):
 
     gguf = tmp_path / "m.gguf"
     gguf.write_bytes(b"GGUF" + bytes(60))
-    with pytest.raises(ModelFileError, match="corrupt|truncated"):
+    with pytest.raises(ModelFileError, match="unsupported GGUF version|corrupt|truncated"):
         VLLMLM(pretrained=str(gguf))
     with pytest.raises(ModelFileError, match="no config.json"):
         VLLMLM(pretrained=str(tmp_path))
