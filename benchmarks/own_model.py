@@ -42,7 +42,11 @@ def samples(out: Path) -> dict:
 
 def run(model, out: Path, limit: int) -> float:
     t0 = time.perf_counter()
+    # a store of their own: both runs compute every request, in the same order and batches
+    # (answers stored by an earlier run of another --limit were computed in other batches)
+    store = out.parent / f"store-{out.name}.sqlite"
     argv = ["slm-suite", "run", "--model", str(model), "--tasks", TASKS, "--limit", str(limit), "--no-bench"]
+    argv += ["--store", str(store)]
     subprocess.run([*argv, "--out", str(out)], check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - t0
 
@@ -71,7 +75,7 @@ def measure(name: str, limit: int, work: Path) -> dict:
     # the runs: the folder (converted again into the usual cache, untimed) and the GGUF
     ours = samples_of(folder, work / f"run-{name}-folder", limit)
     ref = samples_of(name, work / f"run-{name}-gguf", limit)
-    same = [k for k in ref if k in ours and ours[k][0] == ref[k][0]]
+    same = [k for k in ref if k in ours and abs(ours[k][0] - ref[k][0]) < 1e-6]
     argmax_same = [k for k in ref if k in ours and _argmax(ours[k][1]) == _argmax(ref[k][1])]
     delta = max(
         (abs(a - b) for k in ref if k in ours for a, b in zip(ours[k][1], ref[k][1], strict=True)), default=None

@@ -39,7 +39,12 @@ def folders(tmp_path_factory):
 
 def run_samples(slm_cli, model, out: Path, tasks: str, limit: int) -> dict:
     """(task, doc_id) -> (acc, log-likelihoods) of ``slm-suite run``'s samples files."""
-    res = slm_cli("run", "--model", model, "--tasks", tasks, "--limit", limit, "--no-bench", "--out", out)
+    # a store of its own: every request computed here, in the same order and batches for both
+    # models (answers stored earlier by runs of other sizes were computed in other batches)
+    store = out.with_name(out.name + "-store.sqlite")
+    res = slm_cli(
+        "run", "--model", model, "--tasks", tasks, "--limit", limit, "--no-bench", "--store", store, "--out", out
+    )
     assert res.code == 0, res.err
     docs = {}
     for f in out.rglob("samples_*.jsonl"):
