@@ -124,3 +124,25 @@ def quantise(source: Path, fmt: str, out: Path | None = None, threads: int | Non
     finally:
         tmp.unlink(missing_ok=True)
     return out, time.perf_counter() - t0
+
+
+def stored_format(path: Path) -> str | None:
+    """The format ``path`` is stored in (``general.file_type`` as a :data:`FORMATS` name, e.g.
+    Q4_1), read from its metadata without loading the weights; None when it does not say."""
+    from slm_tasks.adapters.llamacpp_lib import ftype_name
+
+    llama_cpp, lib = import_llama_cpp()
+    install_log_callback(llama_cpp, verbose=False)
+    params = lib.llama_model_default_params()
+    params.vocab_only = True
+    model = lib.llama_model_load_from_file(str(path).encode(), params)
+    if not model:
+        return None
+    try:
+        buf = ctypes.create_string_buffer(64)
+        n = lib.llama_model_meta_val_str(model, b"general.file_type", buf, len(buf))
+        value = buf.value.decode() if n >= 0 else ""
+    finally:
+        lib.llama_model_free(model)
+    name = ftype_name(lib, int(value)) if value.isdigit() else None
+    return {"ALL_F32": "F32"}.get(name, name)
