@@ -193,10 +193,12 @@ def summary(tasks: list[TaskQuality], level: float = 0.95) -> dict:
     gen = [t for t in tasks if t.kind == "generation"]
     return {
         "tasks": {
-            t.task: _paired_dict(paired_tasks([(t.reference, t.outcome)], level)) | _agreement(t) for t in tasks
+            t.task: _paired_dict(paired_tasks([(t.reference, t.outcome)], level)) | _agreement(t)
+            for t in tasks
         },
         "domains": {
-            d: _paired_dict(paired_tasks([(t.reference, t.outcome) for t in ts], level)) for d, ts in domains.items()
+            d: _paired_dict(paired_tasks([(t.reference, t.outcome) for t in ts], level))
+            for d, ts in domains.items()
         },
         "kl_mean": float(np.mean(kl)) if kl else None,
         "kl_p99": float(np.percentile(kl, 99)) if kl else None,

@@ -61,18 +61,23 @@ def load_quant_policy(policy: str | Path | dict | None = None) -> QuantPolicy:
         if path is not None and path.is_file():
             text, source = path.read_text(encoding="utf-8"), path.name
         elif path is None or path.name == PACKAGED:
-            text = (resources.files("slm_tasks.leaderboards") / f"{PACKAGED}.yaml").read_text(encoding="utf-8")
+            text = (resources.files("slm_tasks.leaderboards") / f"{PACKAGED}.yaml").read_text(
+                encoding="utf-8"
+            )
             source = f"{PACKAGED} (packaged)"
         else:
             raise GateError(
-                f"quantisation policy '{policy}' not found; pass a YAML file (example: leaderboards/quant_policy.yaml)"
+                f"quantisation policy '{policy}' not found; pass a YAML file "
+                "(example: leaderboards/quant_policy.yaml)"
             )
         try:
             data = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
             raise GateError(f"{source}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict) or data.get("schema") != QUANT_POLICY_SCHEMA:
-        raise GateError(f"{source}: a quantisation policy is a YAML mapping with schema: {QUANT_POLICY_SCHEMA}")
+        raise GateError(
+            f"{source}: a quantisation policy is a YAML mapping with schema: {QUANT_POLICY_SCHEMA}"
+        )
     unknown = sorted(set(data) - {"schema", "gate", "domains", "kl"})
     if unknown:
         raise GateError(f"{source}: unknown key(s) {unknown}; known: schema, gate, domains, kl")
@@ -90,7 +95,9 @@ def load_quant_policy(policy: str | Path | dict | None = None) -> QuantPolicy:
             source=source,
         )
     except (TypeError, ValueError, AttributeError) as exc:
-        raise GateError(f"{source}: a value has the wrong type ({exc}); see leaderboards/quant_policy.yaml") from None
+        raise GateError(
+            f"{source}: a value has the wrong type ({exc}); see leaderboards/quant_policy.yaml"
+        ) from None
     bad_kl = pol.kl_max_mean is not None and pol.kl_max_mean <= 0
     if not 0.5 < pol.domain_level < 1 or pol.domain_margin < 0 or bad_kl:
         raise GateError(f"{source}: domains.level must be in (0.5, 1), domains.margin >= 0, kl.max_mean > 0")
@@ -149,7 +156,8 @@ def kl_check(values, max_mean: float, alpha: float, iters: int, seed: int, smoke
     else:
         c.reason = "smoke comparison" if smoke and c.high < max_mean else "the bounds straddle the limit"
     c.message = (
-        f"mean KL {c.observed:.5f} nats (one-sided {100 * (1 - alpha):g}% bounds [{c.low:.5f}, {c.high:.5f}]) "
+        f"mean KL {c.observed:.5f} nats (one-sided {100 * (1 - alpha):g}% bounds "
+        f"[{c.low:.5f}, {c.high:.5f}]) "
         f"against {max_mean:g}: {c.status}" + (f" ({c.reason})" if c.reason else "")
     )
     return c
@@ -181,7 +189,8 @@ def gate_format(
         from slm_tasks.leaderboards.outputs import write_folder
 
         write_folder(
-            Path(out), {"gate.md": markdown, "gate.json": result.to_json(), "gate.junit.xml": result.to_junit()}
+            Path(out),
+            {"gate.md": markdown, "gate.json": result.to_json(), "gate.junit.xml": result.to_junit()},
         )
     return result, markdown
 

@@ -54,7 +54,7 @@ def report(runs, model, origin, profile, tasks, spec_name, out: Path, policy=Non
             "file_bytes": r.file_bytes,
             "sha256": r.sha256,
             "quantise_s": r.quantise_s or None,
-            "results_file": str(r.results_file),
+            "results_file": _relative(r.results_file, out),
             **runtime(r.bench),
         }
         if r is ref:
@@ -93,6 +93,14 @@ def report(runs, model, origin, profile, tasks, spec_name, out: Path, policy=Non
     }
     write_folder(out, quant_board.files(board))
     return board
+
+
+def _relative(path: Path, out: Path) -> str:
+    """A results file named inside the sweep's folder: the board publishes no local paths."""
+    try:
+        return str(Path(path).resolve().relative_to(Path(out).resolve()))
+    except ValueError:
+        return Path(path).name
 
 
 def _bits(file_bytes: int, n_params: int) -> float | None:

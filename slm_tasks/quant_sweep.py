@@ -102,12 +102,19 @@ def working_source(model: str, threads: int | None) -> tuple[object, Path, str]:
     args = {"model": model, "dequantise": "stored", **({"n_threads": threads} if threads else {})}
     spec = LlamaCppLM.resolve(args)
     stored = stored_format(spec.path)
+    # a path is named by its file name: the board publishes no local paths
+    named = spec.requested if spec.requested == spec.base_name else Path(spec.requested).name
     if stored in UNQUANTISED:
-        return spec, spec.path, f"{spec.requested} as stored ({stored}, sha256 {spec.sha256[:12]})"
+        return spec, spec.path, f"{named} as stored ({stored}, sha256 {spec.sha256[:12]})"
     f16 = dequantised_copy(None, spec.path, "f16")
-    return spec, f16, (
-        f"{spec.requested}, stored as {stored or 'a quantised format'} (sha256 {spec.sha256[:12]}): every format is "
-        f"made from its dequantised F16 copy, so no format is more precise than the stored weights"
+    return (
+        spec,
+        f16,
+        (
+            f"{named}, stored as {stored or 'a quantised format'} (sha256 {spec.sha256[:12]}): "
+            "every format is made from its dequantised F16 copy, so no format is more precise than "
+            "the stored weights"
+        ),
     )
 
 

@@ -31,8 +31,14 @@ def env(tmp_path_factory, hub):
 
 def _sweep(env, **kw):
     args = dict(
-        formats=FORMATS, tasks=TASKS, out=env / "out", limit=LIMIT, threads=2, store=str(env / "store.sqlite"),
-        bench_runs=0, progress=False,
+        formats=FORMATS,
+        tasks=TASKS,
+        out=env / "out",
+        limit=LIMIT,
+        threads=2,
+        store=str(env / "store.sqlite"),
+        bench_runs=0,
+        progress=False,
     )
     return sweep("smollm2-135m", **(args | kw))
 
@@ -112,7 +118,13 @@ def _policy(tmp_path, max_kl, margin):
 def test_gate_verdicts_follow_the_policy(swept, env, tmp_path):
     _, runs = swept
     args = dict(
-        model="m", origin="o", profile="custom", tasks=TASKS, spec_name="lite", out=tmp_path / "o", allow_limit=True
+        model="m",
+        origin="o",
+        profile="custom",
+        tasks=TASKS,
+        spec_name="lite",
+        out=tmp_path / "o",
+        allow_limit=True,
     )
     # any KL above a tiny bound is shown: every quantised format fails (exit 1)
     report(runs, policy=_policy(tmp_path, 1e-12, 1.0), **args)
@@ -128,7 +140,9 @@ def test_command_line_exit_code_is_the_named_formats_gate(swept, env, slm_cli, t
     common = ["--formats", "F16,Q4_0", "--tasks", TASKS[0], "--limit", str(LIMIT), "--threads", "1"]
     common += ["--out", str(env / "out"), "--store", str(env / "store.sqlite"), "--no-progress"]
     strict = _policy(tmp_path, 1e-12, 1.0)
-    r = slm_cli("quant", "smollm2-135m", *common, "--bench-runs", "1", "--policy", str(strict), "--gate", "q4_0")
+    r = slm_cli(
+        "quant", "smollm2-135m", *common, "--bench-runs", "1", "--policy", str(strict), "--gate", "q4_0"
+    )
     assert r.code == 1, r.err
     gate = json.loads((env / "out" / "gate" / "Q4_0" / "gate.json").read_text())
     assert gate["exit_code"] == 1 and gate["verdict"] == "failed"
