@@ -10,7 +10,8 @@ pp512/tg128), and print each format's prefill and decode latency relative to F16
 * "decode latency falls 17–75%";
 * "Q3_K and Q6_K can be slower than FP16 on prefill near 50 prompt tokens".
 
-    python benchmarks/quant_sweep.py [--models smollm2-135m,gemma3-270m] [--runs 5] [--threads N]
+    python benchmarks/quant_sweep.py [--models smollm2-135m,gemma3-270m] [--runs 5] [--threads N] \
+        [--scratch DIR]
 
 Prints Markdown (benchmarks/RESULTS-quant.md is its output, with the command).
 """
@@ -131,15 +132,21 @@ def main(argv=None) -> int:
     p.add_argument("--formats", default=",".join(DEFAULT_FORMATS))
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument(
+        "--scratch",
+        default=None,
+        help="folder for the bench records (kept: a rerun reuses each format's record of the same "
+        "file, runs and threads, so a long benchmark can be run in pieces); default a temporary one",
+    )
     a = p.parse_args(argv)
     formats = formats_of(a.formats.split(","))
     lines, rel = [], {}
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = a.scratch or tmp
         for m in a.models.split(","):
             table, rel[m] = model_table(m, formats, a.runs, a.threads, Path(scratch))
-            lines += table + [""]
-    lines += claims(rel)
-    print("\n".join(lines))
+            print("\n".join(table + [""]), flush=True)  # each model's table as soon as it is measured
+    print("\n".join(lines + claims(rel)))
     return 0
 
 
