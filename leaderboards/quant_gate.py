@@ -52,8 +52,10 @@ class QuantPolicy:
         }
 
 
-def load_quant_policy(policy: str | Path | dict | None = None) -> QuantPolicy:
+def load_quant_policy(policy: str | Path | dict | QuantPolicy | None = None) -> QuantPolicy:
     """A quantisation policy from a YAML file, a dict, or the packaged example (None)."""
+    if isinstance(policy, QuantPolicy):
+        return policy
     if isinstance(policy, dict):
         data, source = policy, "<dict>"
     else:

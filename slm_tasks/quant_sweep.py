@@ -257,12 +257,17 @@ def sweep(
     say: Callable[[str], None] = lambda line: None,
 ):
     """The whole sweep; returns the board (a dict) and the formats' :class:`FormatRun` list."""
+    from slm_tasks.leaderboards.quant_gate import load_quant_policy
     from slm_tasks.quant_report import report
 
+    # every argument is judged before anything is made or run
     names = formats_of(formats)
     profile_tasks, spec_name = profile_of(profile)
     tasks = tuple(tasks) if tasks else profile_tasks
+    policy = load_quant_policy(policy)
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SLMError(f"--out {out} is a file, not a folder; choose another --out")
     t0 = time.perf_counter()
     spec, source, origin = working_source(model, threads)
     say(f"source: {origin}")

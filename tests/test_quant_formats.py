@@ -107,3 +107,16 @@ def test_unknown_profile_and_a_gate_format_outside_the_sweep(slm_cli, tmp_path):
     )
     assert r.code == 2 and len(r.error_lines) == 1 and "--gate Q4_0" in r.error_lines[0]
     assert not (tmp_path / "s").exists()
+
+
+def test_bad_policy_and_an_out_that_is_a_file_fail_before_any_work(slm_cli, user_files, tmp_path):
+    (tmp_path / "taken").write_text("mine")
+    files = user_files(tmp_path)
+    r = slm_cli("quant", "smollm2-135m", "--out", str(tmp_path / "taken"))
+    assert r.code == 2 and r.error_lines == [
+        f"slm-suite: error: --out {tmp_path / 'taken'} is a file, not a folder; choose another --out"
+    ]
+    r = slm_cli("quant", "smollm2-135m", "--policy", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "s"))
+    assert r.code == 2 and len(r.error_lines) == 1 and "quantisation policy" in r.error_lines[0]
+    files.assert_kept()
+    assert not (tmp_path / "s").exists()
