@@ -1,18 +1,13 @@
 """``dequantise=``: scores computed on a copy of the GGUF re-encoded by llama.cpp's own
-quantiser (f32, f16 or bf16), cached by the source's content."""
+quantiser (f32, f16 or bf16; made by ``adapters/quantise.py``), cached by the source's content."""
 
 from __future__ import annotations
 
-import ctypes
-import logging
-import os
 from pathlib import Path
 
-from slm_tasks.adapters.hardware import usable_cores
-from slm_tasks.adapters.llamacpp_lib import LlamaCppError, log_tail
+from slm_tasks.adapters.llamacpp_lib import LlamaCppError
+from slm_tasks.adapters.quantise import quantise
 from slm_tasks.adapters.store_keys import cache_dir, model_identity
-
-log = logging.getLogger(__name__)
 
 DEQUANTISE = {"f32": "LLAMA_FTYPE_ALL_F32", "f16": "LLAMA_FTYPE_MOSTLY_F16", "bf16": "LLAMA_FTYPE_MOSTLY_BF16"}
 # Scores are computed on an f16 copy unless asked otherwise: the quantised kernels round
@@ -36,31 +31,12 @@ def dequantise_kind(value) -> str | None:
 
 
 def dequantised_copy(lib, path: Path, kind: str) -> Path:
-    """``path`` re-encoded as ``kind`` (f32 is exact; f16/bf16 round each weight once), made
-    with llama.cpp's own quantiser and cached next to other slm-suite files, named by the
-    source's content: every install of the same weights (each venv has its own path) shares
-    one copy."""
+    """``path`` re-encoded as ``kind`` (f32 is exact; f16/bf16 round each weight once) by
+    llama.cpp's own quantiser (:func:`slm_tasks.adapters.quantise.quantise`), cached next to
+    other slm-suite files, named by the source's content. ``lib`` is unused (kept for callers)."""
     tag = model_identity(path)[:12]
-    cache = cache_dir() / "dequantised"
-    out = cache / f"{path.stem}-{tag}-{kind}.gguf"
-    if out.is_file():
-        return out
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
-    params = lib.llama_model_quantize_default_params()
-    params.ftype = getattr(lib, DEQUANTISE[kind])
-    params.allow_requantize = True
-    params.nthread = usable_cores()
-    log.info("slm-llamacpp: writing a %s copy of %s to %s", kind, path.name, out)
+    out = cache_dir() / "dequantised" / f"{path.stem}-{tag}-{kind}.gguf"
     try:
-        rc = lib.llama_model_quantize(str(path).encode(), str(tmp).encode(), ctypes.byref(params))
-        if rc != 0:
-            raise LlamaCppError(
-                f"llama.cpp could not re-encode '{path}' as {kind} (code {rc}){log_tail()}. "
-                f"Check free space in {cache} (set SLM_SUITE_CACHE to move it), "
-                "or leave dequantise out"
-            )
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
+        return quantise(path, kind, out=out)[0]
+    except LlamaCppError as exc:
+        raise LlamaCppError(f"{exc}, or leave dequantise out") from None

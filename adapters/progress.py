@@ -79,6 +79,9 @@ class RunProgress:
     totals: Mapping[str, int]
     disable: bool = False
     phases: dict[str, _Phase] = field(init=False)
+    # requests of later calls already in the totals (the later formats of a quantisation
+    # sweep, one run each): a call's own count does not shrink them; ``release`` hands them over
+    reserved: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self):
         self._shown = 0.0
@@ -133,7 +136,7 @@ class RunProgress:
         when the response store answers some: the plan shrinks to what is computed).
         ``plan``: the ``n`` requests as :class:`Job`, in the order they will be done."""
         p = self.phases.setdefault(kind, _Phase(0))
-        grow = n - (p.total - p.done)
+        grow = n - (p.total - p.done - self.reserved.get(kind, 0))
         if grow:
             p.total += grow
             self._bar.total += grow
@@ -143,12 +146,19 @@ class RunProgress:
         self._bar.set_postfix_str(self._postfix(kind), refresh=True)
         yield handle
 
+    def release(self, counts: Mapping[str, int]) -> None:
+        """The next call's share of ``reserved`` (requests per kind) is now its own."""
+        for kind, n in counts.items():
+            self.reserved[kind] = max(0, self.reserved.get(kind, 0) - int(n))
+
     def skip(self, kind: str, n: int) -> None:
         """``n`` planned requests of ``kind`` need no computing (answered from the store)."""
         p = self.phases.get(kind)
         if p is None or n <= 0:
             return
-        n = min(n, p.total - p.done)
+        n = min(n, p.total - p.done - self.reserved.get(kind, 0))
+        if n <= 0:
+            return
         p.total -= n
         self._bar.total -= n
         self._bar.refresh()

@@ -26,6 +26,7 @@ PLUGGED = {
     "bench": "slm_tasks.adapters.bench",
     "leaderboard": "slm_tasks.leaderboards.board_cli",
     "gate": "slm_tasks.leaderboards.gate_cli",
+    "quant": "slm_tasks.quant_cli",
 }
 
 
