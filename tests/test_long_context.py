@@ -4,8 +4,6 @@ and the score on hand-made outputs (docs/long-context.md)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import subprocess
 import sys
 
@@ -28,18 +26,22 @@ def built(mirror):
     }
 
 
-def _digest(kind: str, model: str) -> str:
-    text = json.dumps([c.doc() for c in cells(kind, [1000, 2000], [10, 90], 2, model=model)], sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()
+# run here and in a fresh interpreter: the same cells must come out byte for byte
+DIGEST = """
+import hashlib, json, sys
+from slm_tasks.long_context.task import cells
+def digest(kind, model):
+    docs = [c.doc() for c in cells(kind, [1000, 2000], [10, 90], 2, model=model)]
+    return hashlib.sha256(json.dumps(docs, sort_keys=True).encode()).hexdigest()
+"""
 
 
 def test_prompts_are_identical_across_processes(mirror):
-    code = (
-        "import sys; from tests.test_long_context import _digest; "
-        "print(*[_digest(k, 'smollm2-135m') for k in sys.argv[1:]])"
-    )
+    code = DIGEST + "print(*[digest(k, 'smollm2-135m') for k in sys.argv[1:]])"
     out = subprocess.run([sys.executable, "-c", code, *KINDS], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == [_digest(k, "smollm2-135m") for k in KINDS]
+    scope: dict = {}
+    exec(DIGEST, scope)
+    assert out.stdout.split() == [scope["digest"](k, "smollm2-135m") for k in KINDS]
 
 
 @pytest.mark.parametrize("model", MODELS)
