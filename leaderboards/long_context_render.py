@@ -48,10 +48,18 @@ def html_tables(board: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def png_available() -> bool:
+    """matplotlib draws the PNG: the ``plot`` extra, as for the page's other plots."""
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 def png(board: dict[str, Any]) -> bytes | None:
-    """One heat map per model (length down, depth across), or None without the section."""
+    """One heat map per model (length down, depth across), or None without the section or
+    without matplotlib."""
     section = board.get("long_context")
-    if not section or not section["models"]:
+    if not section or not section["models"] or not png_available():
         return None
     import matplotlib
 
