@@ -43,12 +43,16 @@ def lite(model: str, out: Path) -> dict:
     os.environ["SLM_SUITE_STORE"] = "off"  # measure the engine, not stored answers
     figures = {}
     for cache in (True, False):
+        from lm_eval.loggers import EvaluationTracker
+
+        tracker = EvaluationTracker(output_path=str(out))
         t0, cpu0 = time.perf_counter(), _cpu_s()
         res = evaluate(
             "slm-llamacpp",
             {"model": model, "prefix_cache": cache},
             tasks=["slm_long_context_lite"],
             log_samples=True,
+            evaluation_tracker=tracker,
         )
         wall, cpu = time.perf_counter() - t0, _cpu_s() - cpu0
         run = (res["config"].get("slm_cost") or {}).get("run") or {}
@@ -65,13 +69,11 @@ def lite(model: str, out: Path) -> dict:
             },
             "acc": {t: res["results"][f"{t}_lite"]["acc,none"] for t in TASKS},
         }
+        print(json.dumps(figures), file=sys.stderr)  # kept even if saving fails
         if cache:
-            from lm_eval.loggers import EvaluationTracker
-
-            tracker = EvaluationTracker(output_path=str(out))
             tracker.save_results_aggregated(results=res, samples=res["samples"])
-            for task, samples in res["samples"].items():
-                tracker.save_results_samples(task=task, samples=samples)
+            for task in res["configs"]:
+                tracker.save_results_samples(task_name=task, samples=res["samples"][task])
     on, off = figures["prefix_cache_on"], figures["prefix_cache_off"]
     return {
         "model": model,
@@ -161,16 +163,13 @@ def plan(model: str, probe_file: Path | None) -> dict:
     out.update(prompt_tokens=total, computed_tokens=computed, sharing_saves=round(1 - computed / total, 3))
     if probe_file:
         speeds = {r["length"]: r for r in json.loads(probe_file.read_text())["cells"]}
-        est = 0.0
-        for length, r in by_length.items():
-            s = speeds[length]
-            est += r["computed"] / s["prefill_tok_s"] + r["max_gen"] * s["decode_ms_per_token"] / 1000
-        out["ESTIMATE_full_domain_minutes"] = round(est / 60, 1)
-        out["ESTIMATE_without_sharing_minutes"] = round(
-            sum(r["tokens"] / speeds[n]["prefill_tok_s"] for n, r in by_length.items()) / 60
-            + sum(r["max_gen"] * speeds[n]["decode_ms_per_token"] / 1000 for n, r in by_length.items()) / 60,
-            1,
-        )
+        prefill = sum(r["computed"] / speeds[n]["prefill_tok_s"] for n, r in by_length.items())
+        unshared = sum(r["tokens"] / speeds[n]["prefill_tok_s"] for n, r in by_length.items())
+        gen = sum(r["max_gen"] * speeds[n]["decode_ms_per_token"] / 1000 for n, r in by_length.items())
+        out["ESTIMATE_prefill_minutes"] = round(prefill / 60, 1)
+        out["ESTIMATE_prefill_without_sharing_minutes"] = round(unshared / 60, 1)
+        # every cell generating its max_gen_toks: an upper bound (answers end at a newline)
+        out["ESTIMATE_generation_upper_bound_minutes"] = round(gen / 60, 1)
     return out
 
 
