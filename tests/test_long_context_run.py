@@ -54,3 +54,22 @@ def test_applicable_cells_are_scored_and_the_rest_are_not(run):
     assert res["acc,none"] == pytest.approx(sum(s["acc"] for s in ran) / 2)
     assert res["not_applicable,none"] == pytest.approx(0.5)
     json.dumps(run["results"])  # the results file can be written
+
+
+def test_slm_suite_passes_the_model_arguments_to_the_tasks(mirror):
+    """`slm-suite run`'s path (slm_tasks.api.evaluate) hands the model arguments to the loader
+    as lm-eval's CLI does: the cells are counted in the model's tokenizer and judged against
+    its window (n_ctx 600 here: every lite cell is not applicable, so nothing long runs)."""
+    from slm_tasks.api import evaluate
+
+    out = evaluate(
+        "slm-llamacpp",
+        {"model": "smollm2-135m", "n_threads": 2, "n_ctx": 600},
+        tasks=["slm_niah_single_lite"],
+        log_samples=True,
+    )
+    samples = out["samples"]["slm_niah_single_lite"]
+    assert len(samples) == 4 and all(s["doc"]["tokenizer"].endswith(".gguf") for s in samples)
+    assert all(not s["doc"]["applicable"] and "n_ctx=600" in s["doc"]["reason"] for s in samples)
+    res = out["results"]["slm_niah_single_lite"]
+    assert "acc,none" not in res and res["not_applicable,none"] == 1.0
