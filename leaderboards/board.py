@@ -19,7 +19,7 @@ from slm_tasks import __version__
 from slm_tasks.leaderboards.board_icl import icl_section
 from slm_tasks.leaderboards.cost_columns import cost_and_pareto
 from slm_tasks.leaderboards.ingest import Run
-from slm_tasks.leaderboards.long_context import long_context_section
+from slm_tasks.leaderboards.long_context import applicable_outcomes, is_long_context, long_context_section
 from slm_tasks.leaderboards.spec import COST_COLUMNS, Spec, combine
 from slm_tasks.results import stats
 from slm_tasks.results.errors import BoardError
@@ -250,6 +250,8 @@ def _task_estimate(tr, metric, spec, rng):
     ds = tr.samples(flt)
     if ds is not None:
         vals = ds.numeric(name)
+        if vals is None and is_long_context(tr):  # cells not applicable carry no acc
+            vals = applicable_outcomes(tr.samples_path, name)
         if vals is not None and vals and abs(np.mean(vals) - value) <= 1e-6:
             per_doc = np.asarray(vals)
         else:

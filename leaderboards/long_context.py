@@ -46,6 +46,24 @@ def cell_docs(samples_path) -> list[dict[str, Any]]:
     return out
 
 
+def applicable_outcomes(samples_path, metric: str) -> list[float] | None:
+    """``metric`` of the applicable documents (the ones lm-eval averaged), or None when one
+    of them lacks it."""
+    out = []
+    for _, line in text_lines(samples_path, "samples file"):
+        try:
+            row = json.loads(line)
+            if not row["doc"]["applicable"]:
+                continue
+            value = row[metric]
+        except (ValueError, KeyError, TypeError):
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        out.append(float(value))
+    return out
+
+
 def heatmap(docs: list[dict[str, Any]], level: float) -> list[dict[str, Any]]:
     """One entry per (length, depth): k of n with the Wilson interval, or why not applicable."""
     groups: dict[tuple[int, float], list[dict]] = defaultdict(list)

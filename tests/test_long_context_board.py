@@ -105,7 +105,9 @@ def test_a_cell_past_the_context_is_not_applicable_never_zero(board):
     )
     assert cells[(2000, 0.0)]["value"] == 1.0
     row = next(r for r in b["rows"] if r["model"] == "short")
-    assert row["tasks"]["slm_niah_single"]["value"] == 1.0  # over its applicable cells only
+    task = row["tasks"]["slm_niah_single"]
+    # over its applicable cells only (12 of 18 documents), with their Wilson interval
+    assert task["value"] == 1.0 and task["method"] == "wilson" and task["n"] == 12 and task["low"] < 1
     assert row["domains"]["long_context"]["value"] == 1.0
 
 
