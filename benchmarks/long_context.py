@@ -35,6 +35,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = ("slm_niah_single", "slm_niah_multi", "slm_niah_reasoning")
+RUN_FIGURES = ("wall_s", "prompt_tokens", "generated_tokens", "prefill_s", "requests")
 
 
 def lite(model: str, out: Path) -> dict:
@@ -63,10 +64,7 @@ def lite(model: str, out: Path) -> dict:
             "cpu_s": round(cpu, 1),
             "threads": len(os.sched_getaffinity(0)),
             "load_avg_1m": round(os.getloadavg()[0], 2),
-            "run": {
-                k: run.get(k)
-                for k in ("wall_s", "prompt_tokens", "generated_tokens", "prefill_s", "requests")
-            },
+            "run": {k: run.get(k) for k in RUN_FIGURES},
             "acc": {t: res["results"][f"{t}_lite"]["acc,none"] for t in TASKS},
         }
         print(json.dumps(figures), file=sys.stderr)  # kept even if saving fails

@@ -113,7 +113,8 @@ def to_html(board: dict[str, Any]) -> str:
         plots.append(
             {"id": axis, "title": f"Score vs {board['pareto_axes'][axis]['label'] or axis}", "svg": svg, "why": why}
         )
-    return _env().get_template("board.html.j2").render(
+    template = _env().get_template("board.html.j2")
+    return template.render(
         board=board,
         plots=plots,
         missing=MISSING,

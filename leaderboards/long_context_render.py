@@ -35,14 +35,12 @@ def html_tables(board: dict[str, Any]) -> list[dict[str, Any]]:
                 if c is None:
                     row.append({"text": "", "colour": "#ffffff", "title": "not run"})
                 elif c["value"] is None:
-                    row.append(
-                        {"text": NOT_APPLICABLE, "colour": _colour(None), "title": c["not_applicable"]}
-                    )
+                    why = c["not_applicable"]
+                    row.append({"text": NOT_APPLICABLE, "colour": _colour(None), "title": why})
                 else:
                     title = f"{c['k']:g} of {c['n']}; Wilson {c['low']:.2f}-{c['high']:.2f}"
-                    row.append(
-                        {"text": f"{100 * c['value']:.0f}", "colour": _colour(c["value"]), "title": title}
-                    )
+                    text = f"{100 * c['value']:.0f}"
+                    row.append({"text": text, "colour": _colour(c["value"]), "title": title})
             rows.append({"length": length, "cells": row})
         out.append({"model": model, "rows": rows})
     return out
@@ -69,9 +67,8 @@ def png(board: dict[str, Any]) -> bytes | None:
 
     models = list(section["models"])
     lengths, depths = section["lengths"], section["depths"]
-    fig, axes = plt.subplots(
-        1, len(models), figsize=(1.2 + 0.7 * len(depths) * len(models), 0.5 * len(lengths) + 1.6)
-    )
+    size = (1.2 + 0.7 * len(depths) * len(models), 0.5 * len(lengths) + 1.6)
+    fig, axes = plt.subplots(1, len(models), figsize=size)
     axes = np.atleast_1d(axes)
     for ax, model in zip(axes, models):
         grid = np.full((len(lengths), len(depths)), np.nan)

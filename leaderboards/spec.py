@@ -134,9 +134,8 @@ class Spec:
             if found is not None:  # lm-eval writes a group's version as text ("2.0")
                 by_version.setdefault(int(found), []).append(Path(run.path).name)
         if len(by_version) > 1 or (by_version and self.version not in by_version):
-            parts = "; ".join(
-                f"version {v}: {', '.join(sorted(files)[:3])}" for v, files in sorted(by_version.items())
-            )
+            named = {v: ", ".join(sorted(files)[:3]) for v, files in by_version.items()}
+            parts = "; ".join(f"version {v}: {files}" for v, files in sorted(named.items()))
             raise BoardError(
                 f"board '{self.name}' is board-spec version {self.version}, but its results were built "
                 f"under other versions ({parts}); rerun those models with this slm-suite, or build "

@@ -50,9 +50,8 @@ def make_lc_run(synth, root: Path, model: str, accuracy, context: int | None = N
                 line["acc"] = float(accuracy(length, depth, i))
                 scored.append(line["acc"])
             lines.append(line)
-        (path.parent / f"samples_{task}_{stamp}.jsonl").write_text(
-            "".join(json.dumps(x) + "\n" for x in lines)
-        )
+        text = "".join(json.dumps(x) + "\n" for x in lines)
+        (path.parent / f"samples_{task}_{stamp}.jsonl").write_text(text)
         res["results"][task]["acc,none"] = sum(scored) / len(scored)
         res["results"][task].pop("acc_stderr,none", None)
         res["configs"][task]["metadata"] = {"version": 1.0, "lc_kind": doc["kind"], "prompts_per_model": True}
@@ -99,10 +98,8 @@ def test_the_heat_map_counts_each_cell_over_the_domains_tasks(board):
 def test_a_cell_past_the_context_is_not_applicable_never_zero(board):
     _, b = board
     cells = {(c["length"], c["depth"]): c for c in b["long_context"]["models"]["short"]}
-    assert (
-        cells[(4000, 0.0)]["value"] is None
-        and "trained context (3000)" in cells[(4000, 0.0)]["not_applicable"]
-    )
+    far = cells[(4000, 0.0)]
+    assert far["value"] is None and "trained context (3000)" in far["not_applicable"]
     assert cells[(2000, 0.0)]["value"] == 1.0
     row = next(r for r in b["rows"] if r["model"] == "short")
     task = row["tasks"]["slm_niah_single"]

@@ -102,9 +102,8 @@ def load(**kwargs: Any):
 
     for key in ("lc_kind", "lc_lengths", "lc_depths"):
         if key not in kwargs:
-            raise LongContextError(
-                f"a long-context task needs metadata {key} (see task_configs/long_context/)"
-            )
+            where = "task_configs/long_context/"
+            raise LongContextError(f"a long-context task needs metadata {key} (see {where})")
     for key in ("task", "config_source", "version", "lite_n", "prompts_per_model", "fewshot_split"):
         kwargs.pop(key, None)
     docs = [c.doc() for c in cells(**kwargs)]

@@ -61,9 +61,8 @@ class LlamaVocab:
         self.lib, self.name = lib, path.name
         self.model = lib.llama_model_load_from_file(str(path).encode(), params)
         if not self.model:
-            raise LongContextError(
-                f"llama.cpp could not read the vocabulary of '{path}': check the GGUF file"
-            )
+            fix = "check the GGUF file"
+            raise LongContextError(f"llama.cpp could not read the vocabulary of '{path}': {fix}")
         self.vocab = lib.llama_model_get_vocab(self.model)
         # a vocab-only load reads no hyper-parameters; the GGUF's metadata has the context
         arch = self._meta("general.architecture")
@@ -103,7 +102,7 @@ class HFTokenizer:
         except ImportError:
             raise LongContextError(
                 "the long-context tasks count lengths with the model's transformers tokenizer: "
-                "pip install transformers"
+                + "pip install transformers"
             ) from None
         self.name = name
         self.tok = AutoTokenizer.from_pretrained(name)
