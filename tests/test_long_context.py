@@ -118,3 +118,11 @@ def test_score_on_hand_made_outputs():
     assert score(chain, " Tessa, then Zorva")["acc"] == 0.0  # names a nearer ancestor first
     assert score(chain, " Nobody")["acc"] == 0.0
     assert process_results(chain, [" Zorva"]) == {"acc": 1.0, "needle_recall": 1.0, "not_applicable": 0.0}
+
+
+def test_a_cell_longer_than_the_haystack_is_one_clear_error(mirror):
+    from slm_tasks.errors import SLMError
+
+    with pytest.raises(SLMError) as err:  # no model named: lengths in words, no window
+        cells("single", [1_000_000], [50])
+    assert "\n" not in str(err.value) and "choose shorter lc_lengths" in str(err.value)

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 from slm_tasks.long_context.haystack import Haystack
 from slm_tasks.long_context.needles import NeedleSet
-from slm_tasks.long_context.tokenizers import Tokenizer, Window
+from slm_tasks.long_context.tokenizers import LongContextError, Tokenizer, Window
 
 HEAD = (
     "Read the document below carefully. It contains the facts needed to answer the question "
@@ -82,7 +82,10 @@ class Builder:
         self.text = hay.text[:end]
         self.offsets = tok.offsets(self.text)
         if len(self.offsets) < longest:
-            raise ValueError(f"the haystack holds {len(self.offsets)} tokens, fewer than {longest}")
+            raise LongContextError(
+                f"the long-context haystack holds {len(self.offsets)} tokens of this model, fewer than the "
+                f"{longest} a cell asks for: choose shorter lc_lengths"
+            )
         self.starts = [s for s in hay.sentence_starts if s < end]
 
     def _cut(self, budget: int) -> int:
@@ -125,6 +128,11 @@ class Builder:
             if abs(n - length) <= max(2, length * TOLERANCE / 4):
                 break
             budget += length - n
+        if abs(n - length) > TOLERANCE * length:  # never a cell off its nominal length
+            raise LongContextError(
+                f"a {length}-token long-context cell came out at {n} tokens of {self.tok.name}; "
+                f"report this with the model's name"
+            )
         return Cell(
             kind=needles.kind,
             length=length,
