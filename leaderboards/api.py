@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 # what a board build writes into its folder (index.html unless html=False)
-BOARD_FILES = ("leaderboard.json", "leaderboard.csv", "leaderboard.md", "index.html")
+BOARD_FILES = ("leaderboard.json", "leaderboard.csv", "leaderboard.md", "index.html", "long_context.png")
 
 
 def build(
@@ -47,13 +47,17 @@ def build(
     }
     if html:
         from slm_tasks.leaderboards.html import to_html
+        from slm_tasks.leaderboards.long_context_render import PNG_NAME, png
 
         files["index.html"] = to_html(board)
+        picture = png(board)
+        if picture is not None:  # the long-context heat maps, beside the page that links them
+            files[PNG_NAME] = picture
     return write_folder(Path(out), files)
 
 
-def write_folder(out: Path, files: dict[str, str]) -> Path:
-    """Write ``files`` (name -> text) into the folder ``out`` and return its absolute path.
+def write_folder(out: Path, files: dict[str, str | bytes]) -> Path:
+    """Write ``files`` (name -> text, or bytes for a picture) into the folder ``out`` and return its absolute path.
 
     Only these files are replaced, each all-or-nothing; the user's other files there are never
     touched, and a same-named file slm-suite did not write is refused. Every write error is a

@@ -19,6 +19,7 @@ from slm_tasks import __version__
 from slm_tasks.leaderboards.board_icl import icl_section
 from slm_tasks.leaderboards.cost_columns import cost_and_pareto
 from slm_tasks.leaderboards.ingest import Run
+from slm_tasks.leaderboards.long_context import applicable_outcomes, is_long_context, long_context_section
 from slm_tasks.leaderboards.spec import COST_COLUMNS, Spec, combine
 from slm_tasks.results import stats
 from slm_tasks.results.errors import BoardError
@@ -53,6 +54,7 @@ def build_board(runs: list[Run], spec: Spec, allow_limit: bool | None = None) ->
     board_runs = [r for r in runs if id(r) in used]
     notes += [n for r in board_runs for n in r.notes]  # what reading its files skipped
 
+    spec.check_versions(board_runs)  # one definition of the scores per board
     problems = validate.check_limits(board_runs, allow_limit)
     problems += validate.check_duplicates(entries)
     by_task: dict[str, list[tuple[str, Run]]] = defaultdict(list)
@@ -165,6 +167,7 @@ def build_board(runs: list[Run], spec: Spec, allow_limit: bool | None = None) ->
         "columns": columns,
         "domains": domain_cols,
         "icl": icl_header,
+        "long_context": long_context_section(columns, by_task, spec.level, notes),
         "missing_tasks": missing,
         "cost_columns": [
             {"id": c, "title": COST_COLUMNS[c][0], "unit": COST_COLUMNS[c][1], "lower_is_better": COST_COLUMNS[c][2]}
@@ -247,6 +250,8 @@ def _task_estimate(tr, metric, spec, rng):
     ds = tr.samples(flt)
     if ds is not None:
         vals = ds.numeric(name)
+        if vals is None and is_long_context(tr):  # cells not applicable carry no acc
+            vals = applicable_outcomes(tr.samples_path, name)
         if vals is not None and vals and abs(np.mean(vals) - value) <= 1e-6:
             per_doc = np.asarray(vals)
         else:

@@ -12,6 +12,7 @@ from typing import Any
 import jinja2
 
 from slm_tasks.leaderboards.board import MISSING
+from slm_tasks.leaderboards.long_context_render import html_tables, png_available
 from slm_tasks.leaderboards.render import (
     PARETO_BADGES,
     fmt_cost,
@@ -112,4 +113,12 @@ def to_html(board: dict[str, Any]) -> str:
         plots.append(
             {"id": axis, "title": f"Score vs {board['pareto_axes'][axis]['label'] or axis}", "svg": svg, "why": why}
         )
-    return _env().get_template("board.html.j2").render(board=board, plots=plots, missing=MISSING, badges=PARETO_BADGES)
+    template = _env().get_template("board.html.j2")
+    return template.render(
+        board=board,
+        plots=plots,
+        missing=MISSING,
+        badges=PARETO_BADGES,
+        heatmaps=html_tables(board),  # the long-context heat maps (long_context_render.py)
+        heatmap_png=png_available(),
+    )

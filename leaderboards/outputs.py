@@ -197,7 +197,7 @@ def _stage(folder: Path, name: str, text: str) -> str:
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes it private; outputs are for reading
-        with open(fd, "w", encoding="utf-8") as f:
+        with open(fd, "wb") if isinstance(text, bytes) else open(fd, "w", encoding="utf-8") as f:
             f.write(text)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -7,7 +7,7 @@ gate:
 * task score: ``results[task]["<metric>,<filter>"]``;
 * domain score: plain mean of its tasks' scores;
 * overall score: plain mean of the capability domains (commonsense, problem solving, math,
-  coding), as in the SLM survey (Lu et al. 2024);
+  coding, long context), as in the SLM survey (Lu et al. 2024; long context from its v2);
 * in-context learning: the gain from 0 to 5 shots of the ``slm_icl_<task>_<k>shot`` variants,
   paired on the same documents (slm_tasks.results.icl_gain), reported beside the overall, never in it:
   their 0-shot rows are the base tasks again.
@@ -15,6 +15,10 @@ gate:
 A task entry is ``{task: name, metric: "acc,none" | [alternatives...], random_baseline: x}``
 or ``{match: "slm_*math500", metric: ...}`` (a glob over the task names found in the
 results); a domain's ``metric`` is the default of its tasks.
+
+``version`` numbers the definition (2: long context joined the overall). A run through the
+suite group (``slm_suite`` / ``slm_suite_lite``) records the version it was built under as
+that group's version in its results; a board never mixes runs of different versions.
 """
 
 from __future__ import annotations
@@ -115,6 +119,28 @@ class Spec:
     hardware: dict[str, Any] = field(default_factory=dict)
     source: str = ""
     icl: IclSpec | None = None
+    version: int = 1
+
+    @property
+    def suite_group(self) -> str:
+        """The group whose version in a results file is the spec version it was built under."""
+        return "slm_suite_lite" if self.profile == "lite" else "slm_suite"
+
+    def check_versions(self, runs) -> None:
+        """Refuse runs built under different spec versions (one line naming them and the fix)."""
+        by_version: dict[int, list[str]] = {}
+        for run in runs:
+            found = _number_text((run.results.get("versions") or {}).get(self.suite_group))
+            if found is not None:  # lm-eval writes a group's version as text ("2.0")
+                by_version.setdefault(int(found), []).append(Path(run.path).name)
+        if len(by_version) > 1 or (by_version and self.version not in by_version):
+            named = {v: ", ".join(sorted(files)[:3]) for v, files in by_version.items()}
+            parts = "; ".join(f"version {v}: {files}" for v, files in sorted(named.items()))
+            raise BoardError(
+                f"board '{self.name}' is board-spec version {self.version}, but its results were built "
+                f"under other versions ({parts}); rerun those models with this slm-suite, or build "
+                f"a board from runs of one version"
+            )
 
     def resolve(self, present: set[str]) -> list[tuple[DomainSpec, TaskSpec, str]]:
         """(domain, entry, task name) for every task of a capability domain; globs expand
@@ -179,6 +205,13 @@ class Spec:
             "absent_domains": [d.name for d in self.domains if d.name not in domain_tasks],
             "missing_tasks": [t.task for d in self.domains for t in d.tasks if t.task and t.task not in scores],
         }
+
+
+def _number_text(x) -> float | None:
+    try:
+        return None if isinstance(x, bool) or x is None else float(x)
+    except (TypeError, ValueError):
+        return None
 
 
 def _number(x) -> float | None:
@@ -276,7 +309,14 @@ def parse_spec(data: Any, source: str) -> Spec:
         hardware=dict(cost.get("hardware") or {}),
         source=source,
         icl=icl,
+        version=_version(data.get("version", 1), bad),
     )
+
+
+def _version(value, bad) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise bad(f"version must be a whole number from 1, not {value!r}")
+    return value
 
 
 def _metrics(value, bad, what: str) -> list[str]:

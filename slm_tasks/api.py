@@ -52,7 +52,10 @@ def evaluate(model, model_args=None, tasks=DEFAULT_TASKS, data_dir: str | None =
     from lm_eval import simple_evaluate
 
     tasks = list(tasks)
-    metadata = dict(kwargs.pop("metadata", None) or {})
+    # every model argument joins the tasks' metadata, as lm-eval's CLI does (the long-context
+    # tasks count lengths in the model's tokens)
+    margs = model_args if isinstance(model_args, dict) else _parse_args(model_args or "")
+    metadata = {**margs, **dict(kwargs.pop("metadata", None) or {})}
     if data_dir:
         metadata["slm_data_dir"] = str(data_dir)
     tm = kwargs.pop("task_manager", None) or task_manager(tasks=tasks, metadata=metadata or None)
@@ -277,3 +280,9 @@ def domain_summary(results: dict, spec: str | None = None) -> dict[str, Any]:
     from slm_tasks.leaderboards.spec import load_spec
 
     return load_spec(spec or spec_for(results.get("results") or {})).score(results)
+
+
+def _parse_args(text: str) -> dict[str, Any]:
+    from lm_eval.utils import simple_parse_args_string
+
+    return simple_parse_args_string(text) if text else {}

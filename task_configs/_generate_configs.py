@@ -44,6 +44,12 @@ LITE = {
     "slm_mbpp": {"lite_n": 50},
     "slm_mmlu": {"lite_strata": "subject"},  # strata in proportion to their size
     "slm_minerva_math": {"lite_strata": "type"},  # type = subject
+    # long context: a few cells instead of a subset (lite_n is ignored there); sized to add
+    # at most 5 minutes to the lite run (benchmarks/RESULTS-long-context.md)
+    **{
+        f"slm_niah_{kind}": {"lc_lengths": [1000, 2000], "lc_depths": [20, 80], "lc_samples": 1}
+        for kind in ("single", "multi", "reasoning")
+    },
 }
 # Base tasks without a lite twin, and why (they are in no group, so no lite group misses them).
 NO_LITE = {

@@ -205,3 +205,51 @@ def test_intervals_ties_and_badges_read_right(board_dir, browser):
         assert "Pareto frontier" in title and "need not be fast or small" in title
     legend = browser.find_element(By.CSS_SELECTOR, "#plot-latency svg").get_attribute("innerHTML")
     assert "on the frontier (Pareto: score vs latency)" in legend
+
+
+# ---- the long-context heat maps --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lc_board_dir(synth, tmp_path_factory):
+    """Two models' long-context runs (tests/test_long_context_board.py writes them): one
+    answers only at depth 100%, the other everything up to its 3000-token context."""
+    import importlib.util
+
+    path = Path(__file__).with_name("test_long_context_board.py")
+    spec = importlib.util.spec_from_file_location("lc_board", path)
+    lc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lc)
+    root = tmp_path_factory.mktemp("lc-html")
+    lc.make_lc_run(synth, root / "runs", "deep-only", lc.near_only)
+    lc.make_lc_run(synth, root / "runs", HOSTILE, lambda n, d, i: True, context=3000)
+    return build([root / "runs"], spec=dict(lc.SPEC, title="Long-context board"), out=root / "board")
+
+
+def test_long_context_heat_maps_render_in_the_browser(lc_board_dir, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    browser.get((lc_board_dir / "index.html").as_uri())
+    assert browser.execute_script("return performance.getEntriesByType('resource').length") == 0
+    maps = browser.find_elements(By.CSS_SELECTOR, "table.heatmap")
+    assert [m.find_element(By.TAG_NAME, "caption").text for m in maps] == sorted(["deep-only", HOSTILE])
+    assert browser.execute_script("return document.querySelectorAll('img').length") == 0  # the name is text
+    for m in maps:
+        assert m.is_displayed() and m.size["width"] > 150
+        rows = m.find_elements(By.CSS_SELECTOR, "tbody tr")
+        assert [r.find_element(By.TAG_NAME, "th").text for r in rows] == ["1,000", "2,000", "4,000"]
+        assert all(len(r.find_elements(By.TAG_NAME, "td")) == 3 for r in rows)
+    deep = next(m for m in maps if m.find_element(By.TAG_NAME, "caption").text == "deep-only")
+    cells = deep.find_elements(By.CSS_SELECTOR, "tbody td")
+    colour = {c.text: c.value_of_css_property("background-color") for c in cells}
+    assert set(colour) == {"0", "50", "100"} and len(set(colour.values())) == 3
+    assert "Wilson" in cells[0].get_attribute("title")
+    hostile = next(m for m in maps if m is not deep)
+    na = [c for c in hostile.find_elements(By.CSS_SELECTOR, "tbody td") if c.text == "n/a"]
+    assert len(na) == 3 and all("trained context (3000)" in c.get_attribute("title") for c in na)
+    link = browser.find_element(By.CSS_SELECTOR, "a[href='long_context.png']")
+    assert link.is_displayed() and (lc_board_dir / "long_context.png").stat().st_size > 5000
+    artifacts = Path(os.environ.get("SLM_ARTIFACTS_DIR") or tmp_path / "artifacts")
+    artifacts.mkdir(parents=True, exist_ok=True)
+    browser.execute_script("arguments[0].scrollIntoView()", deep)
+    assert browser.save_screenshot(str(artifacts / "long_context_heatmap.png"))

@@ -38,6 +38,8 @@ def test_wheel_ships_yamls_and_the_activation_file(fresh):
     yamls = {p.name for p in (site / "slm_tasks" / "task_configs").rglob("*.yaml")}
     assert {"slm_hellaswag.yaml", "_slm_suite.yaml", "_slm_suite_lite.yaml"} <= yamls
     assert (site / "slm_tasks" / "adapters").is_dir() and (site / "slm_tasks" / "leaderboards").is_dir()
+    assert (site / "slm_tasks" / "long_context" / "task.py").is_file()  # the long-context tasks' loader
+    assert (site / "slm_tasks" / "leaderboards" / "templates" / "long_context.html.j2").is_file()
     assert not (site / "adapters").exists() and not (site / "leaderboards").exists()
     # nothing of ours inside lm-eval's own folder
     assert not list((site / "lm_eval").rglob("*slm*"))
@@ -73,7 +75,7 @@ def test_lm_eval_runs_the_lite_suite_without_flags(fresh, hub):
         cwd=fresh,
         env=env,
     )
-    for domain in ("commonsense reasoning", "problem solving", "mathematics", "coding"):
+    for domain in ("commonsense reasoning", "problem solving", "mathematics", "coding", "long context"):
         assert f"{domain} (lite)" in proc.stdout, domain
     # few-shot variants the mirror cannot feed are skipped, saying why
     assert "skipping slm_icl_hellaswag_5shot_lite" in proc.stderr

@@ -1,6 +1,6 @@
 """The scores are defined once, by the board spec: `slm-suite run`, the board and the gate agree.
 
-Domain = plain mean of its tasks, overall = plain mean of the four capability domains (SLM
+Domain = plain mean of its tasks, overall = plain mean of the five capability domains (SLM
 survey); the ICL variants are reported as a paired gain beside the overall, never in it.
 """
 
@@ -21,7 +21,7 @@ from slm_tasks.leaderboards import BoardError, build
 from slm_tasks.leaderboards.spec import load_spec, parse_spec
 
 REPO = Path(__file__).resolve().parents[1]
-CAPABILITY = ["commonsense", "problem_solving", "math", "coding"]
+CAPABILITY = ["commonsense", "problem_solving", "math", "coding", "long_context"]
 
 
 def group_yaml(name: str) -> dict:

@@ -1,0 +1,1 @@
+"""Long context: needle-in-a-haystack tasks on an offline haystack (docs/long-context.md)."""
