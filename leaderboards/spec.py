@@ -218,9 +218,13 @@ def _number(x) -> float | None:
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
 
 
+# packaged YAML files that are gate policies, not board specs
+_POLICIES = frozenset({"gate.yaml", "quant_policy.yaml"})
+
+
 def packaged_specs() -> list[str]:
     root = resources.files("slm_tasks.leaderboards")
-    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml") and p.name != "gate.yaml")
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml") and p.name not in _POLICIES)
 
 
 def load_spec(spec: str | Path | dict | None = None) -> Spec:

@@ -28,26 +28,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--profile",
         default=DEFAULT_PROFILE,
         choices=sorted(PROFILES),
-        help="the tasks every format is evaluated on (default: %(default)s, the lite board's "
-        "multiple-choice tasks)",
+        help="the tasks every format is evaluated on (default: %(default)s, the lite board's multiple-choice tasks)",
     )
     p.add_argument("--tasks", default=None, help="comma-separated tasks instead of the profile's")
     p.add_argument("--out", default="slm-quant", help="output folder (default: %(default)s)")
-    p.add_argument(
-        "--policy", default=None, help="quantisation policy YAML (default: the packaged quant_policy)"
-    )
+    p.add_argument("--policy", default=None, help="quantisation policy YAML (default: the packaged quant_policy)")
     p.add_argument("--gate", default=None, metavar="FORMAT", help="exit with this format's gate verdict")
-    p.add_argument(
-        "--limit", type=float, default=None, help="docs per task (smoke sweeps; no format can pass)"
-    )
+    p.add_argument("--limit", type=float, default=None, help="docs per task (smoke sweeps; no format can pass)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all usable cores)")
-    p.add_argument(
-        "--bench-runs", type=int, default=3, help="bench runs per protocol and format (0: no bench)"
-    )
+    p.add_argument("--bench-runs", type=int, default=3, help="bench runs per protocol and format (0: no bench)")
     p.add_argument("--data-dir", default=None, help="offline mirror root (default: $SLM_DATA_DIR)")
-    p.add_argument(
-        "--store", default=None, metavar="PATH", help="response store file (default: the usual one)"
-    )
+    p.add_argument("--store", default=None, metavar="PATH", help="response store file (default: the usual one)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
     return p

@@ -99,3 +99,9 @@ def test_policy_errors_are_one_line(tmp_path):
     bad.write_text("schema: slm-suite.gate-policy/1\n")
     with pytest.raises(GateError, match="schema: slm-suite.quant-policy/1"):
         load_quant_policy(bad)
+
+
+def test_the_quantisation_policy_is_not_offered_as_a_board_spec():
+    from slm_tasks.leaderboards.spec import packaged_specs
+
+    assert packaged_specs() == ["default", "lite"]

@@ -1,11 +1,11 @@
 """The evaluated model's tokenizer, found from the model arguments lm-eval passes to every
 task (``metadata``): lengths are counted in the model's own tokens.
 
-* ``slm-llamacpp`` (``model=`` a short name or a GGUF path): the model is resolved by the
-  backend's own rule (``LlamaCppLM.resolve``) and its vocabulary loaded alone (llama.cpp's
+* a short name or a GGUF file (``model=`` or ``pretrained=``, as every backend names it by the
+  one rule, ``model_source.locate``): its vocabulary loaded alone (llama.cpp's
   ``vocab_only``: no weights);
-* ``slm-vllm`` and lm-eval's ``hf`` (``pretrained=``, optional ``tokenizer=``): the
-  transformers tokenizer of the checkpoint.
+* a checkpoint folder or cached hub id (slm-llamacpp converts it; slm-vllm and lm-eval's
+  ``hf`` load it), or ``tokenizer=``: the transformers tokenizer of the checkpoint.
 
 Each tokenizer also says the model's trained context and the window the backend evaluates
 in (``n_ctx`` / ``max_length`` / ``max_model_len`` when given).
@@ -135,17 +135,9 @@ class Words:
         return [m.start() for m in re.finditer(r"\S+", text)]
 
 
-def _is_gguf(value: str) -> bool:
-    from slm_tasks.adapters.models import SHORT_NAMES
-
-    return value in SHORT_NAMES or value.lower().endswith(".gguf")
-
-
 @lru_cache(maxsize=4)
-def _llama_vocab(requested: str) -> LlamaVocab:
-    from slm_tasks.adapters.llamacpp import LlamaCppLM
-
-    return LlamaVocab(Path(LlamaCppLM.resolve({"model": requested}).path))
+def _llama_vocab(path: Path) -> LlamaVocab:
+    return LlamaVocab(path)
 
 
 @lru_cache(maxsize=4)
@@ -162,14 +154,20 @@ def _int(value) -> int | None:
 
 def model_tokenizer(meta: dict) -> tuple[Tokenizer, Window]:
     """The tokenizer and window of the model named by lm-eval's model arguments."""
+    from slm_tasks.adapters.model_source import GGUF, locate
+
     model, pretrained = meta.get("model"), meta.get("pretrained")
-    gguf = next((str(v) for v in (model, pretrained) if isinstance(v, str) and _is_gguf(v)), None)
-    if gguf:
-        tok = _llama_vocab(gguf)
+    requested = next((str(v) for v in (pretrained, model) if isinstance(v, str) and v), None)
+    # what the argument names, by the one rule every backend resolves it with
+    source = locate(requested) if requested and not meta.get("tokenizer") else None
+    if source is not None and source.kind == GGUF:
+        tok = _llama_vocab(source.path)
         n_ctx = _int(meta.get("n_ctx"))
         default = min(tok.trained_context or LLAMACPP_DEFAULT_WINDOW, LLAMACPP_DEFAULT_WINDOW)
         return tok, Window(tok.trained_context, n_ctx or default, "n_ctx" if n_ctx else None)
-    name = meta.get("tokenizer") or pretrained or model
+    if source is not None:  # a checkpoint folder (a cached hub id's snapshot): its own tokenizer
+        requested = str(source.path)
+    name = meta.get("tokenizer") or requested
     if not isinstance(name, str) or not name:
         log.warning(
             "long-context tasks: no model named in the model arguments (model= or pretrained=); "
