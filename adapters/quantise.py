@@ -89,9 +89,7 @@ def cache_path(source: Path, fmt: str, sha256: str | None = None) -> Path:
     return cache_dir() / "quantised" / f"{source.stem}-{tag}-{fmt}.gguf"
 
 
-def quantise(
-    source: Path, fmt: str, out: Path | None = None, threads: int | None = None
-) -> tuple[Path, float]:
+def quantise(source: Path, fmt: str, out: Path | None = None, threads: int | None = None) -> tuple[Path, float]:
     """``source`` re-encoded as ``fmt`` by llama.cpp's quantiser: (the file, seconds spent
     quantising; 0.0 when the cached copy was reused). ``out`` defaults to :func:`cache_path`."""
     fmt = format_name(fmt)

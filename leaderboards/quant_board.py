@@ -53,8 +53,7 @@ def _deltas(row) -> str:
     for name, d in (row.get("domains") or {}).items():
         if d.get("n"):
             parts.append(
-                f"{name} {100 * d['diff']:+.2f} [{100 * d['low']:+.2f}, {100 * d['high']:+.2f}] "
-                f"p={d['p_value']:.2g}"
+                f"{name} {100 * d['diff']:+.2f} [{100 * d['low']:+.2f}, {100 * d['high']:+.2f}] p={d['p_value']:.2g}"
             )
     return "; ".join(parts) or "—"
 
@@ -85,9 +84,7 @@ def to_markdown(board: dict) -> str:
         f"the sweep). Profile `{board['profile']}` ({', '.join(board['tasks'])}); spec `{board['spec']}`.",
         "",
         "| " + " | ".join(h for _, h, _ in COLUMNS) + " |",
-        "|"
-        + "|".join(":---" if k in ("format", "delta", "verdict") else "---:" for k, _, _ in COLUMNS)
-        + "|",
+        "|" + "|".join(":---" if k in ("format", "delta", "verdict") else "---:" for k, _, _ in COLUMNS) + "|",
     ]
     for r in rows:
         out.append("| " + " | ".join(_cell(k, f, r) for k, _, f in COLUMNS) + " |")
@@ -148,14 +145,9 @@ def _plot(rows, x_key: str, x_label: str, x_scale: float) -> str:
     svg.append(f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" stroke="#888"/>')
     svg.append(f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{h - pad}" stroke="#888"/>')
     svg.append(f'<text x="{w / 2}" y="{h - 12}" text-anchor="middle">{html.escape(x_label)}</text>')
-    svg.append(
-        f'<text x="14" y="{h / 2}" transform="rotate(-90 14 {h / 2})" '
-        'text-anchor="middle">accuracy (%)</text>'
-    )
+    svg.append(f'<text x="14" y="{h / 2}" transform="rotate(-90 14 {h / 2})" text-anchor="middle">accuracy (%)</text>')
     for val, pos in ((x0, sx(x0)), (x1, sx(x1))):
-        svg.append(
-            f'<text x="{pos:.1f}" y="{h - pad + 16}" text-anchor="middle" font-size="11">{val:.4g}</text>'
-        )
+        svg.append(f'<text x="{pos:.1f}" y="{h - pad + 16}" text-anchor="middle" font-size="11">{val:.4g}</text>')
     for val, pos in ((y0, sy(y0)), (y1, sy(y1))):
         svg.append(f'<text x="{pad - 4}" y="{pos:.1f}" text-anchor="end" font-size="11">{val:.2f}</text>')
     if len(line) > 1:
@@ -164,9 +156,7 @@ def _plot(rows, x_key: str, x_label: str, x_scale: float) -> str:
     for r, x, y in zip(pts, xs, ys):
         colour = "#c33" if r["format"] in front else "#357"
         svg.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="4" fill="{colour}"/>')
-        svg.append(
-            f'<text x="{sx(x) + 6:.1f}" y="{sy(y) - 6:.1f}" font-size="11">{html.escape(r["format"])}</text>'
-        )
+        svg.append(f'<text x="{sx(x) + 6:.1f}" y="{sy(y) - 6:.1f}" font-size="11">{html.escape(r["format"])}</text>')
     svg.append("</svg>")
     return "".join(svg)
 
@@ -175,8 +165,7 @@ def to_html(board: dict) -> str:
     rows = board["rows"]
     head = "".join(f"<th>{html.escape(h)}</th>" for _, h, _ in COLUMNS)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_cell(k, f, r))}</td>" for k, _, f in COLUMNS) + "</tr>"
-        for r in rows
+        "<tr>" + "".join(f"<td>{html.escape(_cell(k, f, r))}</td>" for k, _, f in COLUMNS) + "</tr>" for r in rows
     )
     title = f"Quantisation sweep: {board['model']}"
     return (

@@ -141,9 +141,7 @@ def compare_task(task: str, domain, metric: str, ref_samples, fmt_samples, outpu
     kind = {"multiple_choice": "multiple_choice", "generate_until": "generation"}.get(output_type, "other")
     values = [(ref[i].get(name), fmt[i].get(name)) for i in shared]
     pairs = [(float(a), float(b)) for a, b in values if _number(a) and _number(b)]
-    q = TaskQuality(
-        task, domain, metric, kind, np.array([a for a, _ in pairs]), np.array([b for _, b in pairs])
-    )
+    q = TaskQuality(task, domain, metric, kind, np.array([a for a, _ in pairs]), np.array([b for _, b in pairs]))
     for i in shared:
         if kind == "multiple_choice":
             a, b = _logliks(ref[i]), _logliks(fmt[i])
@@ -192,13 +190,9 @@ def summary(tasks: list[TaskQuality], level: float = 0.95) -> dict:
     mc = [t for t in tasks if t.kind == "multiple_choice"]
     gen = [t for t in tasks if t.kind == "generation"]
     return {
-        "tasks": {
-            t.task: _paired_dict(paired_tasks([(t.reference, t.outcome)], level)) | _agreement(t)
-            for t in tasks
-        },
+        "tasks": {t.task: _paired_dict(paired_tasks([(t.reference, t.outcome)], level)) | _agreement(t) for t in tasks},
         "domains": {
-            d: _paired_dict(paired_tasks([(t.reference, t.outcome) for t in ts], level))
-            for d, ts in domains.items()
+            d: _paired_dict(paired_tasks([(t.reference, t.outcome) for t in ts], level)) for d, ts in domains.items()
         },
         "kl_mean": float(np.mean(kl)) if kl else None,
         "kl_p99": float(np.percentile(kl, 99)) if kl else None,

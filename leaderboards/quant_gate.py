@@ -63,23 +63,18 @@ def load_quant_policy(policy: str | Path | dict | QuantPolicy | None = None) -> 
         if path is not None and path.is_file():
             text, source = path.read_text(encoding="utf-8"), path.name
         elif path is None or path.name == PACKAGED:
-            text = (resources.files("slm_tasks.leaderboards") / f"{PACKAGED}.yaml").read_text(
-                encoding="utf-8"
-            )
+            text = (resources.files("slm_tasks.leaderboards") / f"{PACKAGED}.yaml").read_text(encoding="utf-8")
             source = f"{PACKAGED} (packaged)"
         else:
             raise GateError(
-                f"quantisation policy '{policy}' not found; pass a YAML file "
-                "(example: leaderboards/quant_policy.yaml)"
+                f"quantisation policy '{policy}' not found; pass a YAML file (example: leaderboards/quant_policy.yaml)"
             )
         try:
             data = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
             raise GateError(f"{source}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict) or data.get("schema") != QUANT_POLICY_SCHEMA:
-        raise GateError(
-            f"{source}: a quantisation policy is a YAML mapping with schema: {QUANT_POLICY_SCHEMA}"
-        )
+        raise GateError(f"{source}: a quantisation policy is a YAML mapping with schema: {QUANT_POLICY_SCHEMA}")
     unknown = sorted(set(data) - {"schema", "gate", "domains", "kl"})
     if unknown:
         raise GateError(f"{source}: unknown key(s) {unknown}; known: schema, gate, domains, kl")
@@ -97,9 +92,7 @@ def load_quant_policy(policy: str | Path | dict | QuantPolicy | None = None) -> 
             source=source,
         )
     except (TypeError, ValueError, AttributeError) as exc:
-        raise GateError(
-            f"{source}: a value has the wrong type ({exc}); see leaderboards/quant_policy.yaml"
-        ) from None
+        raise GateError(f"{source}: a value has the wrong type ({exc}); see leaderboards/quant_policy.yaml") from None
     bad_kl = pol.kl_max_mean is not None and pol.kl_max_mean <= 0
     if not 0.5 < pol.domain_level < 1 or pol.domain_margin < 0 or bad_kl:
         raise GateError(f"{source}: domains.level must be in (0.5, 1), domains.margin >= 0, kl.max_mean > 0")
@@ -165,9 +158,7 @@ def kl_check(values, max_mean: float, alpha: float, iters: int, seed: int, smoke
     return c
 
 
-def gate_format(
-    reference, candidate, tasks, pol: QuantPolicy, out=None, allow_limit: bool | None = None, labels=None
-):
+def gate_format(reference, candidate, tasks, pol: QuantPolicy, out=None, allow_limit: bool | None = None, labels=None):
     """The gate of one format: ``reference``/``candidate`` are the two runs' results files,
     ``tasks`` the format's :class:`quant_compare.TaskQuality` list, ``labels`` the two formats'
     names (added to the model's name in the reports: both runs are of the same weights).

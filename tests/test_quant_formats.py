@@ -102,9 +102,7 @@ def test_unknown_format_on_the_command_line(slm_cli, user_files, tmp_path, monke
 
 
 def test_unknown_profile_and_a_gate_format_outside_the_sweep(slm_cli, tmp_path):
-    r = slm_cli(
-        "quant", "smollm2-135m", "--formats", "F16,Q8_0", "--gate", "Q4_0", "--out", str(tmp_path / "s")
-    )
+    r = slm_cli("quant", "smollm2-135m", "--formats", "F16,Q8_0", "--gate", "Q4_0", "--out", str(tmp_path / "s"))
     assert r.code == 2 and len(r.error_lines) == 1 and "--gate Q4_0" in r.error_lines[0]
     assert not (tmp_path / "s").exists()
 

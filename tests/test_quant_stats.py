@@ -23,9 +23,7 @@ def test_choice_distribution_is_the_softmax_of_the_log_likelihoods():
 
 def test_kl_divergence_by_hand():
     # D(p || q) = 0.5 ln(0.5/0.25) + 0.5 ln(0.5/0.75)
-    assert qc.kl_divergence([0.5, 0.5], [0.25, 0.75]) == pytest.approx(
-        0.5 * math.log(2) + 0.5 * math.log(2 / 3)
-    )
+    assert qc.kl_divergence([0.5, 0.5], [0.25, 0.75]) == pytest.approx(0.5 * math.log(2) + 0.5 * math.log(2 / 3))
     assert qc.kl_divergence([0.2, 0.8], [0.2, 0.8]) == 0.0
     # the reference's zero-mass choices add nothing; it is not symmetric
     assert qc.kl_divergence([0.0, 1.0], [0.5, 0.5]) == pytest.approx(math.log(2))

@@ -140,9 +140,7 @@ def test_command_line_exit_code_is_the_named_formats_gate(swept, env, slm_cli, t
     common = ["--formats", "F16,Q4_0", "--tasks", TASKS[0], "--limit", str(LIMIT), "--threads", "1"]
     common += ["--out", str(env / "out"), "--store", str(env / "store.sqlite"), "--no-progress"]
     strict = _policy(tmp_path, 1e-12, 1.0)
-    r = slm_cli(
-        "quant", "smollm2-135m", *common, "--bench-runs", "1", "--policy", str(strict), "--gate", "q4_0"
-    )
+    r = slm_cli("quant", "smollm2-135m", *common, "--bench-runs", "1", "--policy", str(strict), "--gate", "q4_0")
     assert r.code == 1, r.err
     gate = json.loads((env / "out" / "gate" / "Q4_0" / "gate.json").read_text())
     assert gate["exit_code"] == 1 and gate["verdict"] == "failed"
