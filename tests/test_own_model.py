@@ -233,3 +233,22 @@ def test_the_sweep_refuses_a_bad_folder_in_one_line(case, tmp_path, slm_cli, use
     (line,) = [x for x in res.err.splitlines() if x.strip()]
     assert line.startswith("slm-suite: error: ") and ("has no weights" in line or "'FooForCausalLM'" in line), line
     snapshot.assert_kept()
+
+
+# --- long context counts a checkpoint folder's prompts in its own tokenizer -----------------
+
+
+@pytest.mark.parametrize("kind", ["single", "reasoning"])
+def test_long_context_cells_of_a_checkpoint_folder_are_cut_in_its_tokens(kind, folders, mirror_env):
+    from transformers import AutoTokenizer
+
+    from slm_tasks.long_context.cells import TOLERANCE
+    from slm_tasks.long_context.task import cells
+
+    folder = folders["smollm2-135m"]
+    tok = AutoTokenizer.from_pretrained(folder)  # an independent count: transformers' own
+    built = cells(kind, [1000, 2000], [50], lc_samples=1, model=str(folder))
+    assert built
+    for c in built:
+        real = len(tok(c.prompt)["input_ids"])
+        assert abs(real - c.length) <= TOLERANCE * c.length, (c.length, real)
