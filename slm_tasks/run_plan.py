@@ -74,7 +74,7 @@ def header(plan: Plan, spec, data_dir: str | None) -> list[str]:
         "model: as the backend resolves it (a cluster's workers, or another lm-eval model)"
         if spec is None
         else f"model: {spec.requested} ({spec.scoring}); backend {spec.backend}"
-        + (f", {spec.threads} threads" if spec.threads else "")
+        + (f", {spec.threads} thread{'s' if spec.threads != 1 else ''}" if spec.threads else "")
     )
     lines = [
         model,
