@@ -188,7 +188,7 @@ def test_lite_precision_reads_domains_and_metrics_from_the_lite_spec():
     root = BENCHMARKS.parent
     lp = _benchmark_module("lite_precision")
     domains, entries = lp.spec_domains(load_spec("lite"))
-    assert list(domains) == ["commonsense", "problem solving", "math", "coding"]
+    assert list(domains) == ["commonsense", "problem solving", "math", "coding", "long context"]
     assert domains["math"] == ["gsm8k", "minerva_math"] and "slm_icl_mmlu_5shot_lite" not in entries
     (results,) = (root / "tests/fixtures/results/llamacpp-limit30/smollm2-135m").glob("results_*.json")
     samples = lp.load_samples(results)
