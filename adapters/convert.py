@@ -43,11 +43,11 @@ def converted_gguf(folder: Path, label: str, progress: bool = True) -> tuple[Pat
     dtype, n_tensors, weight_bytes = _weights(folder)
     outtype, _ = _PRECISION[dtype]
     cache = cache_dir() / "converted"
-    stem = re.sub(r"[^\w.-]+", "_", label)[:60] or "model"
-    out = cache / f"{stem}-{digest[:12]}-{outtype}-llama-cpp-python-{version}.gguf"
+    # named by content alone: the same weights in another folder (or under another name) reuse it
+    out = cache / f"{digest[:16]}-{outtype}-llama-cpp-python-{version}.gguf"
     sidecar = out.with_name(out.name + ".json")
-    if out.is_file() and sidecar.is_file():
-        return out, json.loads(sidecar.read_text(encoding="utf-8"))
+    if out.is_file() and sidecar.is_file():  # the folder's own name: the content is what was converted
+        return out, {**json.loads(sidecar.read_text(encoding="utf-8")), "folder": folder.name}
 
     converter = hf_converter.converter_dir()
     _check_architecture(folder, converter)
