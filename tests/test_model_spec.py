@@ -54,7 +54,8 @@ def test_header_backend_store_cost_bench_and_board_read_one_resolution(case, ggu
 
     spec = api.resolve("slm-llamacpp", margs)  # what slm-suite run does before loading the tasks
     header = run_plan.header(run_plan.Plan(), spec, None)[0]
-    assert header == f"model: {margs['model']} ({scoring}); backend slm-llamacpp, {threads} threads"
+    plural = "" if threads == 1 else "s"
+    assert header == f"model: {margs['model']} ({scoring}); backend slm-llamacpp, {threads} thread{plural}"
 
     # what lm-eval's simple_evaluate builds from the same arguments
     lm = LlamaCppLM.create_from_arg_obj(margs, {"batch_size": None, "max_batch_size": None, "device": None})
