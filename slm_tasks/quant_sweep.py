@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from slm_tasks.errors import SLMError
+from slm_tasks.leaderboards.outputs import OutputError
+from slm_tasks.results.cost_record import SCHEMA as COST_SCHEMA
 
 # The survey's formats (Lu et al. §4: FP16, Q8_0, Q6_K, Q5_K, Q4_K_M, Q3_K) plus Q4_0.
 DEFAULT_FORMATS = ("F16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q4_0")
@@ -215,6 +217,9 @@ def bench_formats(runs: list[FormatRun], out: Path, bench_runs: int, threads: in
         ):
             r.bench, r.bench_reused = old, True
             continue
+        if path.exists() and (old is None or old.get("schema") != COST_SCHEMA):
+            # the bench writes its record here: a file it did not write is never replaced
+            raise OutputError(f"{path} is not a bench record slm-suite wrote; move it away or choose another --out")
         path.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "slm_tasks.adapters.bench", str(r.path), "--runs", str(bench_runs)]
         cmd += ["--pause", "1", "--no-progress", "-o", "json", "--record", str(path)]

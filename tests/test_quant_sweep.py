@@ -149,3 +149,16 @@ def test_command_line_exit_code_is_the_named_formats_gate(swept, env, slm_cli, t
     for row in board["rows"]:  # benched, each format in its own process
         assert row["decode_ms_per_token"] > 0 and row["prefill_tok_s"] > 0 and row["peak_memory_bytes"] > 0
     assert (env / "out" / "index.html").read_text().count("<svg") == 2  # the two Pareto plots
+
+
+def test_a_file_of_the_users_where_a_bench_record_goes_is_refused_and_kept(tmp_path):
+    from slm_tasks.leaderboards.outputs import OutputError
+    from slm_tasks.quant_sweep import FormatRun, bench_formats
+
+    mine = tmp_path / "out" / "bench" / "F16.json"
+    mine.parent.mkdir(parents=True)
+    mine.write_text('{"my": "notes"}\n')
+    run = FormatRun("F16", tmp_path / "model.gguf", "0" * 64, 0.0)
+    with pytest.raises(OutputError, match="is not a bench record slm-suite wrote"):
+        bench_formats([run], tmp_path / "out", bench_runs=1, threads=1)
+    assert mine.read_text() == '{"my": "notes"}\n'
