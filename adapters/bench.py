@@ -7,7 +7,10 @@ runs so thermal and scheduler state settle:
   2048-token context; tests ``pp50`` (prefill), ``tg50`` (the 49 decode steps after the
   first token, which comes from the prompt's logits) and ``ttft`` (time to first token);
 * ``llama-bench`` -- llama.cpp's standard tests: ``pp512`` (prompt processing of 512
-  tokens in one batch) and ``tg128`` (128 single-token decode steps from an empty cache).
+  tokens in one batch) and ``tg128`` (128 single-token decode steps from an empty cache);
+* ``long-context`` (not in the default set) -- prefill and decode speed and the KV-cache,
+  compute-buffer and resident memory at the long-context domain's lengths
+  (:mod:`slm_tasks.adapters.bench_long`): tests ``pp<length>`` and ``tg16 @ d<length>``.
 
 Prompts are random token ids (seeded), as llama-bench uses; generation is greedy and does
 not stop at end-of-sequence. The table is llama-bench's: one row per test, t/s as mean
@@ -29,11 +32,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from slm_tasks.adapters import bench_long
 from slm_tasks.adapters.bench_table import FORMATS, render
 from slm_tasks.adapters.cost import CostMeter, software_versions
 from slm_tasks.adapters.hardware import describe as describe_hardware
 
-PROTOCOLS = ("survey", "llama-bench")
+PROTOCOLS = ("survey", "llama-bench", "long-context")
+DEFAULT_PROTOCOLS = ("survey", "llama-bench")
+LONG = "long-context"
 SURVEY = {"prompt_tokens": 50, "gen_tokens": 50, "n_ctx": 2048}
 LLAMA_BENCH = {"pp": 512, "tg": 128}
 
@@ -68,8 +74,7 @@ def stats(values) -> dict:
     }
 
 
-def _random_tokens(engine, n: int, rng: np.random.Generator) -> list[int]:
-    return [int(t) for t in rng.integers(low=1000 if engine.n_vocab > 2000 else 0, high=engine.n_vocab, size=n)]
+_random_tokens = bench_long.random_tokens
 
 
 def _prefill(engine, tokens) -> tuple[float, np.ndarray]:
@@ -115,9 +120,10 @@ def _llama_bench_run(engine, rng) -> tuple[dict, dict]:
     return metrics, {"pp512": pp_s, "tg128": tg_s}
 
 
-def _test_row(name: str, seconds: list[float], started: str | None) -> dict:
-    """One row of the table in llama-bench's terms (avg/stddev of ns and t/s, samples)."""
-    protocol, n_prompt, n_gen, n_depth = TESTS[name]
+def _test_row(name: str, seconds: list[float], started: str | None, shape: tuple | None = None) -> dict:
+    """One row of the table in llama-bench's terms (avg/stddev of ns and t/s, samples);
+    ``shape`` is (protocol, n_prompt, n_gen, n_depth) for a test not in TESTS."""
+    protocol, n_prompt, n_gen, n_depth = shape or TESTS[name]
     ns, ts = stats(s * 1e9 for s in seconds), stats((n_prompt + n_gen) / s for s in seconds)
     ms = stats(s * 1000 / (n_gen or 1) for s in seconds)  # per token for tg, whole for ttft
     return {
@@ -155,14 +161,16 @@ def bench(
     runs: int = 5,
     pause_s: float = 2.0,
     n_threads: int | None = None,
-    protocols=PROTOCOLS,
+    protocols=DEFAULT_PROTOCOLS,
     n_batch: int = 512,
     seed: int = 0,
     progress: bool = True,
+    lengths=None,
 ) -> dict:
     """Benchmark ``model`` in its stored format: a :class:`~slm_tasks.adapters.model_spec.ModelSpec`
     (run on its threads), or a GGUF path or short name (resolved by :func:`resolve` with
-    ``n_threads``); returns a cost record with ``bench``."""
+    ``n_threads``); returns a cost record with ``bench``. ``lengths``: those of the
+    ``long-context`` protocol (default: the full long-context domain's)."""
     from slm_tasks.adapters.llamacpp_engine import LlamaEngine
     from slm_tasks.errors import SLMError
 
@@ -172,6 +180,10 @@ def bench(
         raise SLMError(f"unknown bench protocol(s) {sorted(unknown)}; choose from {', '.join(PROTOCOLS)}")
     if runs < 1:
         raise SLMError(f"bench runs must be at least 1 (--runs); got {runs}")
+    lengths = sorted(set(int(n) for n in (lengths or bench_long.domain_lengths()))) if LONG in protocols else []
+    if any(n < 1 for n in lengths):
+        raise SLMError(f"bench lengths must be positive token counts (--lengths); got {lengths}")
+    short = tuple(p for p in protocols if p != LONG)
     spec = (resolve(model, n_threads) if isinstance(model, (str, os.PathLike)) else model).stored()
     n_ctx = max(SURVEY["n_ctx"], LLAMA_BENCH["pp"] + LLAMA_BENCH["tg"])
     engine = LlamaEngine(spec.path, max_length=n_ctx, n_batch=n_batch, n_threads=spec.threads, n_parallel=1, kv_slack=0)
@@ -183,16 +195,20 @@ def bench(
         )
         rng = np.random.default_rng(seed)
         fns = {"survey": _survey_run, "llama-bench": _llama_bench_run}
-        results: dict[str, list[dict]] = {p: [] for p in protocols}
-        energy: dict[str, list[float]] = {p: [] for p in protocols}
+        results: dict[str, list[dict]] = {p: [] for p in short}
+        energy: dict[str, list[float]] = {p: [] for p in short}
         seconds: dict[str, list[float]] = {}
         started: dict[str, str] = {}
         bar = tqdm(
-            total=(runs + 1) * len(protocols), disable=not progress, desc=f"bench {spec.requested}", file=sys.stderr
+            total=(runs + 1) * (len(short) + len(lengths)),
+            disable=not progress,
+            desc=f"bench {spec.requested}",
+            file=sys.stderr,
         )
+        long = None
         try:
-            for i in range(runs + 1):  # run 0 warms caches and is not reported
-                for p in protocols:
+            for i in range(runs + 1 if short else 0):  # run 0 warms caches and is not reported
+                for p in short:
                     if i == 1:
                         started[p] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
                     with meter.measure({} if i == 0 else {f"bench:{p}": 1.0}) as work:
@@ -210,6 +226,9 @@ def bench(
                     bar.update(1)
                 if pause_s and i < runs:
                     time.sleep(pause_s)
+            if lengths:
+                started[LONG] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                long = bench_long.measure(spec, lengths, runs, rng, pause_s, n_batch, tick=lambda: bar.update(1))
         finally:
             bar.close()
         record = meter.record()
@@ -221,11 +240,17 @@ def bench(
             cumulative = energy[p]
             entry["energy_j"] = stats(np.diff([0.0] + cumulative)) if energy_ok else None
             per_protocol[p] = entry
+        long_rows = []
+        if long is not None:
+            per_protocol[LONG], long_rows = _long_entry(long, started[LONG])
         survey, lb = per_protocol.get("survey", {}), per_protocol.get("llama-bench", {})
+        names = {
+            "survey": "survey-p50-g50-c2048",
+            "llama-bench": "llama-bench-pp512-tg128",
+            LONG: "long-context-" + "-".join(map(str, lengths)),
+        }
         record["bench"] = {
-            "protocol": "+".join(
-                {"survey": "survey-p50-g50-c2048", "llama-bench": "llama-bench-pp512-tg128"}[p] for p in protocols
-            ),
+            "protocol": "+".join(names[p] for p in protocols),
             "runs": runs,
             "warmup_runs": 1,
             "pause_s": pause_s,
@@ -240,14 +265,36 @@ def bench(
             "protocols": per_protocol,
             "tests": [
                 _test_row(name, seconds[name], started[TESTS[name][0]])
-                for p in protocols
+                for p in short
                 for name in TESTS
                 if TESTS[name][0] == p
-            ],
+            ]
+            + long_rows,
         }
         return record
     finally:
         engine.close()
+
+
+def _long_entry(long: dict, started: str) -> tuple[dict, list[dict]]:
+    """The ``long-context`` protocol's entry (per length: speeds with their spread, memory)
+    and its table rows."""
+    gen = long["gen_tokens"]
+    lengths, rows = {}, []
+    for n, m in long["lengths"].items():
+        lengths[str(n)] = {
+            "pp_tok_s": stats(n / s for s in m["pp_s"]),
+            "tg_ms_per_token": stats(s * 1000 / gen for s in m["tg_s"]),
+            **{k: m[k] for k in ("n_ctx", "kv_mib", "compute_mib", "output_mib", "rss_bytes")},
+        }
+        rows.append(_test_row(f"pp{n}", m["pp_s"], started, (LONG, n, 0, 0)))
+        rows.append(_test_row(f"tg{gen} @ d{n}", m["tg_s"], started, (LONG, 0, gen, n)))
+    entry = {
+        "gen_tokens": gen,
+        "lengths": lengths,
+        "not_applicable": {str(n): why for n, why in long["not_applicable"].items()},
+    }
+    return entry, rows
 
 
 def _output_format(value: str) -> str:
@@ -270,7 +317,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--pause", type=float, default=2.0, help="seconds to wait between runs (default 2)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all usable cores)")
     p.add_argument(
-        "--protocol", default=",".join(PROTOCOLS), help="comma-separated: survey, llama-bench (default both)"
+        "--protocol",
+        default=",".join(DEFAULT_PROTOCOLS),
+        help="comma-separated: survey, llama-bench, long-context (default: survey,llama-bench)",
+    )
+    p.add_argument(
+        "--lengths",
+        default=None,
+        help="comma-separated prompt lengths in tokens for the long-context protocol "
+        "(default: the long-context domain's, " + ",".join(map(str, bench_long.domain_lengths())) + ")",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the random prompt tokens")
     p.add_argument(
@@ -294,6 +349,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def _lengths(value: str | None) -> list[int] | None:
+    from slm_tasks.errors import SLMError
+
+    if not value:
+        return None
+    try:
+        return [int(x) for x in value.split(",") if x.strip()]
+    except ValueError:
+        raise SLMError(f"--lengths takes comma-separated token counts such as 1000,2000; got '{value}'") from None
+
+
 def run(args) -> int:
     record = bench(
         args.model,
@@ -302,6 +368,7 @@ def run(args) -> int:
         n_threads=args.threads,
         protocols=[x.strip() for x in args.protocol.split(",") if x.strip()],
         seed=args.seed,
+        lengths=_lengths(args.lengths),
         progress=not args.no_progress,
     )
     sys.stdout.write(render(record, args.output))

@@ -114,11 +114,32 @@ def markdown(table: list[dict], build: str) -> str:
     return "\n".join([line(COLUMNS), rule, *map(line, cells), "", f"build: {build}"]) + "\n"
 
 
+def long_context_memory(record: dict) -> str:
+    """The long-context protocol's memory per length (Markdown; empty without it): the
+    buffers llama.cpp allocates for a context of that length and the process's resident
+    memory after its prefill."""
+    entry = ((record["bench"].get("protocols") or {}).get("long-context")) or {}
+    if not entry:
+        return ""
+    lines = [
+        "| length | n_ctx | KV cache MiB | compute buffer MiB | output buffer MiB | RSS MiB |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for n, m in entry["lengths"].items():
+        lines.append(
+            f"| {n} | {m['n_ctx']} | {m['kv_mib']:.2f} | {m['compute_mib']:.2f} | {m['output_mib']:.2f} "
+            f"| {m['rss_bytes'] / 2**20:.0f} |"
+        )
+    lines += [f"| {n} | not applicable: {why} | | | | |" for n, why in entry["not_applicable"].items()]
+    return "\n".join(lines) + "\n"
+
+
 def render(record: dict, fmt: str = "md") -> str:
     """The table of a bench record in ``fmt`` (md, csv or json), ending with a newline."""
     table = rows(record)
     if fmt == "md":
-        return markdown(table, record["bench"]["build"])
+        memory = long_context_memory(record)
+        return markdown(table, record["bench"]["build"]) + (f"\n{memory}" if memory else "")
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.DictWriter(buf, FIELDS, extrasaction="ignore", quoting=csv.QUOTE_ALL, lineterminator="\n")

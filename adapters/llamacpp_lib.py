@@ -5,8 +5,10 @@ formats, and the model parameters safe on this CPU."""
 from __future__ import annotations
 
 import ctypes
+import re
 import sys
 from collections import deque
+from contextlib import contextmanager
 
 from slm_tasks.adapters.models import PIP_EXTRA
 from slm_tasks.errors import SLMError
@@ -27,6 +29,7 @@ def import_llama_cpp():
 
 _LOG_TAIL: deque[str] = deque(maxlen=20)
 _LOG_STATE = {"verbose": False, "callback": None}
+_CAPTURES: list[list[str]] = []  # open captured_log() blocks
 
 
 def install_log_callback(llama_cpp, verbose: bool) -> None:
@@ -41,11 +44,38 @@ def install_log_callback(llama_cpp, verbose: bool) -> None:
         msg = text.decode("utf-8", "replace")
         if msg.strip():
             _LOG_TAIL.append(msg.rstrip())
+        for lines in _CAPTURES:
+            lines.append(msg)
         if _LOG_STATE["verbose"]:
             sys.stderr.write(msg)
 
     _LOG_STATE["callback"] = _callback  # keep a reference: ctypes does not
     llama_cpp.llama_log_set(_callback, ctypes.c_void_p(0))
+
+
+@contextmanager
+def captured_log():
+    """Collect every piece of llama.cpp's log written inside the block (a list of strings;
+    the callback must be installed, as the engine does on load)."""
+    lines: list[str] = []
+    _CAPTURES.append(lines)
+    try:
+        yield lines
+    finally:
+        _CAPTURES.remove(lines)
+
+
+_BUFFER = re.compile(r"\b(KV|compute|output) buffer size\s*=\s*([0-9.]+) MiB")
+
+
+def buffer_sizes(log: list[str]) -> dict[str, float]:
+    """The buffers llama.cpp reports when it creates a context, in MiB: ``kv`` (the KV
+    cache; models with sliding-window layers report two caches, summed), ``compute`` (the
+    scheduler's work buffer for the largest batch) and ``output`` (logits)."""
+    sizes = {"kv": 0.0, "compute": 0.0, "output": 0.0}
+    for kind, mib in _BUFFER.findall("".join(log)):
+        sizes[kind.lower()] += float(mib)
+    return sizes
 
 
 def log_tail(n: int = 3) -> str:

@@ -235,9 +235,17 @@ def run(
             )
         else:
             from slm_tasks.adapters.bench import bench
+            from slm_tasks.adapters.bench_long import domain_lengths
 
+            # a run with long-context tasks also measures speed and memory at their lengths
+            lengths = domain_lengths(results.get("configs") or {})
             cost.raw["bench"] = bench(
-                spec.stored(), runs=bench_runs, pause_s=1.0, protocols=("survey",), progress=False
+                spec.stored(),
+                runs=bench_runs,
+                pause_s=1.0,
+                protocols=("survey", "long-context") if lengths else ("survey",),
+                lengths=lengths,
+                progress=False,
             )["bench"]
     samples = results.pop("samples", None) if log_samples else None
     results_file = run_output.save(tracker, results, samples)

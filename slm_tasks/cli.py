@@ -149,6 +149,13 @@ def _print_cost(cost: CostRecord) -> None:
                 f"{med['ttft_ms']:.0f} ms, decode {med['tg_ms_per_token']:.1f} ms/token, "
                 f"prefill {med['pp_tok_s']:.0f} tok/s"
             )
+        for n, m in cost.bench_long_context().items():
+            if None not in m.values():
+                print(
+                    f"  at {n} tokens: prefill {m['pp_tok_s']:.0f} tok/s, decode {m['tg_ms_per_token']:.1f} ms/token; "
+                    f"KV cache {m['kv_mib']:.1f} MiB + compute buffer {m['compute_mib']:.1f} MiB, "
+                    f"resident {m['rss_bytes'] / 2**20:.0f} MiB"
+                )
     reused = run.get("reused_requests")
     if reused:
         stored = cost.run_figure("reused_stored_s")
@@ -254,7 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-bench",
         action="store_true",
         help="skip the runtime bench of the model as stored that ends every llama.cpp run "
-        "(10-40 s; the cost record then has no bench figures)",
+        "(10-40 s, plus prefill, decode and memory at each length of the long-context tasks "
+        "run; the cost record then has no bench figures)",
     )
     r.add_argument(
         "--ray",

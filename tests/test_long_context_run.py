@@ -56,6 +56,14 @@ def test_applicable_cells_are_scored_and_the_rest_are_not(run):
     json.dumps(run["results"])  # the results file can be written
 
 
+def test_the_run_names_its_lengths_for_the_bench(run):
+    """`slm-suite run`'s bench measures speed and memory at the lengths the run evaluated,
+    read from the run's own task configs."""
+    from slm_tasks.adapters.bench_long import domain_lengths
+
+    assert domain_lengths(run["configs"]) == [1000, 2000]
+
+
 def test_slm_suite_passes_the_model_arguments_to_the_tasks(mirror):
     """`slm-suite run`'s path (slm_tasks.api.evaluate) hands the model arguments to the loader
     as lm-eval's CLI does: the cells are counted in the model's tokenizer and judged against

@@ -91,6 +91,20 @@ class CostRecord:
         entry = self.bench.get(key)
         return number(entry.get("median")) if isinstance(entry, dict) else number(entry)
 
+    def bench_long_context(self) -> dict[int, dict]:
+        """The bench's long-context figures per length (tokens): ``pp_tok_s`` and
+        ``tg_ms_per_token`` (medians), ``kv_mib``, ``compute_mib``, ``rss_bytes``; empty when
+        the bench did not run that protocol."""
+        entry = ((self.bench.get("protocols") or {}).get("long-context")) or {}
+        out = {}
+        for n, m in (entry.get("lengths") or {}).items():
+            out[int(n)] = {
+                "pp_tok_s": number((m.get("pp_tok_s") or {}).get("median")),
+                "tg_ms_per_token": number((m.get("tg_ms_per_token") or {}).get("median")),
+                **{k: number(m.get(k)) for k in ("kv_mib", "compute_mib", "rss_bytes")},
+            }
+        return out
+
     def bench_values(self, key: str) -> list[float] | None:
         """Every bench run's value of ``key`` where all are recorded and positive, else None."""
         entry = self.bench.get(key)
