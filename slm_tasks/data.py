@@ -25,6 +25,7 @@ from typing import Any
 from slm_tasks.errors import SLMError
 
 log = logging.getLogger(__name__)
+_WARNED: set[tuple[str, str]] = set()  # (task, mirror) pairs whose missing few-shot split was logged
 
 ENV_VAR = "SLM_DATA_DIR"
 LITE_SEED = 1234
@@ -119,14 +120,16 @@ def _load_mirror(root, hub_id, hub_config, eval_split, fewshot_split, label) -> 
         _verify(path, manifest.get(rel), label)
         out[split] = datasets.Dataset.from_list(_read_jsonl(str(path), label), features=None)
     if fewshot_split and fewshot_split not in out:
-        log.warning(
-            "%s: the mirror %s has no '%s' split of %s (%s): 0-shot runs, few-shot is unavailable",
-            label,
-            root,
-            fewshot_split,
-            hub_id,
-            hub_config or "default",
-        )
+        if (label, str(root)) not in _WARNED:  # once per process: a sweep loads each task per format
+            _WARNED.add((label, str(root)))
+            log.warning(
+                "%s: the mirror %s has no '%s' split of %s (%s): 0-shot runs, few-shot is unavailable",
+                label,
+                root,
+                fewshot_split,
+                hub_id,
+                hub_config or "default",
+            )
         out[fewshot_split] = out[eval_split].select([]) if eval_split else datasets.Dataset.from_list([])
     return out
 

@@ -124,6 +124,15 @@ def test_missing_fewshot_split_gives_an_empty_split_and_a_clear_fewshot_error(tm
         sampler.sample(5)
 
 
+def test_a_missing_fewshot_split_is_logged_once_per_process(tmp_path, caplog):
+    # a quantisation sweep loads every task once per format: one warning, not seven
+    make_mirror(tmp_path, with_train=False)
+    with caplog.at_level("WARNING", logger="slm_tasks.data"):
+        for _ in range(3):
+            assert len(load(tmp_path)["train"]) == 0
+    assert [r.getMessage().count("few-shot is unavailable") for r in caplog.records] == [1]
+
+
 def test_what_is_missing_is_computed_from_the_mirror_not_remembered(tmp_path):
     lacking, complete = tmp_path / "lacking", tmp_path / "complete"
     make_mirror(lacking, with_train=False)
