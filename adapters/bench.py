@@ -166,11 +166,13 @@ def bench(
     seed: int = 0,
     progress: bool = True,
     lengths=None,
+    long_runs: int | None = None,
 ) -> dict:
     """Benchmark ``model`` in its stored format: a :class:`~slm_tasks.adapters.model_spec.ModelSpec`
     (run on its threads), or a GGUF path or short name (resolved by :func:`resolve` with
     ``n_threads``); returns a cost record with ``bench``. ``lengths``: those of the
-    ``long-context`` protocol (default: the full long-context domain's)."""
+    ``long-context`` protocol (default: the full long-context domain's), measured
+    ``long_runs`` times each (default ``runs``)."""
     from slm_tasks.adapters.llamacpp_engine import LlamaEngine
     from slm_tasks.errors import SLMError
 
@@ -200,7 +202,7 @@ def bench(
         seconds: dict[str, list[float]] = {}
         started: dict[str, str] = {}
         bar = tqdm(
-            total=(runs + 1) * (len(short) + len(lengths)),
+            total=(runs + 1) * len(short) + (long_runs or runs) * len(lengths) + bool(lengths),
             disable=not progress,
             desc=f"bench {spec.requested}",
             file=sys.stderr,
@@ -228,7 +230,9 @@ def bench(
                     time.sleep(pause_s)
             if lengths:
                 started[LONG] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-                long = bench_long.measure(spec, lengths, runs, rng, pause_s, n_batch, tick=lambda: bar.update(1))
+                long = bench_long.measure(
+                    spec, lengths, long_runs or runs, rng, pause_s, n_batch, tick=lambda: bar.update(1)
+                )
         finally:
             bar.close()
         record = meter.record()
@@ -291,6 +295,8 @@ def _long_entry(long: dict, started: str) -> tuple[dict, list[dict]]:
         rows.append(_test_row(f"tg{gen} @ d{n}", m["tg_s"], started, (LONG, 0, gen, n)))
     entry = {
         "gen_tokens": gen,
+        "runs": long["runs"],
+        "warmup_runs": long["warmup_runs"],
         "lengths": lengths,
         "not_applicable": {str(n): why for n, why in long["not_applicable"].items()},
     }

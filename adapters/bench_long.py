@@ -9,9 +9,12 @@ steps) is created, so the memory figures are those of a model serving that lengt
   the context (its own log lines, summed over caches);
 * ``rss_bytes``: the process's resident memory after the last prefill at that length (the
   earlier lengths' contexts are freed first);
-* per run, after a warm-up: the prefill of ``length`` random tokens in batches of
-  ``n_batch`` (test ``pp<length>``), then ``GEN_TOKENS`` greedy decode steps on top of it
-  (test ``tg16 @ d<length>``, llama-bench's name for decoding at a depth).
+* per run: the prefill of ``length`` random tokens in batches of ``n_batch`` (test
+  ``pp<length>``), then ``GEN_TOKENS`` greedy decode steps on top of it (test
+  ``tg16 @ d<length>``, llama-bench's name for decoding at a depth). One warm-up run, at the
+  shortest length only: a prefill of thousands of tokens warms the caches within its first
+  batches, and the long lengths are what make this protocol expensive (SmolLM2-135M's 8,000
+  tokens take about 50 s on two cores).
 
 The lengths are the long-context tasks' own (their YAML ``metadata.lc_lengths``): the cost
 record then describes the cells the domain scores.
@@ -63,12 +66,13 @@ def measure(
 ) -> dict:
     """Seconds per run and memory per length for ``spec`` (a stored-format ModelSpec):
     ``{"lengths": {L: {...}}, "not_applicable": {L: reason}}``; ``tick`` is called once per
-    run (warm-up included)."""
+    run (the warm-up included: ``runs + 1`` calls for the first length, ``runs`` for the rest)."""
     from slm_tasks.adapters.llamacpp_engine import LlamaEngine
     from slm_tasks.adapters.llamacpp_lib import buffer_sizes, captured_log
 
     proc = psutil.Process()
-    out: dict = {"gen_tokens": GEN_TOKENS, "lengths": {}, "not_applicable": {}}
+    out: dict = {"gen_tokens": GEN_TOKENS, "runs": runs, "warmup_runs": 1, "lengths": {}, "not_applicable": {}}
+    warmup = 1
     for length in sorted(set(int(n) for n in lengths)):
         with captured_log() as log:
             engine = LlamaEngine(
@@ -86,7 +90,7 @@ def measure(
                 out["not_applicable"][length] = reason
                 continue
             pp, tg = [], []
-            for i in range(runs + 1):  # run 0 warms caches and is not reported
+            for i in range(runs + warmup):  # a warm-up run is not reported
                 prompt = random_tokens(engine, length, rng)
                 engine.clear()
                 t0 = time.perf_counter()
@@ -95,12 +99,13 @@ def measure(
                 for _ in range(GEN_TOKENS):
                     token = int(engine.step(token).argmax())
                 t2 = time.perf_counter()
-                if i > 0:
+                if i >= warmup:
                     pp.append(t1 - t0)
                     tg.append(t2 - t1)
                 tick()
-                if pause_s and i < runs:
+                if pause_s and i < runs + warmup - 1:
                     time.sleep(pause_s)
+            warmup = 0
             buffers = buffer_sizes(log)
             out["lengths"][length] = {
                 "n_ctx": engine.kv_size,

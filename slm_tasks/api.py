@@ -10,6 +10,7 @@ import contextlib
 import functools
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -237,14 +238,22 @@ def run(
             from slm_tasks.adapters.bench import bench
             from slm_tasks.adapters.bench_long import domain_lengths
 
-            # a run with long-context tasks also measures speed and memory at their lengths
+            # a run with long-context tasks also measures speed and memory at their lengths:
+            # two runs each, since one prefill of 8,000 tokens takes most of a minute here
             lengths = domain_lengths(results.get("configs") or {})
+            if lengths:
+                print(
+                    f"runtime bench of the model as stored: the survey's protocol, then prefill, decode "
+                    f"and memory at {', '.join(map(str, lengths))} tokens (the long-context lengths run)",
+                    file=sys.stderr,
+                )
             cost.raw["bench"] = bench(
                 spec.stored(),
                 runs=bench_runs,
                 pause_s=1.0,
                 protocols=("survey", "long-context") if lengths else ("survey",),
                 lengths=lengths,
+                long_runs=min(bench_runs, 2),
                 progress=False,
             )["bench"]
     samples = results.pop("samples", None) if log_samples else None

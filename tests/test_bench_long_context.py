@@ -52,6 +52,8 @@ def test_long_context_bench_measures_each_length_in_a_context_of_its_own(tmp_pat
     entry = b["protocols"]["long-context"]
     # SmolLM2-135M was trained on 8,192 tokens: 9,000 is reported, not measured
     assert list(entry["not_applicable"]) == ["9000"] and "8192" in entry["not_applicable"]["9000"]
+    # one warm-up, at the shortest length: the long prefills are the protocol's cost
+    assert (entry["runs"], entry["warmup_runs"]) == (2, 1)
     small, large = entry["lengths"]["256"], entry["lengths"]["512"]
     for n, m in ((256, small), (512, large)):
         assert m["n_ctx"] >= n + bench_long.GEN_TOKENS
