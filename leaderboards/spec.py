@@ -218,8 +218,8 @@ def _number(x) -> float | None:
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
 
 
-# packaged YAML files that are gate policies, not board specs
-_POLICIES = frozenset({"gate.yaml", "quant_policy.yaml"})
+# packaged YAML files that are not board specs (gate and quantisation policies, sweep profiles)
+_POLICIES = frozenset({"gate.yaml", "quant_policy.yaml", "quant_profiles.yaml"})
 
 
 def packaged_specs() -> list[str]:

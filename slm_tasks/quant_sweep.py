@@ -25,7 +25,10 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
+
+import yaml
 
 from slm_tasks.errors import SLMError
 from slm_tasks.leaderboards.outputs import OutputError
@@ -33,30 +36,20 @@ from slm_tasks.results.cost_record import SCHEMA as COST_SCHEMA
 
 # The survey's formats (Lu et al. §4: FP16, Q8_0, Q6_K, Q5_K, Q4_K_M, Q3_K) plus Q4_0.
 DEFAULT_FORMATS = ("F16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q4_0")
-_MC_SHORT = (
-    "slm_winogrande_lite",
-    "slm_piqa_lite",
-    "slm_social_iqa_lite",
-    "slm_commonsense_qa_lite",
-    "slm_openbookqa_lite",
-    "slm_arc_easy_lite",
-    "slm_arc_challenge_lite",
-    "slm_mmlu_lite",
-)
-_MC_LONG = ("slm_hellaswag_lite", "slm_boolq_lite", "slm_truthfulqa_mc2_lite")
-# profile -> (tasks, board spec). "mc" (the default): the lite board's multiple-choice tasks less
-# its three longest (hellaswag, boolq, truthfulqa_mc2: 118k of the 207k prompt tokens), 1,600
-# documents in two domains — enough to see a 1-point domain difference between formats that
-# disagree on ~2% of documents, and any KL shift; about 90k prompt tokens per format, which
-# keeps seven formats within 45 minutes on the 2-core machine (docs/quantisation.md,
-# benchmarks/quant_profile_cost.py).
-PROFILES = {
-    "mc": (_MC_SHORT, "lite"),
-    "mc-full": (_MC_SHORT + _MC_LONG, "lite"),
-    "lite": (("slm_suite_lite",), "lite"),
-    "quick": (("slm_arc_easy_lite", "slm_piqa_lite"), "lite"),
-}
-DEFAULT_PROFILE = "mc"
+
+
+def _profiles() -> tuple[dict[str, tuple[tuple[str, ...], str]], str]:
+    """The packaged sweep profiles (leaderboards/quant_profiles.yaml): name -> (tasks, board
+    spec), and the default's name."""
+    raw = yaml.safe_load((resources.files("slm_tasks.leaderboards") / "quant_profiles.yaml").read_text("utf-8"))
+    profiles: dict[str, tuple[tuple[str, ...], str]] = {}
+    for name, p in raw["profiles"].items():
+        base = profiles[p["extends"]][0] if p.get("extends") else ()
+        profiles[name] = (tuple(base) + tuple(p["tasks"]), p["spec"])
+    return profiles, raw["default"]
+
+
+PROFILES, DEFAULT_PROFILE = _profiles()
 RUN_MARKER = "sweep-run.json"
 
 

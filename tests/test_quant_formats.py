@@ -118,3 +118,25 @@ def test_bad_policy_and_an_out_that_is_a_file_fail_before_any_work(slm_cli, user
     assert r.code == 2 and len(r.error_lines) == 1 and "quantisation policy" in r.error_lines[0]
     files.assert_kept()
     assert not (tmp_path / "s").exists()
+
+
+def test_every_profile_is_scored_by_its_spec():
+    """The packaged profiles (leaderboards/quant_profiles.yaml): each task of a profile is a task
+    of its spec's domains or a suite group, and the default is the multiple-choice profile."""
+    from slm_tasks.leaderboards.spec import load_spec
+    from slm_tasks.paths import task_dir
+    from slm_tasks.quant_sweep import DEFAULT_PROFILE, PROFILES
+
+    assert DEFAULT_PROFILE == "mc"
+    for name, (tasks, spec_name) in PROFILES.items():
+        spec = load_spec(spec_name)
+        declared = {t.task for d in spec.domains for t in d.tasks}
+        groups = {p.stem.lstrip("_") for p in task_dir().rglob("_*.yaml")}
+        assert tasks and all(t in declared or t in groups for t in tasks), name
+    # mc-full extends mc with the three longest multiple-choice tasks
+    mc, full = PROFILES["mc"][0], PROFILES["mc-full"][0]
+    assert full[: len(mc)] == mc and set(full) - set(mc) == {
+        "slm_hellaswag_lite",
+        "slm_boolq_lite",
+        "slm_truthfulqa_mc2_lite",
+    }
