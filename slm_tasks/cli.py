@@ -149,12 +149,13 @@ def _print_cost(cost: CostRecord) -> None:
                 f"{med['ttft_ms']:.0f} ms, decode {med['tg_ms_per_token']:.1f} ms/token, "
                 f"prefill {med['pp_tok_s']:.0f} tok/s"
             )
+        # the process's resident memory is left out here: in a run it holds the evaluation too
         for n, m in cost.bench_long_context().items():
             if None not in m.values():
                 print(
-                    f"  at {n} tokens: prefill {m['pp_tok_s']:.0f} tok/s, decode {m['tg_ms_per_token']:.1f} ms/token; "
-                    f"KV cache {m['kv_mib']:.1f} MiB + compute buffer {m['compute_mib']:.1f} MiB, "
-                    f"resident {m['rss_bytes'] / 2**20:.0f} MiB"
+                    f"  at {n} tokens (median of {m['runs']}): prefill {m['pp_tok_s']:.0f} tok/s, "
+                    f"decode {m['tg_ms_per_token']:.1f} ms/token; KV cache {m['kv_mib']:.1f} MiB "
+                    f"+ compute buffer {m['compute_mib']:.1f} MiB"
                 )
     reused = run.get("reused_requests")
     if reused:

@@ -144,3 +144,39 @@ def test_the_run_summary_prints_from_the_record(capsys):
         "decode 9.2 ms/token, prefill 410 tok/s"
     )
     assert lines[2] == "response store: 6 of 10 requests answered from it (they took 12.0 s when computed)"
+
+
+def test_the_run_summary_prints_the_long_context_bench(capsys):
+    from slm_tasks.cli import _print_cost
+
+    data = example()
+    data["bench"] = {
+        "protocol": "survey-p50-g50-c2048+long-context-1000-2000",
+        "runs": 3,
+        "ttft_ms": {"median": 150.0},
+        "tg_ms_per_token": {"median": 9.25},
+        "pp_tok_s": {"median": 410.0},
+        "protocols": {
+            "long-context": {
+                "runs": 2,
+                "lengths": {
+                    "1000": {
+                        "pp_tok_s": {"median": 293.4},
+                        "tg_ms_per_token": {"median": 22.53},
+                        "kv_mib": 22.5,
+                        "compute_mib": 98.25,
+                        "rss_bytes": 2**30,
+                    }
+                },
+                "not_applicable": {},
+            }
+        },
+    }
+    _print_cost(CostRecord.from_json(data, "r.json"))
+    lines = capsys.readouterr().out.splitlines()
+    # one line per length, under the runtime line; the process's resident memory (which in a
+    # run holds the evaluation too) stays in the record
+    assert lines[2] == (
+        "  at 1000 tokens (median of 2): prefill 293 tok/s, decode 22.5 ms/token; "
+        "KV cache 22.5 MiB + compute buffer 98.2 MiB"
+    )

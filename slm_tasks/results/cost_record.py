@@ -93,12 +93,13 @@ class CostRecord:
 
     def bench_long_context(self) -> dict[int, dict]:
         """The bench's long-context figures per length (tokens): ``pp_tok_s`` and
-        ``tg_ms_per_token`` (medians), ``kv_mib``, ``compute_mib``, ``rss_bytes``; empty when
-        the bench did not run that protocol."""
+        ``tg_ms_per_token`` (medians of ``runs``), ``kv_mib``, ``compute_mib``, ``rss_bytes``;
+        empty when the bench did not run that protocol."""
         entry = ((self.bench.get("protocols") or {}).get("long-context")) or {}
         out = {}
         for n, m in (entry.get("lengths") or {}).items():
             out[int(n)] = {
+                "runs": entry.get("runs"),
                 "pp_tok_s": number((m.get("pp_tok_s") or {}).get("median")),
                 "tg_ms_per_token": number((m.get("tg_ms_per_token") or {}).get("median")),
                 **{k: number(m.get(k)) for k in ("kv_mib", "compute_mib", "rss_bytes")},
