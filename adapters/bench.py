@@ -74,9 +74,6 @@ def stats(values) -> dict:
     }
 
 
-_random_tokens = bench_long.random_tokens
-
-
 def _prefill(engine, tokens) -> tuple[float, np.ndarray]:
     engine.clear()
     t0 = time.perf_counter()
@@ -93,7 +90,7 @@ def _decode_steps(engine, token: int, n: int) -> float:
 
 
 def _survey_run(engine, rng) -> tuple[dict, dict]:
-    prompt = _random_tokens(engine, SURVEY["prompt_tokens"], rng)
+    prompt = bench_long.random_tokens(engine, SURVEY["prompt_tokens"], rng)
     engine.clear()
     t0 = time.perf_counter()
     logits = engine.set_prefix(prompt)
@@ -112,10 +109,10 @@ def _survey_run(engine, rng) -> tuple[dict, dict]:
 
 
 def _llama_bench_run(engine, rng) -> tuple[dict, dict]:
-    pp_s, _ = _prefill(engine, _random_tokens(engine, LLAMA_BENCH["pp"], rng))
+    pp_s, _ = _prefill(engine, bench_long.random_tokens(engine, LLAMA_BENCH["pp"], rng))
     # tg128 starts from an empty cache, one token at a time, as llama-bench's
     engine.clear()
-    tg_s = _decode_steps(engine, _random_tokens(engine, 1, rng)[0], LLAMA_BENCH["tg"])
+    tg_s = _decode_steps(engine, bench_long.random_tokens(engine, 1, rng)[0], LLAMA_BENCH["tg"])
     metrics = {"pp512_tok_s": LLAMA_BENCH["pp"] / pp_s, "tg128_ms_per_token": tg_s * 1000 / LLAMA_BENCH["tg"]}
     return metrics, {"pp512": pp_s, "tg128": tg_s}
 
@@ -230,8 +227,10 @@ def bench(
                     time.sleep(pause_s)
             if lengths:
                 started[LONG] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                n_ctx_train = engine.n_ctx_train
+                engine.close()  # each length gets a context of its own; this one would only add memory
                 long = bench_long.measure(
-                    spec, lengths, long_runs or runs, rng, pause_s, n_batch, tick=lambda: bar.update(1)
+                    spec, lengths, long_runs or runs, rng, n_ctx_train, pause_s, n_batch, tick=lambda: bar.update(1)
                 )
         finally:
             bar.close()
@@ -331,7 +330,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--lengths",
         default=None,
         help="comma-separated prompt lengths in tokens for the long-context protocol "
-        "(default: the long-context domain's, " + ",".join(map(str, bench_long.domain_lengths())) + ")",
+        "(default: the long-context domain's, from its task YAMLs)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the random prompt tokens")
     p.add_argument(

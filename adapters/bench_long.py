@@ -60,12 +60,14 @@ def measure(
     lengths: Iterable[int],
     runs: int,
     rng: np.random.Generator,
+    n_ctx_train: int,
     pause_s: float = 0.0,
     n_batch: int = 512,
     tick: Callable[[], None] = lambda: None,
 ) -> dict:
     """Seconds per run and memory per length for ``spec`` (a stored-format ModelSpec):
-    ``{"lengths": {L: {...}}, "not_applicable": {L: reason}}``; ``tick`` is called once per
+    ``{"lengths": {L: {...}}, "not_applicable": {L: reason}}`` (a length past ``n_ctx_train``,
+    the model's trained context, gets no context at all); ``tick`` is called once per
     run (the warm-up included: ``runs + 1`` calls for the first length, ``runs`` for the rest)."""
     from slm_tasks.adapters.llamacpp_engine import LlamaEngine
     from slm_tasks.adapters.llamacpp_lib import buffer_sizes, captured_log
@@ -74,6 +76,10 @@ def measure(
     out: dict = {"gen_tokens": GEN_TOKENS, "runs": runs, "warmup_runs": 1, "lengths": {}, "not_applicable": {}}
     warmup = 1
     for length in sorted(set(int(n) for n in lengths)):
+        reason = not_applicable(length, n_ctx_train)
+        if reason:
+            out["not_applicable"][length] = reason
+            continue
         with captured_log() as log:
             engine = LlamaEngine(
                 spec.path,
@@ -85,10 +91,6 @@ def measure(
                 prefix_cache=False,
             )
         try:
-            reason = not_applicable(length, engine.n_ctx_train)
-            if reason:
-                out["not_applicable"][length] = reason
-                continue
             pp, tg = [], []
             for i in range(runs + warmup):  # a warm-up run is not reported
                 prompt = random_tokens(engine, length, rng)
